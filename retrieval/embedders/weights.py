@@ -1,0 +1,74 @@
+"""Where a model's weights come from: a configured local folder, the local Hugging Face cache, or the hub.
+
+Decided without loading anything and cached per process: a hub `from_pretrained` that cannot connect
+takes ~30 s to fail, so the app never probes models one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+
+from .registry import Availability
+
+MODEL_DIR_ENV = "XRAY_MODEL_DIR"  # XRAY_MODEL_DIR/<model name>/ holds downloaded weights for offline use
+HUB_HOST = "huggingface.co"
+
+
+def local_folder(name: str) -> Path | None:
+    """`$XRAY_MODEL_DIR/<name>` when it exists and is not empty."""
+    root = os.environ.get(MODEL_DIR_ENV)
+    if not root:
+        return None
+    folder = Path(root).expanduser() / name
+    return folder if folder.is_dir() and any(folder.iterdir()) else None
+
+
+def hub_offline_reason() -> str | None:
+    """None when the hub can be reached; otherwise why not (checked once per process)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    return _probe_hub()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_hub() -> str | None:
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=2.0):
+            return None
+    except OSError as error:
+        return f"the Hugging Face Hub cannot be reached ({error.__class__.__name__})"
+
+
+def in_hub_cache(hub_id: str) -> bool:
+    """True when a snapshot of `hub_id` is already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return any(repo.repo_id == hub_id for repo in scan_cache_dir().repos)
+    except Exception:
+        return False
+
+
+def resolve(name: str, hub_id: str) -> tuple[str | None, Availability]:
+    """(what to pass to from_pretrained, availability). The first is None when the model is unavailable."""
+    folder = local_folder(name)
+    if folder is not None:
+        return str(folder), Availability(True, f"local folder {folder}")
+    if in_hub_cache(hub_id):
+        return hub_id, Availability(True, f"{hub_id} (Hugging Face cache)")
+    reason = hub_offline_reason()
+    if reason is None:
+        return hub_id, Availability(True, f"{hub_id} (Hugging Face Hub)")
+    return None, Availability(
+        False, f"{reason} and no local weights; put them in ${MODEL_DIR_ENV}/{name}/ (or the HF cache)"
+    )
+
+
+def device() -> str:
+    """CUDA when present, else CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

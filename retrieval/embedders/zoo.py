@@ -1,0 +1,374 @@
+"""The hub model zoo: CLIP, BiomedCLIP, ResNet-50, DenseNet-121, ViT-B/16 and DINOv2-small, each loaded on first use.
+
+Weights come from `weights.resolve(name, hub_id)`: the folder `$XRAY_MODEL_DIR/<name>/` when present (a copy of
+the hub repo), else the Hugging Face cache or hub. Four code paths serve six models: one for transformers vision
+backbones (a model class plus a pooling), one for transformers CLIP, one for open_clip and one for timm.
+torch, transformers, open_clip and timm are imported inside the loaders, so importing the zoo costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import EmbedderUnavailable
+from ..images import to_rgb
+from . import weights
+from .base import IMAGE, TEXT, Embedder, l2_normalise
+from .registry import Availability, EmbedderSpec, register
+
+CLIP_HUB_ID = "openai/clip-vit-base-patch32"
+BIOMEDCLIP_HUB_ID = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+RESNET50_HUB_ID = "microsoft/resnet-50"
+DENSENET121_HUB_ID = "timm/densenet121.tv_in1k"
+VIT_B16_HUB_ID = "google/vit-base-patch16-224-in21k"
+DINOV2_SMALL_HUB_ID = "facebook/dinov2-small"
+
+# Text->image cosines of CLIP-like models sit in a narrow band: the two towers fill different cones of the joint
+# space, so even a well-matched caption scores only ~0.25-0.35 and an unrelated one ~0.05-0.15. 0.15 drops
+# the clear mismatches without hiding weak matches (image->image cosines are far higher and never near it).
+CLIP_MIN_SCORE = 0.15
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+
+
+class ZooEmbedder(Embedder):
+    """Plumbing shared by the hub models: where the weights are, the device, batching and the version string.
+
+    `dim` is read from the loaded model, so a smaller checkpoint of the same architecture reports its own width;
+    the registry's `spec.dim` documents the real model's.
+    """
+
+    def __init__(self, name: str, hub_id: str, batch_size: int) -> None:
+        location, state = weights.resolve(name, hub_id)
+        if location is None:
+            raise EmbedderUnavailable(f"Model {name!r} is not available here: {state.reason}")
+        self.name, self.hub_id, self.batch_size = name, hub_id, batch_size
+        self.location = location
+        self.folder = weights.local_folder(name)  # None when loading by hub id (cache or hub)
+        # Never let a cached hub model probe an unreachable hub first (each from_pretrained would stall).
+        self.local_files_only = self.folder is not None or weights.hub_offline_reason() is not None
+        self._device = weights.device()
+        self._fingerprint = ""
+
+    def _remember(self, config: Any) -> None:
+        """Fingerprint the loaded configuration (and, for a local folder, its weight files) for `version()`."""
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+        if self.folder is not None:
+            for path in sorted(self.folder.iterdir()):
+                if path.suffix in WEIGHT_SUFFIXES:
+                    digest.update(f"{path.name}:{path.stat().st_size}".encode())
+        self._fingerprint = digest.hexdigest()[:12]
+
+    def version(self) -> str:
+        source = "local" if self.folder is not None else "hub"
+        return f"{self.name}:{self.hub_id}:{source}-{self._fingerprint}"
+
+    def _embed(self, items: Sequence, encode: Callable[[list], Any]) -> np.ndarray:
+        """Run `encode` (a batch of items -> (n, d) tensor) over `items` in `batch_size` chunks."""
+        import torch
+
+        items = list(items)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(items), self.batch_size):
+                chunks.append(encode(items[start:start + self.batch_size]).float().cpu().numpy())
+        return l2_normalise(np.concatenate(chunks))
+
+
+def _require_all_weights(name: str, location: str, info: dict) -> None:
+    """Refuse a transformers model whose checkpoint left parameters at their random initialisation."""
+    problems = sorted(info.get("missing_keys") or [])
+    problems += sorted(f"{key[0]} (shape)" if isinstance(key, tuple) else str(key)
+                       for key in info.get("mismatched_keys") or [])
+    if problems:
+        shown = ", ".join(problems[:5]) + (", ..." if len(problems) > 5 else "")
+        raise RuntimeError(
+            f"the weights in {location} do not cover {len(problems)} parameter(s) of {name} ({shown}); "
+            f"refusing to run with random weights. Download the complete model again."
+        )
+
+
+def _transformers_config(config) -> dict:
+    """A transformers config as a dict without the fields that name a path or a library version."""
+    return {key: value for key, value in config.to_dict().items()
+            if not key.startswith("_") and key != "transformers_version"}
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How a transformers vision backbone's output becomes one vector per image, and how long it is."""
+
+    describe: str
+    features: Callable[[Any], Any]  # model output -> (n, dim) tensor
+    width: Callable[[Any], int]  # model config -> dim
+
+
+def _cls_and_mean_patch(output):
+    import torch
+
+    tokens = output.last_hidden_state  # already through the final layer norm
+    return torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=1)
+
+
+POOLER_OUTPUT = Pooling("global-average-pooled last stage (pooler_output, flattened)",
+                        lambda output: output.pooler_output.flatten(1), lambda config: config.hidden_sizes[-1])
+CLS_TOKEN = Pooling("CLS token of the last hidden state",
+                    lambda output: output.last_hidden_state[:, 0], lambda config: config.hidden_size)
+# DINOv2's own linear-probe feature: the class token next to the average of the patch tokens.
+CLS_AND_MEAN_PATCH = Pooling("CLS token concatenated with the mean patch token",
+                             _cls_and_mean_patch, lambda config: 2 * config.hidden_size)
+
+
+class HFVisionEmbedder(ZooEmbedder):
+    """A transformers vision backbone (ResNet, ViT, DINOv2) with its own image processor and a pooling."""
+
+    modalities = frozenset({IMAGE})
+    indexes = IMAGE
+
+    def __init__(self, name: str, hub_id: str, model_class: str, pooling: Pooling, batch_size: int = 32,
+                 **model_kwargs) -> None:
+        super().__init__(name, hub_id, batch_size)
+        import transformers
+
+        cls = getattr(transformers, model_class)
+        model, info = cls.from_pretrained(self.location, output_loading_info=True,
+                                          local_files_only=self.local_files_only, **model_kwargs)
+        _require_all_weights(name, self.location, info)
+        self._processor = transformers.AutoImageProcessor.from_pretrained(
+            self.location, local_files_only=self.local_files_only)
+        self._model = model.eval().to(self._device)
+        self._pooling = pooling
+        self.dim = pooling.width(model.config)
+        self._remember({"model": model_class, "pooling": pooling.describe, **_transformers_config(model.config)})
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        def encode(batch):
+            pixels = self._processor(images=[to_rgb(image) for image in batch], return_tensors="pt")
+            return self._pooling.features(self._model(pixel_values=pixels["pixel_values"].to(self._device)))
+
+        return self._embed(images, encode)
+
+
+def _projected(output):
+    """transformers 5 returns a model output from get_*_features (projection in pooler_output); 4.x a tensor."""
+    return output if hasattr(output, "float") else output.pooler_output
+
+
+class CLIPEmbedder(ZooEmbedder):
+    """transformers CLIPModel: images and texts in one space (true text-to-image search)."""
+
+    modalities = frozenset({IMAGE, TEXT})
+    indexes = IMAGE
+
+    def __init__(self, name: str, hub_id: str, batch_size: int = 16) -> None:
+        super().__init__(name, hub_id, batch_size)
+        from transformers import CLIPModel, CLIPProcessor
+
+        model, info = CLIPModel.from_pretrained(self.location, output_loading_info=True,
+                                                local_files_only=self.local_files_only)
+        _require_all_weights(name, self.location, info)
+        processor = CLIPProcessor.from_pretrained(self.location, local_files_only=self.local_files_only)
+        self._image_processor, self._tokenizer = processor.image_processor, processor.tokenizer
+        self._model = model.eval().to(self._device)
+        self._max_tokens = model.config.text_config.max_position_embeddings  # 77 for OpenAI CLIP
+        self.dim = model.config.projection_dim
+        self._remember(_transformers_config(model.config))
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        def encode(batch):
+            pixels = self._image_processor(images=[to_rgb(image) for image in batch], return_tensors="pt")
+            return _projected(self._model.get_image_features(pixel_values=pixels["pixel_values"].to(self._device)))
+
+        return self._embed(images, encode)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        def encode(batch):
+            tokens = self._tokenizer(batch, padding=True, truncation=True, max_length=self._max_tokens,
+                                     return_tensors="pt").to(self._device)
+            return _projected(self._model.get_text_features(input_ids=tokens["input_ids"],
+                                                            attention_mask=tokens["attention_mask"]))
+
+        return self._embed(texts, encode)
+
+
+def _open_clip_config(embedder: ZooEmbedder) -> dict:
+    if embedder.folder is not None:
+        return json.loads((embedder.folder / "open_clip_config.json").read_text())
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(embedder.hub_id, "open_clip_config.json", local_files_only=embedder.local_files_only)
+    return json.loads(Path(path).read_text())
+
+
+class OpenCLIPEmbedder(ZooEmbedder):
+    """An open_clip model (BiomedCLIP): its own preprocessing, tokenizer and two towers in one space.
+
+    A local folder holds the hub repo (open_clip_config.json + open_clip_pytorch_model.bin or .safetensors).
+    Its text tower is named by another hub id (BiomedCLIP: microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract);
+    when that model's config.json and tokenizer files sit in the same folder they are used, so nothing is fetched.
+    """
+
+    modalities = frozenset({IMAGE, TEXT})
+    indexes = IMAGE
+
+    def __init__(self, name: str, hub_id: str, batch_size: int = 16) -> None:
+        super().__init__(name, hub_id, batch_size)
+        import open_clip
+
+        config = _open_clip_config(self)
+        text_cfg = config["model_cfg"].get("text_cfg", {})
+        source = f"local-dir:{self.folder}" if self.folder is not None else f"hf-hub:{hub_id}"
+        overrides, external_text = {}, None
+        if text_cfg.get("hf_model_name"):
+            if self.folder is not None and (self.folder / "config.json").is_file():
+                # Build the text tower from the local config; the full checkpoint then fills its weights.
+                overrides["text_cfg"] = {**text_cfg, "hf_model_name": str(self.folder), "hf_model_pretrained": False}
+            else:
+                external_text = text_cfg["hf_model_name"]
+        try:
+            # create_model_from_pretrained loads the full checkpoint strictly and raises when none is found.
+            model, preprocess = open_clip.create_model_from_pretrained(source, device=self._device, **overrides)
+            self._tokenizer = self._load_tokenizer(open_clip, source, text_cfg)
+        except Exception as error:
+            if external_text is None or self.folder is None:
+                raise
+            raise RuntimeError(
+                f"{error}. The text tower is described by {external_text!r}: put its config.json and tokenizer "
+                f"files (vocab.txt, tokenizer_config.json) into {self.folder}."
+            ) from error
+        self._model, self._preprocess = model.eval(), preprocess
+        self.dim = int(config["model_cfg"]["embed_dim"])
+        self._remember(config)
+
+    def _load_tokenizer(self, open_clip, source: str, text_cfg: dict):
+        folder_has_tokenizer = self.folder is not None and any(
+            (self.folder / file).is_file() for file in TOKENIZER_FILES)
+        if self.folder is not None and text_cfg.get("hf_tokenizer_name") and not folder_has_tokenizer:
+            from open_clip.tokenizer import HFTokenizer  # the tokenizer's own repo, from the HF cache
+
+            return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=text_cfg.get("context_length"),
+                               **(text_cfg.get("tokenizer_kwargs") or {}))
+        return open_clip.get_tokenizer(source)
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        def encode(batch):
+            pixels = torch.stack([self._preprocess(to_rgb(image)) for image in batch]).to(self._device)
+            return self._model.encode_image(pixels)
+
+        return self._embed(images, encode)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts, lambda batch: self._model.encode_text(self._tokenizer(batch).to(self._device)))
+
+
+class TimmEmbedder(ZooEmbedder):
+    """A timm backbone (DenseNet-121): classifier removed, timm's pooled features and its own eval transform.
+
+    A local folder holds the hub repo as timm writes it: config.json (architecture + pretrained_cfg) and
+    model.safetensors or pytorch_model.bin, loaded with timm's `local-dir:` source.
+    """
+
+    modalities = frozenset({IMAGE})
+    indexes = IMAGE
+
+    def __init__(self, name: str, hub_id: str, batch_size: int = 32) -> None:
+        super().__init__(name, hub_id, batch_size)
+        import timm
+        from timm.data import create_transform, resolve_data_config
+
+        source = f"local-dir:{self.folder}" if self.folder is not None else f"hf-hub:{hub_id}"
+        # Created with its classifier so timm loads the checkpoint strictly (a num_classes=0 model makes timm
+        # drop the head and load non-strictly); the head is removed afterwards.
+        model = timm.create_model(source, pretrained=True)
+        model.reset_classifier(0)
+        data_config = resolve_data_config({}, model=model)
+        self._transform = create_transform(**data_config, is_training=False)
+        self._model = model.eval().to(self._device)
+        self.dim = int(model.num_features)
+        cfg = {key: value for key, value in model.pretrained_cfg.items()
+               if key not in ("file", "source", "hf_hub_id", "state_dict")}
+        self._remember({"pretrained_cfg": cfg, "data": data_config, "num_features": self.dim})
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        def encode(batch):
+            pixels = torch.stack([self._transform(to_rgb(image)) for image in batch]).to(self._device)
+            return self._model(pixels)
+
+        return self._embed(images, encode)
+
+
+def _check(name: str, hub_id: str, module: str, package: str,
+           required_files: tuple[str, ...] = ()) -> Callable[[], Availability]:
+    """Cheap availability: the library imports and the weights resolve (no model is loaded)."""
+
+    def check() -> Availability:
+        if importlib.util.find_spec(module) is None:
+            return Availability(False, f"package {package} is not installed (pip install {package})")
+        location, state = weights.resolve(name, hub_id)
+        folder = weights.local_folder(name)
+        if location is not None and folder is not None:
+            missing = [file for file in required_files if not (folder / file).is_file()]
+            if missing:
+                return Availability(False, f"{folder} has no {', '.join(missing)}; copy the whole {hub_id} repo there")
+        return state
+
+    return check
+
+
+register(EmbedderSpec(
+    name="clip-vit-b32", family="CLIP", modalities=(IMAGE, TEXT), indexes=IMAGE, dim=512, weights=CLIP_HUB_ID,
+    default_min_score=CLIP_MIN_SCORE,
+    description="Text-to-image and image-to-image search in OpenAI CLIP ViT-B/32's joint space (general photos).",
+    factory=partial(CLIPEmbedder, "clip-vit-b32", CLIP_HUB_ID),
+    check=_check("clip-vit-b32", CLIP_HUB_ID, "transformers", "transformers"),
+))
+register(EmbedderSpec(
+    name="biomedclip", family="BiomedCLIP", modalities=(IMAGE, TEXT), indexes=IMAGE, dim=512,
+    weights=BIOMEDCLIP_HUB_ID, default_min_score=CLIP_MIN_SCORE,
+    description="Text-to-image and image-to-image search with BiomedCLIP (PubMed figures, PubMedBERT text tower).",
+    factory=partial(OpenCLIPEmbedder, "biomedclip", BIOMEDCLIP_HUB_ID),
+    check=_check("biomedclip", BIOMEDCLIP_HUB_ID, "open_clip", "open-clip-torch",
+                 required_files=("open_clip_config.json",)),
+))
+register(EmbedderSpec(
+    name="resnet50", family="ResNet", modalities=(IMAGE,), indexes=IMAGE, dim=2048, weights=RESNET50_HUB_ID,
+    description="Image-to-image search with ImageNet ResNet-50 pooled features (classifier dropped).",
+    factory=partial(HFVisionEmbedder, "resnet50", RESNET50_HUB_ID, "ResNetModel", POOLER_OUTPUT, 32),
+    check=_check("resnet50", RESNET50_HUB_ID, "transformers", "transformers"),
+))
+register(EmbedderSpec(
+    name="densenet121", family="DenseNet", modalities=(IMAGE,), indexes=IMAGE, dim=1024,
+    weights=DENSENET121_HUB_ID,
+    description="Image-to-image search with ImageNet DenseNet-121 pooled features (timm, the CheXNet backbone).",
+    factory=partial(TimmEmbedder, "densenet121", DENSENET121_HUB_ID, 32),
+    check=_check("densenet121", DENSENET121_HUB_ID, "timm", "timm"),
+))
+register(EmbedderSpec(
+    name="vit-b16", family="ViT", modalities=(IMAGE,), indexes=IMAGE, dim=768, weights=VIT_B16_HUB_ID,
+    description="Image-to-image search with the CLS token of ImageNet-21k ViT-B/16.",
+    factory=partial(HFVisionEmbedder, "vit-b16", VIT_B16_HUB_ID, "ViTModel", CLS_TOKEN, 16,
+                    add_pooling_layer=False),
+    check=_check("vit-b16", VIT_B16_HUB_ID, "transformers", "transformers"),
+))
+register(EmbedderSpec(
+    name="dinov2-small", family="DINOv2", modalities=(IMAGE,), indexes=IMAGE, dim=768, weights=DINOV2_SMALL_HUB_ID,
+    description="Image-to-image search with self-supervised DINOv2 ViT-S/14 (CLS + mean patch token).",
+    factory=partial(HFVisionEmbedder, "dinov2-small", DINOV2_SMALL_HUB_ID, "Dinov2Model", CLS_AND_MEAN_PATCH, 32),
+    check=_check("dinov2-small", DINOV2_SMALL_HUB_ID, "transformers", "transformers"),
+))

@@ -1,0 +1,147 @@
+"""Turn any supported input (file, bytes, PIL image, DICOM) into one normalised 8-bit grayscale picture.
+
+Every encoder and every display goes through `load_image`, so limits and conversions live in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadImage
+
+# Limits for anything we decode: uploads to a public demo and files in a collection alike.
+MAX_FILE_BYTES = 32 * 1024 * 1024  # larger files are refused before decoding
+MAX_PIXELS = 50_000_000  # width*height; refused from the header, before any pixel is decoded
+WORK_SIDE = 1024  # decoded images are reduced so the long side is at most this (encoders use 224-518 px)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF, WebP, GIF (first frame) and DICOM (.dcm or without extension)"
+
+# PIL's own bomb guard: it warns above this and raises above twice this. Ours is stricter (see _check_size).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+ImageSource = Union[str, Path, bytes, bytearray, Image.Image]
+
+
+def read_bytes(source: str | Path, name: str | None = None) -> bytes:
+    """Read a file, refusing empty and oversized files with a clear message."""
+    path = Path(source)
+    label = name or path.name
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise BadImage(f"Cannot read {label!r}: {error.strerror or error}.") from error
+    if size == 0:
+        raise BadImage(f"{label!r} is an empty file (0 bytes).")
+    if size > MAX_FILE_BYTES:
+        raise BadImage(f"{label!r} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    return path.read_bytes()
+
+
+def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
+    """Decode `source` into an 8-bit grayscale ('L') image, EXIF orientation applied, long side <= WORK_SIDE.
+
+    Raises BadImage with a message a person understands for anything that is not a usable image.
+    """
+    if isinstance(source, Image.Image):
+        return _normalise(source, name or "image")
+    if isinstance(source, (str, Path)):
+        name = name or Path(source).name
+        data = read_bytes(source, name)
+    else:
+        data = bytes(source)
+        name = name or "upload"
+        if not data:
+            raise BadImage(f"{name!r} is an empty file (0 bytes).")
+        if len(data) > MAX_FILE_BYTES:
+            raise BadImage(f"{name!r} is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    return decode_bytes(data, name)
+
+
+def decode_bytes(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes (any PIL format or DICOM) to a normalised grayscale image."""
+    from . import dicom  # local: pydicom is only needed when a DICOM file shows up
+
+    if dicom.is_dicom(data, name):
+        return _normalise(dicom.read_dicom(data, name=name).image, name)
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as error:
+        raise BadImage(
+            f"{name!r} is not an image that can be read (supported: {SUPPORTED_FORMATS})."
+        ) from error
+    except Image.DecompressionBombError as error:
+        raise BadImage(f"{name!r} is too large to decode safely ({error}).") from error
+    except Exception as error:  # PIL raises many types for hostile headers
+        raise BadImage(f"{name!r} could not be opened as an image: {error}.") from error
+    _check_size(image, name)
+    try:
+        if image.format == "JPEG":
+            # Let libjpeg decode at a reduced scale: a 10k-px JPEG never needs full-size memory.
+            image.draft("L", (WORK_SIDE, WORK_SIDE))
+        image.seek(0)  # animated GIF/WebP/multi-page TIFF: the first frame
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise BadImage(f"{name!r} is too large to decode safely ({error}).") from error
+    except Exception as error:  # truncated or corrupt data
+        raise BadImage(f"{name!r} is damaged or truncated and cannot be decoded ({error}).") from error
+    return _normalise(image, name)
+
+
+def _check_size(image: Image.Image, name: str) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise BadImage(f"{name!r} has no pixels ({width}x{height}).")
+    if width * height > MAX_PIXELS:
+        raise BadImage(
+            f"{name!r} is {width}x{height} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels."
+        )
+
+
+def _normalise(image: Image.Image, name: str) -> Image.Image:
+    _check_size(image, name)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not lose an otherwise good image
+        pass
+    gray = to_grayscale8(image)
+    if max(gray.size) > WORK_SIDE:
+        gray.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
+    return gray
+
+
+def to_grayscale8(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit 'L': high bit depths are stretched min..max, transparency lies on black."""
+    mode = image.mode
+    if mode == "L":
+        return image.copy()
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = np.zeros_like(values) if high <= low else (values - low) * (255.0 / (high - low))
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    if mode == "P":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("L")
+    if mode == "CMYK":
+        return image.convert("RGB").convert("L")
+    return image.convert("L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Grayscale repeated to three channels, for encoders trained on RGB."""
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def digest(data: bytes) -> str:
+    """Content hash used for exact-duplicate detection and for the embedding cache."""
+    return hashlib.sha256(data).hexdigest()

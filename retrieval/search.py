@@ -1,0 +1,283 @@
+"""Answer queries over a built index: text, image, and "more like this", with filters inside FAISS."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import store
+from .collection import FIELDS
+from .embedders import IMAGE, TEXT, availability, embedder_spec, get_embedder
+from .errors import BadQuery, BrokenIndex, EmbedderUnavailable, RetrievalError, UnknownEmbedder
+from .images import ImageSource, load_image
+from .vectorstore import FaissStore, VectorStore
+
+K_MIN, K_MAX, K_DEFAULT = 1, 20, 5
+MAX_QUERY_CHARS = 1000
+VOTE_NEIGHBOURS = 10  # neighbours that vote for the suggested category of an image query
+SUGGESTION_NOTE = ("Share of similarity-weighted votes among the nearest images: a retrieval statistic, "
+                   "not a diagnosis.")
+
+
+@dataclass
+class Hit:
+    """One result: where it ranks, how similar it is, and every metadata field of the row."""
+
+    id: str
+    rank: int
+    score: float
+    file_name: str
+    category: str
+    label: str
+    view: str
+    caption: str
+    source: str
+    source_url: str
+    license: str
+    row: int = field(repr=False, default=-1)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "rank": self.rank, "score": round(self.score, 6),
+                **{name: getattr(self, name) for name in FIELDS}}
+
+
+@dataclass
+class ImageSearch:
+    hits: list[Hit]
+    suggestion: dict[str, float]  # category -> share of the vote, largest first
+    note: str = SUGGESTION_NOTE
+
+    @property
+    def suggested_category(self) -> str | None:
+        return next(iter(self.suggestion), None)
+
+
+class SearchEngine:
+    """Loads an index folder once and answers queries. Safe to share between threads."""
+
+    def __init__(self, index_dir: str | Path = "index", models: list[str] | None = None,
+                 vector_store: "VectorStore | Callable | None" = None):
+        """`vector_store`: None for FAISS inside this process, or a factory
+        `(dataset, generation, manifest, models) -> VectorStore` (e.g. Milvus)."""
+        import datasets
+
+        self.index_dir = Path(index_dir)
+        generation = store.current_generation(self.index_dir)
+        if generation is None:
+            raise BrokenIndex(f"No index in {self.index_dir}; build one with "
+                              f"`python -m retrieval build --collection PATH --index {self.index_dir}`.")
+        self.generation = generation
+        self.manifest = store.read_manifest(generation)
+        try:
+            dataset = datasets.load_from_disk(str(generation / "dataset"))
+        except Exception as error:
+            raise BrokenIndex(f"The dataset in {generation} cannot be read ({error}); rebuild the index.") from error
+        if len(dataset) != self.manifest["rows"]:
+            raise BrokenIndex(f"The index in {generation} is inconsistent: the manifest says "
+                              f"{self.manifest['rows']} rows, the dataset has {len(dataset)}; rebuild the index.")
+        self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
+        self._meta = {name: dataset[name] for name in ("id", *FIELDS)}
+        self._row_of = {row_id: row for row, row_id in enumerate(self._meta["id"])}
+        self._rows_in: dict[str, np.ndarray] = defaultdict(lambda: np.empty(0, dtype=np.int64))
+        for category, rows in _group(self._meta["category"]).items():
+            self._rows_in[category] = np.asarray(rows, dtype=np.int64)
+        self.unavailable: dict[str, str] = {}
+        self._models: dict[str, dict] = {}
+        wanted = models if models is not None else list(self.manifest["models"])
+        for name in wanted:
+            if name not in self.manifest["models"]:
+                raise UnknownEmbedder(f"Model {name!r} is not in this index; it has {list(self.manifest['models'])}.")
+            self._models[name] = self.manifest["models"][name]
+            self._check_model(name)
+        if vector_store is None:
+            self.store: VectorStore = FaissStore(dataset, generation, self.manifest, list(self._models),
+                                                 self._meta["category"])
+        else:
+            self.store = vector_store(dataset, generation, self.manifest, list(self._models))
+        self._locks = defaultdict(threading.Lock)
+        self._fitted: dict = {}
+
+    def _check_model(self, name: str) -> None:
+        try:
+            embedder_spec(name)
+        except UnknownEmbedder:
+            self.unavailable[name] = "not registered in this program"
+            return
+        state = availability(name)
+        if not state.ready:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
+            self.unavailable[name] = state.reason
+
+    # --- what the index offers -------------------------------------------------------------------------
+    @property
+    def models(self) -> list[str]:
+        return list(self._models)
+
+    def models_for(self, modality: str) -> list[str]:
+        """Models in this index that can embed a query of `modality` right now."""
+        return [name for name in self._models
+                if embedder_spec(name).embeds(modality) and name not in self.unavailable]
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(category for category in self._rows_in if category)
+
+    def __len__(self) -> int:
+        return len(self._meta["id"])
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._meta["id"])
+
+    def default_model(self, modality: str) -> str | None:
+        preferred = {TEXT: ("minilm", "tfidf"), IMAGE: ("biomedclip", "efficientnet-lite0")}[modality]
+        usable = self.models_for(modality)
+        return next((name for name in preferred if name in usable), usable[0] if usable else None)
+
+    def record(self, item_id: str) -> dict:
+        row = self._row(item_id)
+        return {"id": item_id, **{name: self._meta[name][row] for name in FIELDS}}
+
+    def image(self, item_id: str) -> Image.Image:
+        """The stored image of a row, normalised to 8-bit grayscale (never a file path)."""
+        row = self._row(item_id)
+        data = self._images[row]["image"]["bytes"]
+        return load_image(data, self._meta["file_name"][row])
+
+    def image_bytes(self, item_id: str) -> bytes:
+        buffer = io.BytesIO()
+        self.image(item_id).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def stored_vector(self, item_id: str, model: str) -> np.ndarray:
+        return self.store.vector(self._model(model, None), self._row(item_id))
+
+    # --- queries ---------------------------------------------------------------------------------------
+    def search_text(self, text: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
+                    min_score: float | None = None) -> list[Hit]:
+        """Rows most similar to a text query (keywords for tfidf, meaning for minilm, pictures for CLIP)."""
+        if not isinstance(text, str) or not text.strip():
+            raise BadQuery("Type a search text: the query is empty.")
+        text = " ".join(text.split())
+        if len(text) > MAX_QUERY_CHARS:
+            raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
+        name = self._model(model or self.default_model(TEXT), TEXT)
+        vector = self._embed(name, lambda embedder: embedder.embed_texts([text]))
+        return self._search(name, vector, k, category, min_score)
+
+    def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
+                     category: str | None = None, min_score: float | None = None) -> ImageSearch:
+        """Rows most similar to an image (PIL image, file path or bytes), with a suggested category."""
+        if image is None:
+            raise BadQuery("Upload an image to search with.")
+        picture = load_image(image)
+        name = self._model(model or self.default_model(IMAGE), IMAGE)
+        vector = self._embed(name, lambda embedder: embedder.embed_images([picture]))
+        hits = self._search(name, vector, k, category, min_score)
+        return ImageSearch(hits, self._vote(name, vector))
+
+    def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
+                min_score: float | None = None) -> list[Hit]:
+        """"More like this": neighbours of a row already in the index, the row itself excluded."""
+        row = self._row(item_id)
+        name = model or self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self._models), None)
+        name = self._model(name, None)
+        vector = self.store.vector(name, row)[None, :]
+        return self._search(name, vector, k, category, min_score, exclude=row)
+
+    # --- internals -------------------------------------------------------------------------------------
+    def _row(self, item_id: str) -> int:
+        try:
+            return self._row_of[item_id]
+        except (KeyError, TypeError):
+            raise BadQuery(f"No image with id {item_id!r} in this index.") from None
+
+    def _model(self, name: str | None, modality: str | None) -> str:
+        if name is None:
+            raise BadQuery(f"This index has no model that embeds {modality or 'queries'}.")
+        if name not in self._models:
+            spec = embedder_spec(name)  # unknown names raise UnknownEmbedder with the registered list
+            raise UnknownEmbedder(f"Model {spec.name!r} is not in this index; it has {self.models}.")
+        if modality is not None:
+            if not embedder_spec(name).embeds(modality):
+                raise BadQuery(f"Model {name!r} cannot embed {modality} queries; use one of "
+                               f"{self.models_for(modality)}.")
+            if name in self.unavailable:
+                raise EmbedderUnavailable(f"Model {name!r} is not available here: {self.unavailable[name]}")
+        return name
+
+    def _embed(self, name: str, run) -> np.ndarray:
+        embedder = get_embedder(name)
+        with self._locks[name]:
+            if embedder.needs_fit:  # fitted on this index's collection: this engine keeps its own copy
+                if name not in self._fitted:
+                    fitted = embedder_spec(name).factory()
+                    fitted.load_state(store.state_dir(self.generation, name))
+                    self._fitted[name] = fitted
+                embedder = self._fitted[name]
+            return np.asarray(run(embedder), dtype=np.float32)
+
+    def _check(self, k, category, min_score, name) -> tuple[int, str | None, float]:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not K_MIN <= int(k) <= K_MAX:
+            raise BadQuery(f"k must be a whole number from {K_MIN} to {K_MAX}; got {k!r}.")
+        category = category or None
+        if category is not None and category not in self._rows_in:
+            raise BadQuery(f"Unknown category {category!r}; choose from {self.categories}.")
+        if min_score is None:
+            min_score = float(self._models[name].get("default_min_score", 0.0))
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not -1.0 <= min_score <= 1.0:
+            raise BadQuery(f"The minimum score must be a number from -1 to 1; got {min_score!r}.")
+        return int(k), category, float(min_score)
+
+    def _search(self, name, vector, k, category, min_score, exclude: int | None = None) -> list[Hit]:
+        k, category, min_score = self._check(k, category, min_score, name)
+        found = self.store.search(name, vector[0], k, category=category, exclude=exclude)
+        hits = []
+        for row, score in found:
+            if score >= min_score:
+                hits.append(self._hit(row, score, len(hits) + 1))
+        return hits
+
+    def _hit(self, row: int, score: float, rank: int) -> Hit:
+        return Hit(id=self._meta["id"][row], rank=rank, score=score, row=row,
+                   **{name: self._meta[name][row] or "" for name in FIELDS})
+
+    def _vote(self, name: str, vector: np.ndarray) -> dict[str, float]:
+        weights = Counter()
+        for row, score in self.store.search(name, vector[0], min(VOTE_NEIGHBOURS, len(self))):
+            weights[self._meta["category"][row] or "(none)"] += max(score, 0.0)
+        total = sum(weights.values())
+        if total <= 0:
+            return {}
+        return {category: weight / total for category, weight in weights.most_common()}
+
+    def collection_stats(self) -> dict:
+        """Counts per category, label and source, and each source's licence and link."""
+        sources = {}
+        for source, url, licence in zip(self._meta["source"], self._meta["source_url"], self._meta["license"]):
+            entry = sources.setdefault(source or "(unknown)", {"images": 0, "url": url, "licenses": Counter()})
+            entry["images"] += 1
+            entry["licenses"][licence or "unknown"] += 1
+        return {
+            "rows": len(self),
+            "categories": dict(Counter(self._meta["category"]).most_common()),
+            "labels": dict(Counter(f"{c} / {l}" for c, l in zip(self._meta["category"], self._meta["label"]) if l)
+                           .most_common()),
+            "sources": {name: {**entry, "licenses": dict(entry["licenses"])} for name, entry in sources.items()},
+        }
+
+
+def _group(values: list[str]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for position, value in enumerate(values):
+        groups[value].append(position)
+    return groups
+
+
+__all__ = ["SearchEngine", "Hit", "ImageSearch", "K_MIN", "K_MAX", "K_DEFAULT", "SUGGESTION_NOTE"]
