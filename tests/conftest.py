@@ -1,0 +1,124 @@
+"""Shared fixtures: the real collection (read from ../shared, never copied), a real subset of it and its
+index (built once per session), and small synthetic collections the tests generate."""
+
+from __future__ import annotations
+
+import csv
+import zlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("XRAY_SHARED", REPO.parent / "shared"))
+COLLECTION = SHARED / "xray-collection"
+DICOM_SAMPLES = SHARED / "dicom-samples"
+FIELDS = ["file_name", "category", "label", "view", "caption", "source", "source_url", "license"]
+PER_CATEGORY = 20
+OFFLINE_MODELS = ["tfidf", "minilm", "efficientnet-lite0"]
+
+
+def require_collection() -> Path:
+    if not (COLLECTION / "metadata.csv").is_file():
+        pytest.skip(f"the real collection is not at {COLLECTION}")
+    return COLLECTION
+
+
+def make_subset(target: Path, per_category: int = PER_CATEGORY) -> Path:
+    """A real subset of the collection: `per_category` rows per category, spread over its sources,
+    as symlinks to the shared files plus a metadata.csv."""
+    source = require_collection()
+    with (source / "metadata.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_category: dict[str, list[dict]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row)
+    keep = []
+    for category in sorted(by_category):
+        members = by_category[category]
+        step = max(1, len(members) // per_category)
+        keep += members[::step][:per_category]
+    target.mkdir(parents=True, exist_ok=True)
+    for row in keep:
+        link = target / row["file_name"]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(source / row["file_name"])
+    with (target / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(keep)
+    return target
+
+
+@pytest.fixture(scope="session")
+def real_subset(tmp_path_factory) -> Path:
+    return make_subset(tmp_path_factory.mktemp("real") / "collection")
+
+
+@pytest.fixture(scope="session")
+def subset_index(real_subset, tmp_path_factory) -> Path:
+    """An index of the real subset with the three offline models (built once per test session)."""
+    from retrieval.index import build_index
+
+    index_dir = tmp_path_factory.mktemp("real-index") / "index"
+    build_index(real_subset, index_dir, models=OFFLINE_MODELS, progress=False, log=lambda *_: None)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def subset_engine(subset_index):
+    from retrieval.search import SearchEngine
+
+    return SearchEngine(subset_index)
+
+
+def synthetic_image(kind: str, seed: int = 0, size: int = 96) -> Image.Image:
+    """Small grayscale pictures whose right neighbours are obvious: 'bright' top half, 'stripes', 'disc'."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    if kind == "stripes":
+        base = ((x // 8) % 2) * 200.0
+    elif kind == "disc":
+        base = ((x - size / 2) ** 2 + (y - size / 2) ** 2 < (size / 3) ** 2) * 220.0
+    else:
+        base = (y < size / 2) * 230.0
+    noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(noisy, mode="L")
+
+
+def write_collection(root: Path, rows: list[dict], images: dict[str, Image.Image] | None = None,
+                     metadata: bool = True) -> Path:
+    """Write a synthetic collection: images (PNG unless the name says otherwise) and metadata.csv."""
+    root.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        path = root / row["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = (images or {}).get(row["file_name"]) or synthetic_image(row.get("kind", "bright"),
+                                                                       seed=zlib.crc32(row["file_name"].encode()) % 1000)
+        image.save(path)
+    if metadata:
+        with (root / "metadata.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({field: row.get(field, "") for field in FIELDS})
+    return root
+
+
+@pytest.fixture
+def synthetic_collection(tmp_path) -> Path:
+    """Six images in two categories: chest rows are 'bright', knee rows are 'stripes'."""
+    rows = [{"file_name": f"chest/c{i}.png", "category": "chest", "label": "normal",
+             "caption": "chest radiograph", "source": "synthetic", "license": "CC0-1.0", "kind": "bright"}
+            for i in range(3)]
+    rows += [{"file_name": f"knee/k{i}.png", "category": "knee", "label": "kl-0",
+              "caption": "knee radiograph", "source": "synthetic", "license": "CC0-1.0", "kind": "stripes"}
+             for i in range(3)]
+    return write_collection(tmp_path / "collection", rows)
