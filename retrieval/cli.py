@@ -23,7 +23,7 @@ def cmd_build(args) -> int:
 
     models = args.models if args.models in (None, "all") else args.models.split(",")
     report = build_index(args.collection, args.index, models=models, skip_invalid=args.skip_invalid,
-                         split=args.split, force=args.force)
+                         split=args.split, force=args.force, log=lambda message: print(message, file=sys.stderr))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -54,7 +54,7 @@ class ZooEmbedder(Embedder):
             raise EmbedderUnavailable(f"Model {name!r} is not available here: {state.reason}")
         self.name, self.hub_id, self.batch_size = name, hub_id, batch_size
         self.location = location
-        self.folder = weights.local_folder(name)  # None when loading by hub id (cache or hub)
+        self.folder = Path(location) if location != hub_id else None  # None: by hub id (cache or hub)
         # Never let a cached hub model probe an unreachable hub first (each from_pretrained would stall).
         self.local_files_only = self.folder is not None or weights.hub_offline_reason() is not None
         self._device = weights.device()
@@ -163,7 +163,9 @@ class HFVisionEmbedder(ZooEmbedder):
 
 def _projected(output):
     """transformers 5 returns a model output from get_*_features (projection in pooler_output); 4.x a tensor."""
-    return output if hasattr(output, "float") else output.pooler_output
+    import torch
+
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 class CLIPEmbedder(ZooEmbedder):
@@ -241,7 +243,7 @@ class OpenCLIPEmbedder(ZooEmbedder):
             # create_model_from_pretrained loads the full checkpoint strictly and raises when none is found.
             model, preprocess = open_clip.create_model_from_pretrained(source, device=self._device, **overrides)
             self._tokenizer = self._load_tokenizer(open_clip, source, text_cfg)
-        except Exception as error:
+        except OSError as error:  # what transformers raises for a config or tokenizer it cannot find
             if external_text is None or self.folder is None:
                 raise
             raise RuntimeError(

@@ -1,0 +1,81 @@
+"""The registry and the contract every offline model keeps: unit-length float32 rows of the declared size."""
+
+import numpy as np
+import pytest
+
+from conftest import COLLECTION, synthetic_image
+from retrieval.embedders import (
+    IMAGE, TEXT, availability, embedder_spec, get_embedder, list_embedders,
+)
+from retrieval.errors import UnknownEmbedder, UnsupportedModality
+
+OFFLINE = ["tfidf", "minilm", "efficientnet-lite0"]
+TEXTS = ["knee radiograph kl-2", "chest x-ray pneumonia", "panoramic dental x-ray"]
+
+
+def loaded(name):
+    embedder = get_embedder(name)
+    if embedder.needs_fit:
+        embedder.fit(TEXTS * 2)
+    return embedder
+
+
+def test_the_registry_lists_the_offline_built_ins_and_they_are_ready_here():
+    assert set(OFFLINE) <= set(list_embedders())
+    assert set(list_embedders(TEXT)) >= {"tfidf", "minilm"}
+    assert "efficientnet-lite0" in list_embedders(IMAGE) and "tfidf" not in list_embedders(IMAGE)
+    for name in OFFLINE:
+        assert availability(name).ready, availability(name).reason
+
+
+def test_a_wrong_name_lists_the_right_ones():
+    with pytest.raises(UnknownEmbedder, match="efficientnet-lite0"):
+        embedder_spec("resnet-9000")
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_vectors_are_unit_length_float32_of_the_declared_size_and_deterministic(name):
+    embedder, spec = loaded(name), embedder_spec(name)
+    if spec.embeds(TEXT):
+        first, second = embedder.embed_texts(TEXTS), embedder.embed_texts(TEXTS)
+    else:
+        images = [synthetic_image(kind, seed=3) for kind in ("bright", "stripes", "disc")]
+        first, second = embedder.embed_images(images), embedder.embed_images(images)
+    assert first.dtype == np.float32 and first.shape == (3, embedder.dim)
+    assert spec.dim in (None, embedder.dim)
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_a_model_refuses_the_modality_it_cannot_embed(name):
+    embedder = loaded(name)
+    with pytest.raises(UnsupportedModality):
+        if embedder_spec(name).embeds(TEXT):
+            embedder.embed_images([synthetic_image("disc")])
+        else:
+            embedder.embed_texts(["knee"])
+
+
+def test_minilm_puts_broken_wrist_nearer_fracture_than_dental():
+    vectors = loaded("minilm").embed_texts(["broken wrist", "fracture of the radius", "panoramic dental x-ray"])
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_efficientnet_features_are_pretrained_not_random():
+    """Pinned figure: two knee radiographs are closer to each other than to a chest radiograph."""
+    if not COLLECTION.is_dir():
+        pytest.skip("the real collection is absent")
+    from retrieval.images import load_image
+
+    paths = ["knee/oai-knee-kl_0001.jpg", "knee/oai-knee-kl_0002.jpg", "chest/nih-chestxray14_0001.jpg"]
+    vectors = loaded("efficientnet-lite0").embed_images([load_image(COLLECTION / p) for p in paths])
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
+
+
+def test_tfidf_state_round_trips(tmp_path):
+    embedder = loaded("tfidf")
+    embedder.save_state(tmp_path)
+    restored = type(embedder)()
+    restored.load_state(tmp_path)
+    assert np.allclose(restored.embed_texts(TEXTS), embedder.embed_texts(TEXTS))

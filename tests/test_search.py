@@ -1,0 +1,136 @@
+"""SearchEngine answers text, image and more-like-this queries; bad queries raise the library's own errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import COLLECTION, REPO, synthetic_image
+from fakes import register_fakes
+from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
+from retrieval.index import build_index
+from retrieval.search import SearchEngine
+
+
+@pytest.fixture
+def engine(synthetic_collection, tmp_path):
+    register_fakes()
+    build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "tfidf"],
+                progress=False, log=lambda *_: None)
+    return SearchEngine(tmp_path / "index")
+
+
+# --- on the real subset (20 images per category, offline models) -------------------------------------------
+
+def test_image_neighbours_share_the_query_category(subset_engine):
+    precisions = []
+    for item_id in subset_engine.ids:
+        hits = subset_engine.similar(item_id, model="efficientnet-lite0", k=5, min_score=-1)
+        category = subset_engine.record(item_id)["category"]
+        precisions.append(np.mean([hit.category == category for hit in hits]))
+    assert np.mean(precisions) >= 0.8
+
+
+def test_keyword_search_for_knee_returns_knee_rows_first(subset_engine):
+    hits = subset_engine.search_text("knee", model="tfidf", k=10)
+    assert len(hits) == 10 and {hit.category for hit in hits} == {"knee"}
+
+
+@pytest.mark.parametrize("query, category", [("broken wrist", "fracture"), ("panoramic dental x-ray", "dental"),
+                                             ("scoliosis of the spine", "spine"), ("pneumonia", "chest")])
+def test_semantic_text_search_finds_the_right_category(subset_engine, query, category):
+    hits = subset_engine.search_text(query, model="minilm", k=5)
+    assert hits and all(hit.category == category for hit in hits)
+
+
+def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
+    hits = subset_engine.search_text("chest radiograph", model="minilm", k=8)
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    record = hits[0].to_dict()
+    assert set(record) == {"id", "rank", "score", "file_name", "category", "label", "view", "caption", "source",
+                           "source_url", "license"}
+
+
+def test_a_category_filter_inside_faiss_still_returns_k_results(subset_engine):
+    hits = subset_engine.search_text("knee", model="tfidf", k=20, category="hand", min_score=-1)
+    assert len(hits) == 20 and {hit.category for hit in hits} == {"hand"}
+    image_hits = subset_engine.similar(subset_engine.ids[0], k=20, category="dental", min_score=-1)
+    assert len(image_hits) == 20 and {hit.category for hit in image_hits} == {"dental"}
+
+
+def test_an_image_query_suggests_a_category_as_a_retrieval_statistic(subset_engine):
+    path = COLLECTION / "knee" / "oai-knee-kl_0001.jpg"
+    result = subset_engine.search_image(path, k=5)
+    assert result.suggested_category == "knee"
+    assert abs(sum(result.suggestion.values()) - 1) < 1e-6
+    assert "not a diagnosis" in result.note
+    assert result.hits[0].category == "knee"
+
+
+def test_more_like_this_excludes_the_query_itself(subset_engine):
+    item_id = subset_engine.ids[5]
+    hits = subset_engine.similar(item_id, k=20, min_score=-1)
+    assert len(hits) == 20 and item_id not in [hit.id for hit in hits]
+
+
+# --- on a synthetic collection with obvious answers --------------------------------------------------------
+
+def test_exact_ranks_with_obvious_embedders(engine):
+    assert [h.category for h in engine.search_text("knee", model="keywords", k=3)] == ["knee"] * 3
+    result = engine.search_image(synthetic_image("stripes", seed=42), model="brightness", k=3)
+    assert [h.category for h in result.hits] == ["knee"] * 3 and result.suggested_category == "knee"
+
+
+def test_the_minimum_score_filters_and_an_empty_result_is_an_empty_list(engine):
+    assert engine.search_text("knee", model="keywords", k=6, min_score=0.99)
+    assert len(engine.search_text("knee", model="keywords", k=6, min_score=0.99)) == 3
+    assert engine.search_text("elbow", model="keywords", k=5, min_score=0.5) == []
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda e: e.search_text("   "), BadQuery, "empty"),
+    (lambda e: e.search_text("x" * 5000), BadQuery, "limit"),
+    (lambda e: e.search_text("knee", model="nope"), UnknownEmbedder, "choose from"),
+    (lambda e: e.search_text("knee", model="brightness"), BadQuery, "cannot embed text"),
+    (lambda e: e.search_image(synthetic_image("disc"), model="keywords"), BadQuery, "cannot embed image"),
+    (lambda e: e.search_text("knee", model="efficientnet-lite0"), UnknownEmbedder, "not in this index"),
+    (lambda e: e.search_text("knee", k=0), BadQuery, "from 1 to 20"),
+    (lambda e: e.search_text("knee", k=21), BadQuery, "from 1 to 20"),
+    (lambda e: e.search_text("knee", category="elbow"), BadQuery, "Unknown category"),
+    (lambda e: e.search_text("knee", min_score=2), BadQuery, "minimum score"),
+    (lambda e: e.search_image(b"not an image"), BadImage, "not an image"),
+    (lambda e: e.search_image(None), BadQuery, "Upload"),
+    (lambda e: e.similar("chest/none"), BadQuery, "No image with id"),
+])
+def test_bad_queries_raise_one_clear_library_error(engine, call, error, message):
+    with pytest.raises(error, match=message) as caught:
+        call(engine)
+    assert isinstance(caught.value, RetrievalError)
+
+
+def test_a_missing_or_mismatched_index_is_detected_at_load(engine, tmp_path):
+    with pytest.raises(BrokenIndex, match="build one"):
+        SearchEngine(tmp_path / "nowhere")
+    faiss_file = engine.generation / "faiss" / "brightness.faiss"
+    import faiss
+
+    small = faiss.IndexFlatIP(3)
+    small.add(np.eye(3, dtype=np.float32))
+    faiss.write_index(small, str(faiss_file))
+    with pytest.raises(BrokenIndex, match="rebuild"):
+        SearchEngine(engine.index_dir)
+
+
+def test_the_cli_search_prints_json_results(subset_index):
+    result = subprocess.run([sys.executable, "-m", "retrieval", "search", "--index", str(subset_index),
+                             "--text", "knee", "--model", "tfidf", "--k", "3", "--json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    hits = json.loads(result.stdout)
+    assert len(hits) == 3 and all(hit["category"] == "knee" for hit in hits)
+    bad = subprocess.run([sys.executable, "-m", "retrieval", "search", "--index", str(subset_index), "--text", ""],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert bad.returncode == 2 and "empty" in bad.stderr
