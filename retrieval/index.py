@@ -113,7 +113,8 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
         log(f"Skipping model {name}: {why}")
     quick = quick_fingerprint(source)
     if (not force and previous and quick and previous.get("quick_fingerprint") == quick
-            and previous.get("skip_invalid") == skip_invalid and _same_models(previous, names)):
+            and previous.get("skip_invalid") == skip_invalid and _same_models(previous, names)
+            and _intact(previous_generation, previous, log)):
         log(f"Index in {index_dir} is up to date ({previous['rows']} rows, models {', '.join(names)}).")
         return BuildReport(str(index_dir), previous_generation.name, previous["rows"], up_to_date=True,
                            skipped_models=skipped_models, seconds=time.perf_counter() - started)
@@ -154,6 +155,23 @@ def _validated_skips(source, skip_invalid: bool, log, progress: bool) -> dict[st
     for name, why in invalid.items():
         log(f"Skipping row {name}: {why}")
     return invalid
+
+
+def _intact(generation: Path, manifest: dict, log) -> bool:
+    """True when every artefact of the generation reads back with the manifest's counts (else: rebuild)."""
+    import datasets
+    import faiss
+
+    try:
+        rows = len(datasets.load_from_disk(str(generation / "dataset")))
+        indexes = [faiss.read_index(str(store.faiss_file(generation, name))) for name in manifest["models"]]
+    except Exception as error:
+        log(f"The index in {generation} is damaged ({error}); rebuilding it.")
+        return False
+    if rows != manifest["rows"] or any(index.ntotal != rows for index in indexes):
+        log(f"The index in {generation} does not match its manifest; rebuilding it.")
+        return False
+    return True
 
 
 def _previous_manifest(generation: Path | None) -> dict | None:
