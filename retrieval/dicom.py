@@ -1,8 +1,9 @@
-"""Read DICOM radiographs the way a viewer shows them (rescale, window, MONOCHROME1 inverted) with non-identifying metadata."""
+"""Read DICOM radiographs as a viewer shows them (rescaled, windowed, MONOCHROME1 inverted), minus identifying tags."""
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ BODY_PART_CATEGORIES: dict[str, str] = {
     "JAW": "dental", "TEETH": "dental", "TOOTH": "dental", "DENTAL": "dental", "MANDIBLE": "dental",
     "MAXILLA": "dental",
 }
+# Without the Part-10 preamble (force=True) garbage parses as nonsense tags: require one of these to call it DICOM.
+_DICOM_SIGNS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Modality", "Rows", "PixelData")
 PERCENTILE_WINDOW = (0.5, 99.5)  # used when the file carries no window: ignores collimator edges and burnt-in labels
 
 
@@ -48,10 +51,13 @@ def read_dicom(source: bytes | str | Path, name: str | None = None, frame: int =
         label = name or Path(source).name
         data = read_bytes(source, label)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        ds.get("PixelData")  # force=True reads lazily; touch the tags so garbage fails here, not later
+        with warnings.catch_warnings():  # force=True on garbage warns about bogus charsets etc.; we raise instead
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as error:  # pydicom raises many types for malformed data
         raise BadImage(f"{label!r} is not a readable DICOM file ({error}).") from error
+    if data[128:132] != b"DICM" and not any(keyword in ds for keyword in _DICOM_SIGNS):
+        raise BadImage(f"{label!r} is not a DICOM file (no DICOM header found).")
     if "PixelData" not in ds:
         raise BadImage(f"{label!r} is a DICOM file without pixel data (no image to search with).")
     rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
