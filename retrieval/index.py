@@ -273,8 +273,9 @@ def _embed_rows(embedder, indexes: str, raw_images, rows: list[int], out: np.nda
             chunk = rows[start:start + size]
             batch = raw_images[chunk]
             if indexes == IMAGE:
+                # stored bytes are never DICOM (rendered to PNG at read time): name them by id, not file name
                 images = list(pool.map(lambda item: load_image(item[0]["bytes"], item[1]),
-                                       zip(batch["image"], batch["file_name"])))
+                                       zip(batch["image"], batch["id"])))
                 out[chunk] = embedder.embed_images(images)
             else:
                 out[chunk] = embedder.embed_texts(batch["text"])

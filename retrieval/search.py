@@ -148,7 +148,7 @@ class SearchEngine:
         """The stored image of a row, normalised to 8-bit grayscale (never a file path)."""
         row = self._row(item_id)
         data = self._images[row]["image"]["bytes"]
-        return load_image(data, self._meta["file_name"][row])
+        return load_image(data, item_id)  # stored bytes are PNG/JPEG, never DICOM: named by id, not file name
 
     def image_bytes(self, item_id: str) -> bytes:
         buffer = io.BytesIO()
