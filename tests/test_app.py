@@ -1,0 +1,284 @@
+"""The app's public API, called with gradio_client: the app is served in-process on a free localhost port over
+an index of a real subset of the collection (tfidf, minilm, efficientnet-lite0)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+from retrieval.embedders import list_embedders  # noqa: E402
+from retrieval.images import MAX_FILE_BYTES  # noqa: E402
+
+ENDPOINTS = {"/search_text", "/search_image", "/similar", "/models"}
+RESULT_FIELDS = {"id", "rank", "score", "file_name", "category", "label", "caption", "source", "license"}
+LATENCY_RUNS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(index_dir: Path):
+    """Build the app over `index_dir` and serve it on a free port; returns (engine, demo, url)."""
+    from retrieval.search import SearchEngine
+
+    engine = SearchEngine(index_dir)
+    demo = app.build_demo(engine)
+    port = free_port()
+    app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    return engine, demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def served(subset_index):
+    engine, demo, url = serve(subset_index)
+    try:
+        yield engine, url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def engine(served):
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def client(served, tmp_path_factory):
+    return Client(served[1], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+@pytest.fixture(scope="module")
+def knee_file(engine, real_subset) -> tuple[str, Path]:
+    """(id, path) of a knee radiograph that is in the index."""
+    item_id = next(i for i in engine.ids if engine.record(i)["category"] == "knee")
+    return item_id, real_subset / engine.record(item_id)["file_name"]
+
+
+def check_results(gallery, records, k: int, min_score: float | None = None) -> None:
+    """Ranks 1..n, scores non-increasing, every field present, one captioned image per record."""
+    assert 0 < len(records) <= k
+    assert [r["rank"] for r in records] == list(range(1, len(records) + 1))
+    scores = [r["score"] for r in records]
+    assert scores == sorted(scores, reverse=True)
+    if min_score is not None:
+        assert min(scores) >= min_score
+    for record in records:
+        assert RESULT_FIELDS <= set(record)
+        assert not Path(record["file_name"]).is_absolute()  # collection-relative, never a server path
+    assert len(gallery) == len(records)
+    for item, record in zip(gallery, records):
+        assert item["caption"].startswith(f"#{record['rank']} · {record['score']:.2f} · {record['category']}")
+        with Image.open(item["image"]) as picture:  # an image the server encoded, downloaded by the client
+            assert min(picture.size) > 16
+
+
+def test_only_the_four_named_endpoints_are_public(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == ENDPOINTS
+    assert not api["unnamed_endpoints"]
+
+
+def test_text_search_with_defaults(client):
+    gallery, records, status = client.predict("knee", api_name="/search_text")
+    check_results(gallery, records, k=5)
+    assert records[0]["category"] == "knee"
+    assert status.startswith(f"{len(records)} result")
+
+
+def test_text_search_respects_category_k_and_threshold(client):
+    gallery, records, _ = client.predict("radiograph", model="tfidf", k=12, category="hand", min_score=0.0,
+                                         api_name="/search_text")
+    check_results(gallery, records, k=12, min_score=0.0)
+    assert len(records) == 12
+    assert {r["category"] for r in records} == {"hand"}
+
+    _, loose, _ = client.predict("chest x-ray", model="minilm", k=20, min_score=0.0, api_name="/search_text")
+    middle = len(loose) // 2
+    threshold = (loose[middle - 1]["score"] + loose[middle]["score"]) / 2
+    gallery, strict, _ = client.predict("chest x-ray", model="minilm", k=20, min_score=threshold,
+                                        api_name="/search_text")
+    check_results(gallery, strict, k=20, min_score=threshold)
+    assert [r["id"] for r in strict] == [r["id"] for r in loose if r["score"] >= threshold]
+
+
+def test_empty_result_says_what_to_do(client):
+    gallery, records, status = client.predict("zzqxj", model="tfidf", api_name="/search_text")
+    assert gallery == [] and records == []
+    assert "No images above the threshold" in status and "lower it" in status
+
+
+def test_image_search_finds_the_image_itself_and_suggests_its_category(client, knee_file):
+    item_id, path = knee_file
+    gallery, records, suggestion, status = client.predict(handle_file(str(path)), api_name="/search_image")
+    check_results(gallery, records, k=5)
+    assert records[0]["id"] == item_id and records[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert suggestion["label"] == "knee"
+    shares = [c["confidence"] for c in suggestion["confidences"]]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.0 + 1e-6
+    assert status.startswith(f"{len(records)} result")
+
+
+def test_image_search_with_category_filter(client, knee_file):
+    _, path = knee_file
+    _, records, _, _ = client.predict(handle_file(str(path)), k=7, category="chest", api_name="/search_image")
+    assert len(records) == 7 and {r["category"] for r in records} == {"chest"}
+
+
+def decodable_dicom() -> Path:
+    """A DICOM sample from ../shared/dicom-samples that this checkout can decode (else the test skips)."""
+    from conftest import DICOM_SAMPLES
+    from retrieval.errors import RetrievalError
+    from retrieval.images import load_image
+
+    for sample in sorted(DICOM_SAMPLES.glob("*.dcm")):
+        try:
+            load_image(sample)
+            return sample
+        except (RetrievalError, ImportError):
+            continue
+    pytest.skip(f"no DICOM sample in {DICOM_SAMPLES} that this checkout can decode")
+
+
+def test_dicom_goes_through_the_same_endpoint(client):
+    gallery, records, suggestion, _ = client.predict(handle_file(str(decodable_dicom())), api_name="/search_image")
+    check_results(gallery, records, k=5)
+    assert suggestion["label"]
+
+
+def test_more_like_this_excludes_the_query_itself(client, knee_file):
+    item_id, _ = knee_file
+    gallery, records, _ = client.predict(item_id, k=8, api_name="/similar")
+    check_results(gallery, records, k=8)
+    assert len(records) == 8 and item_id not in {r["id"] for r in records}
+    _, only_knees, _ = client.predict(item_id, k=8, category="knee", api_name="/similar")
+    assert {r["category"] for r in only_knees} == {"knee"} and item_id not in {r["id"] for r in only_knees}
+
+
+def test_models_lists_every_registered_model(client, engine):
+    rows = {row["name"]: row for row in client.predict(api_name="/models")}
+    assert set(list_embedders()) <= set(rows)
+    for name in engine.models:
+        assert rows[name]["status"] == "ready"
+        assert rows[name]["dim"] == engine.manifest["models"][name]["dim"]
+    assert rows["minilm"]["embeds"] == "text" and rows["efficientnet-lite0"]["embeds"] == "image"
+    for name, row in rows.items():
+        assert row["status"] == "ready" or row["status"].startswith(("not available here: ", "not in this index"))
+
+
+def test_models_show_the_evaluation_figures_of_the_index(engine, monkeypatch):
+    monkeypatch.setattr(app, "EVALUATION_FILE", "evaluation-test-app.json")  # leaves the real one alone
+    path = engine.generation / app.EVALUATION_FILE
+    path.write_text(json.dumps({"models": {
+        "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61234},
+        "efficientnet-lite0": {"indexes": "image", "image_category_p@5": 0.9, "text_category_p@5": None}}}))
+    try:
+        rows = {row["name"]: row for row in app.Handlers(engine).models()}
+    finally:
+        path.unlink()
+    assert rows["tfidf"]["text_category_p@5"] == 0.612 and rows["tfidf"]["image_category_p@5"] is None
+    assert rows["efficientnet-lite0"]["image_category_p@5"] == 0.9
+    assert "indexes" not in rows["tfidf"] and "text_category_p@5" not in rows["minilm"]
+
+
+@pytest.mark.parametrize("args, options, message", [
+    (("",), {"api_name": "/search_text"}, "query is empty"),
+    (("   ",), {"api_name": "/search_text"}, "query is empty"),
+    (("knee",), {"model": "no-such-model", "api_name": "/search_text"}, "not in the list of choices"),
+    (("knee",), {"model": "efficientnet-lite0", "api_name": "/search_text"}, "not in the list of choices"),
+    (("knee",), {"k": 50, "api_name": "/search_text"}, "greater than maximum"),
+    (("knee",), {"category": "elbow", "api_name": "/search_text"}, "not in the list of choices"),
+    ((None,), {"api_name": "/search_image"}, "Upload an image"),
+    (("no/such-id",), {"api_name": "/similar"}, "No image with id"),
+])
+def test_invalid_input_gives_a_message(client, args, options, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, **options)
+
+
+def test_non_image_files_are_refused_with_the_supported_formats(client, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(AppError, match="not an image that can be read .*DICOM"):
+        client.predict(handle_file(str(text)), api_name="/search_image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(AppError, match="empty file"):
+        client.predict(handle_file(str(empty)), api_name="/search_image")
+
+
+def test_oversized_files_are_refused_and_the_app_keeps_serving(client, served, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the app's limit
+        client.predict(handle_file(str(big)), api_name="/search_image")
+    with big.open("rb") as handle:  # and the server refuses it too
+        response = httpx.post(served[1] + "gradio_api/upload", files={"files": ("big.png", handle)}, timeout=60)
+    assert response.status_code == 413
+    _, records, _ = client.predict("knee", api_name="/search_text")
+    assert records
+
+
+def test_main_without_index_or_collection_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("XRAY_COLLECTION", raising=False)
+    assert app.main(["--index", str(tmp_path / "nothing-here")]) == 2
+    message = capsys.readouterr().err
+    assert "python -m retrieval build --collection" in message and "python app.py --collection" in message
+
+
+def test_median_latency_through_the_api(client, knee_file):
+    """Not a pass/fail check: prints the median latency of text and image queries (run with -s)."""
+    _, path = knee_file
+    queries = ["knee", "chest x-ray", "dental panoramic", "hand", "spine scoliosis"]
+    client.predict("warm up", api_name="/search_text")
+    text = []
+    for i in range(LATENCY_RUNS):
+        started = time.perf_counter()
+        client.predict(queries[i % len(queries)], api_name="/search_text")
+        text.append(time.perf_counter() - started)
+    image = []
+    for _ in range(LATENCY_RUNS):
+        started = time.perf_counter()
+        client.predict(handle_file(str(path)), api_name="/search_image")
+        image.append(time.perf_counter() - started)
+    print(f"\nmedian latency through the API over {LATENCY_RUNS} queries (k=5): "
+          f"text {statistics.median(text) * 1000:.0f} ms, image {statistics.median(image) * 1000:.0f} ms")
+
+
+def test_mcp_tools_are_the_four_endpoints_with_their_docstrings(subset_index):
+    pytest.importorskip("mcp", reason="the MCP extra is not installed (pip install 'mcp>=1.21,<2')")
+    import httpx
+    from retrieval.search import SearchEngine
+
+    demo = app.build_demo(SearchEngine(subset_index))
+    port = free_port()
+    app.launch(demo, "127.0.0.1", port, mcp=True, prevent_thread_lock=True, quiet=True)
+    try:
+        tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
+    finally:
+        demo.close()
+    described = {tool["name"]: tool["description"] for tool in tools}
+    assert set(described) == {name.lstrip("/") for name in ENDPOINTS}
+    assert "text query" in described["search_text"] and "not a diagnosis" in described["search_image"]
+
+
+def test_mcp_flag_without_the_package_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(app.importlib.util, "find_spec", lambda name: None)
+    assert app.main(["--mcp"]) == 2
+    assert "pip install" in capsys.readouterr().err
