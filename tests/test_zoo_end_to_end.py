@@ -1,0 +1,39 @@
+"""With a configured local folder, every zoo model builds (`--models all`), searches and appears in the app."""
+
+import pytest
+
+import app
+from retrieval.embedders import forget_loaded, list_embedders
+from retrieval.index import build_index
+from retrieval.search import SearchEngine
+from tiny_models import TINY_MODELS, install_tiny_models
+
+CLIP_LIKE = ["clip-vit-b32", "biomedclip"]
+
+
+@pytest.fixture
+def zoo_index(synthetic_collection, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XRAY_MODEL_DIR", str(install_tiny_models(tmp_path / "models")))
+    forget_loaded()
+    report = build_index(synthetic_collection, tmp_path / "index", models="all", progress=False,
+                         log=lambda *_: None)
+    yield report, SearchEngine(tmp_path / "index")
+    forget_loaded()  # tiny models must not leak into other tests
+
+
+def test_all_nine_models_build_search_and_show_as_ready_in_the_app(zoo_index, synthetic_collection):
+    report, engine = zoo_index
+    assert set(report.models) == set(list_embedders()) and report.skipped_models == {}
+    assert len(report.models) == 9
+    query = synthetic_collection / "knee" / "k1.png"
+    for name in TINY_MODELS:
+        hits = engine.search_image(query, model=name, k=3).hits
+        assert hits[0].id == "knee/k1" and hits[0].score == pytest.approx(1.0, abs=1e-3), name
+    for name in CLIP_LIKE:  # text-to-image through the model's own text tower
+        assert len(engine.search_text("knee radiograph", model=name, k=3, min_score=-1)) == 3
+    statuses = {row["name"]: row["status"] for row in app.Handlers(engine).models()}
+    assert all(status == "ready" for status in statuses.values()), statuses
+    assert set(TINY_MODELS) <= set(engine.models_for("image"))
+    assert set(CLIP_LIKE) <= set(engine.models_for("text"))
+    app.build_demo(engine)  # the dropdowns accept every ready model
