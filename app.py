@@ -527,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         elif store.current_generation(args.index) is None:
             print(NO_INDEX.format(index=Path(args.index).as_posix()), file=sys.stderr)
             return 2
-        engine = SearchEngine(args.index)
+        from retrieval.milvus_store import store_from_env
+
+        engine = SearchEngine(args.index, vector_store=store_from_env())  # FAISS unless XRAY_STORE=milvus
     except RetrievalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable
 
@@ -24,20 +25,28 @@ def cmd_build(args) -> int:
     models = args.models if args.models in (None, "all") else args.models.split(",")
     report = build_index(args.collection, args.index, models=models, skip_invalid=args.skip_invalid,
                          split=args.split, force=args.force, log=lambda message: print(message, file=sys.stderr))
+    synced = {}
+    if args.store == "milvus":  # the FAISS index is built as usual; Milvus then mirrors its vectors
+        from .milvus_store import sync_index
+
+        synced = sync_index(args.index, _milvus_uri(args), index=args.milvus_index, progress=not args.json)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), **({"milvus": synced} if synced else {})}, indent=2))
     else:
         for name, why in report.skipped_models.items():
             print(f"skipped model {name}: {why}")
         for name, why in report.skipped_rows.items():
             print(f"skipped row {name}: {why}")
+        for done in synced.values():
+            print(f"milvus {done['collection']}: {done['upserted']} upserted, {done['deleted']} deleted, "
+                  f"{done['unchanged']} unchanged")
     return 0
 
 
 def cmd_search(args) -> int:
     from .search import SUGGESTION_NOTE, SearchEngine
 
-    engine = SearchEngine(args.index)
+    engine = SearchEngine(args.index, vector_store=_vector_store(args))
     options = {"model": args.model, "k": args.k, "category": args.category, "min_score": args.min_score}
     suggestion = None
     if args.text is not None:
@@ -84,6 +93,30 @@ def format_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _milvus_uri(args) -> str:
+    if not args.milvus_uri:
+        raise RetrievalError("--store milvus needs --milvus-uri: a local file such as ./milvus.db (Milvus Lite) "
+                             "or http://host:19530 (a Milvus server); see docs/scaling.md.")
+    return args.milvus_uri
+
+
+def _vector_store(args):
+    """None for FAISS in this process, or a factory that reads the Milvus collections the build synced."""
+    if args.store != "milvus":
+        return None
+    from .milvus_store import milvus_store_factory
+
+    return milvus_store_factory(_milvus_uri(args), sync=False)
+
+
+def _add_store_options(parser) -> None:
+    parser.add_argument("--store", choices=["faiss", "milvus"], default="faiss",
+                        help="where vectors are searched: FAISS in this process (default) or Milvus")
+    parser.add_argument("--milvus-uri", default=os.environ.get("XRAY_MILVUS_URI"),
+                        help="Milvus Lite file (path ending in .db) or server (http://host:19530); "
+                             "default: $XRAY_MILVUS_URI")
+
+
 def _add_search_options(parser) -> None:
     from .search import K_DEFAULT
 
@@ -113,6 +146,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--skip-invalid", action="store_true", help="leave rows that fail validation out")
     p.add_argument("--split", default="train", help="split of a Hub dataset")
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
+    _add_store_options(p)
+    p.add_argument("--milvus-index", choices=["FLAT", "HNSW", "IVF_FLAT"], default="FLAT",
+                   help="Milvus index type: FLAT is exact (default); see docs/scaling.md for the others")
     p.add_argument("--json", action="store_true")
     commands["build"] = cmd_build
 
@@ -123,6 +159,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     query.add_argument("--image", help="image or DICOM file")
     query.add_argument("--similar", metavar="ID", help="more like this row id")
     _add_search_options(p)
+    _add_store_options(p)
     p.add_argument("--json", action="store_true")
     commands["search"] = cmd_search
 

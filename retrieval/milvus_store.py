@@ -1,0 +1,457 @@
+"""Vectors in Milvus: the store for archives that outgrow one machine (Milvus Lite in a local file for tests).
+
+One Milvus collection per (image collection, model) holds the row id, the vector and the filterable
+metadata (category, label, source). Images and metadata stay in the Dataset: Milvus answers with row ids
+and the engine resolves them. `sync` mirrors a Dataset into Milvus in batches, idempotently and resumably.
+
+    engine = SearchEngine("index", vector_store=milvus_store_factory("./milvus.db"))          # Milvus Lite
+    engine = SearchEngine("index", vector_store=milvus_store_factory("http://milvus:19530"))  # server/cluster
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from .errors import BrokenIndex, RetrievalError
+from .vectorstore import VectorStore
+
+# Index types and their documented parameters. FLAT is exact (same answers as FAISS flat) and the default;
+# HNSW is the usual choice past a few million vectors (M: graph degree, efConstruction: build-time beam,
+# ef: query-time beam, raised to k when smaller); IVF_FLAT clusters into nlist lists and scans nprobe of them.
+# Milvus Lite 3.2 builds all three (FLAT as NumPy brute force, HNSW/IVF_FLAT with FAISS, per segment).
+INDEXES = {
+    "FLAT": ({}, {}),
+    "HNSW": ({"M": 16, "efConstruction": 200}, {"ef": 64}),
+    "IVF_FLAT": ({"nlist": 1024}, {"nprobe": 32}),
+}
+METRIC = "COSINE"  # vectors are unit length, so Milvus's cosine equals FAISS's inner product
+BATCH = 1000  # rows per upsert and per id lookup (well below Milvus's 16384-row and 64 MB message limits)
+MAX_LIMIT = 16384  # Milvus's largest top-k
+ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes)
+TIE = 1e-6  # scores this close are a tie; the k-th result's tie group is fetched whole before ordering
+STORES = ("faiss", "milvus")
+
+
+@dataclass
+class SyncReport:
+    """What one sync did to one model's Milvus collection."""
+
+    collection: str
+    rows: int  # rows in the Dataset (and, after the sync, in the collection)
+    upserted: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+class MilvusStore(VectorStore):
+    """Cosine search in Milvus over one collection per model; `sync` (or `attach`) binds it to a Dataset.
+
+    `uri`: a local file path ending in .db (Milvus Lite, embedded in this process) or http(s)://host:19530
+    (a Milvus server or cluster). `index`: "FLAT" (exact, default), "HNSW" or "IVF_FLAT"; `index_params`
+    and `search_params` override the defaults in INDEXES. `consistency`: "Strong" so a search sees every
+    completed sync; "Bounded" is faster on a busy cluster that tolerates a few seconds of staleness.
+    """
+
+    def __init__(self, uri: str | Path, *, index: str = "FLAT", index_params: dict | None = None,
+                 search_params: dict | None = None, token: str = "", db_name: str = "",
+                 consistency: str = "Strong", batch_size: int = BATCH):
+        index = index.upper()
+        if index not in INDEXES:
+            raise RetrievalError(f"Unknown Milvus index type {index!r}; choose from {sorted(INDEXES)}.")
+        self.index = index
+        self.index_params = {**INDEXES[index][0], **(index_params or {})}
+        self.search_params = {**INDEXES[index][1], **(search_params or {})}
+        self.consistency = consistency
+        self.batch_size = int(batch_size)
+        self.uri, self._lite_path = _resolve_uri(uri)
+        self._client = _connect(self.uri, self._lite_path, token=token, db_name=db_name)
+        self._collections: dict[str, str] = {}  # model -> Milvus collection
+        self._search_params: dict[str, dict] = {}  # Milvus collection -> params for its index type
+        self._dataset = None
+        self._vectors = None
+        self._ids: list[str] = []
+        self._row_of: dict[str, int] = {}
+
+    # --- binding to a Dataset --------------------------------------------------------------------------
+    def attach(self, dataset, models: Iterable[str], collection_key: str) -> None:
+        """Search `dataset`'s rows through existing collections, without writing (the build keeps them synced)."""
+        self._bind(dataset, models, collection_key)
+        for model, name in self._collections.items():
+            if not self._client.has_collection(name):
+                raise BrokenIndex(f"Milvus at {self.uri} has no collection {name!r} for model {model!r}; sync it "
+                                  f"with `python -m retrieval build ... --store milvus --milvus-uri {self.uri}`.")
+            self._client.load_collection(name)
+            described = self._client.describe_index(name, "vector") or {}
+            kind = str(described.get("index_type", "")).upper()  # search with the parameters of the index it has
+            self._search_params[name] = (self.search_params if kind == self.index
+                                         else dict(INDEXES.get(kind, ({}, {}))[1]))
+
+    def sync(self, dataset, models: Iterable[str], collection_key: str,
+             progress: bool = False) -> dict[str, SyncReport]:
+        """Make each model's collection mirror `dataset`: upsert new or changed rows, delete rows that left.
+
+        Streams the Dataset in batches and upserts only rows whose vector or metadata checksum differs from
+        what Milvus holds, so a repeated sync writes nothing and a killed one resumes where it stopped.
+        """
+        from tqdm.auto import tqdm
+
+        self._bind(dataset, models, collection_key)
+        meta = dataset.select_columns(["id", "category", "label", "source"])
+        reports = {}
+        for model, name in self._collections.items():
+            column = self._vectors.with_format("numpy", columns=[model])
+            self._ensure_collection(name, _dim(dataset, model))
+            report = SyncReport(name, len(dataset))
+            with tqdm(total=len(dataset), desc=f"milvus {model}", unit="row", disable=not progress) as bar:
+                for start in range(0, len(dataset), self.batch_size):
+                    rows = meta[start:start + self.batch_size]
+                    vectors = np.asarray(column[start:start + self.batch_size][model], dtype=np.float32)
+                    self._upsert_changed(name, rows, vectors, report)
+                    bar.update(len(vectors))
+            report.deleted = self._delete_missing(name)
+            if report.upserted or report.deleted:
+                self._client.flush(name)  # seal what was written so the server builds its index on it
+            reports[model] = report
+        return reports
+
+    def _bind(self, dataset, models: Iterable[str], collection_key: str) -> None:
+        models = list(models)
+        names = {model: collection_name(collection_key, model) for model in models}
+        if len(set(names.values())) != len(names):
+            raise RetrievalError(f"Models {models} map to clashing Milvus collection names {names}.")
+        self._collections = names
+        self._dataset = dataset
+        self._vectors = dataset.select_columns(models)
+        self._ids = list(dataset["id"])
+        self._row_of = {row_id: row for row, row_id in enumerate(self._ids)}
+
+    def _ensure_collection(self, name: str, dim: int) -> None:
+        """Create the collection and its index, or repair one whose schema or index differs from the wanted."""
+        client = self._client
+        if client.has_collection(name):
+            fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
+            if set(fields) != {"id", "vector", "category", "label", "source", "digest"} \
+                    or int(fields["vector"]["params"].get("dim", 0)) != dim:
+                client.drop_collection(name)  # another model version or layout: its vectors are useless
+        if not client.has_collection(name):
+            client.create_collection(name, schema=self._schema(dim), index_params=self._index_spec(),
+                                     consistency_level=self.consistency)
+        elif not self._index_matches(name):
+            client.release_collection(name)
+            client.drop_index(name, "vector")
+            client.create_index(name, self._index_spec())
+        client.load_collection(name)
+        self._search_params[name] = self.search_params
+
+    def _schema(self, dim: int):
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                            description="X-Ray Search vectors; images and metadata stay in the Dataset")
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        for field in ("category", "label", "source"):
+            schema.add_field(field, DataType.VARCHAR, max_length=TEXT_BYTES)
+        schema.add_field("digest", DataType.VARCHAR, max_length=32)  # checksum of vector + metadata
+        return schema
+
+    def _index_spec(self):
+        params = dict(self.index_params)
+        if params:
+            # pymilvus 3 sends build parameters as flat key/value pairs; Milvus Lite 3.2 (embedded or served)
+            # reads only a JSON "params" entry, which Milvus servers also accept: send that nested copy too
+            params["params"] = dict(self.index_params)
+        spec = self._client.prepare_index_params()
+        spec.add_index(field_name="vector", index_name="vector", index_type=self.index, metric_type=METRIC,
+                       params=params)
+        return spec
+
+    def _index_matches(self, name: str) -> bool:
+        try:
+            described = self._client.describe_index(name, "vector")
+        except Exception:  # no index yet
+            return False
+        params = {**described, **(described.get("params") or {})}
+        return (str(described.get("index_type", "")).upper() == self.index
+                and str(described.get("metric_type", "")).upper() == METRIC
+                and all(str(params.get(key)) == str(value) for key, value in self.index_params.items()))
+
+    def _upsert_changed(self, name: str, rows: dict, vectors: np.ndarray, report: SyncReport) -> None:
+        ids = rows["id"]
+        for row_id in ids:
+            if len(row_id.encode("utf-8")) > ID_BYTES:
+                raise RetrievalError(f"Row id {row_id[:80]!r}... is longer than Milvus's {ID_BYTES}-byte key.")
+        metadata = [{field: _clip(rows[field][i]) for field in ("category", "label", "source")}
+                    for i in range(len(ids))]
+        digests = [_digest(vectors[i], metadata[i]) for i in range(len(ids))]
+        held = {hit["id"]: hit["digest"] for hit in self._client.query(
+            name, filter=f"id in {_literal_list(ids)}", output_fields=["id", "digest"], limit=len(ids),
+            consistency_level="Strong")}
+        changed = [i for i, (row_id, digest) in enumerate(zip(ids, digests)) if held.get(row_id) != digest]
+        if changed:
+            self._client.upsert(name, [{"id": ids[i], "vector": vectors[i].tolist(), **metadata[i],
+                                        "digest": digests[i]} for i in changed])
+        report.upserted += len(changed)
+        report.unchanged += len(ids) - len(changed)
+
+    def _delete_missing(self, name: str) -> int:
+        if self._count(name) == len(self._row_of):  # every Dataset row is there (just checked), so nothing else is
+            return 0
+        stale = [row_id for row_id in self._held_ids(name) if row_id not in self._row_of]
+        for start in range(0, len(stale), self.batch_size):
+            self._client.delete(name, filter=f"id in {_literal_list(stale[start:start + self.batch_size])}")
+        return len(stale)
+
+    def _held_ids(self, name: str) -> list[str]:
+        iterator = self._client.query_iterator(name, batch_size=min(10 * self.batch_size, MAX_LIMIT),
+                                               output_fields=["id"], consistency_level="Strong")
+        held = []
+        try:
+            while batch := iterator.next():
+                held.extend(hit["id"] for hit in batch)
+        finally:
+            iterator.close()
+        return held
+
+    # --- the VectorStore interface ---------------------------------------------------------------------
+    def search(self, model, vector, k, category=None, exclude=None):
+        """Up to k (row, score) pairs, best first; ties keep the lower rows and list them from the higher one down.
+
+        Ids Milvus holds but this Dataset lacks (a newer sync of the same collection) are skipped.
+        """
+        name = self._collection(model)
+        terms = []
+        if category is not None:
+            terms.append(f"category == {_literal(category)}")
+        if exclude is not None:
+            terms.append(f"id != {_literal(self._ids[exclude])}")
+        query = [np.asarray(vector, dtype=np.float32).reshape(-1).tolist()]
+        limit = min(int(k) + 1, MAX_LIMIT)  # one more than asked shows whether the k-th score's tie goes on
+        while True:
+            params = {key: max(value, limit) if key == "ef" else value  # HNSW needs ef >= k
+                      for key, value in self._search_params.get(name, self.search_params).items()}
+            hits = self._client.search(name, data=query, limit=limit, filter=" and ".join(terms),
+                                       output_fields=["id"], anns_field="vector",
+                                       search_params={"metric_type": METRIC, "params": params})[0]
+            found = [(self._row_of[hit["id"]], float(hit["distance"])) for hit in hits if hit["id"] in self._row_of]
+            exhausted = len(hits) < limit or limit >= MAX_LIMIT
+            # done when k rows are known and the k-th score's tie group ends inside what came back
+            if exhausted or (len(found) >= k and float(hits[-1]["distance"]) < sorted(
+                    (s for _, s in found), reverse=True)[k - 1] - TIE):
+                break
+            limit = min(2 * limit, MAX_LIMIT)
+        # of a tie cut by k keep the lower rows, and list each tie from the higher row down: what FAISS flat usually
+        # returns (its heap decides exact ties, so where k splits one the two stores may keep different members)
+        kept = sorted(found, key=lambda pair: (-pair[1], pair[0]))[:k]
+        return sorted(kept, key=lambda pair: (-pair[1], -pair[0]))
+
+    def vector(self, model, row):
+        if self._vectors is None:
+            raise BrokenIndex("The Milvus store is not bound to a Dataset; call sync() or attach() first.")
+        return np.asarray(self._vectors[int(row)][model], dtype=np.float32)
+
+    # --- housekeeping ----------------------------------------------------------------------------------
+    def count(self, model: str) -> int:
+        """Rows in the model's Milvus collection (exact: deletions are counted out)."""
+        return self._count(self._collection(model))
+
+    def _count(self, name: str) -> int:
+        result = self._client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        return int(result[0]["count(*)"])
+
+    def drop(self, model: str) -> None:
+        self._client.drop_collection(self._collection(model))
+
+    def close(self) -> None:
+        """Close the connection; the last store on a Milvus Lite file also stops its embedded server."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+            if self._lite_path is not None:
+                _release_lite(self._lite_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _collection(self, model: str) -> str:
+        try:
+            return self._collections[model]
+        except KeyError:
+            raise BrokenIndex(f"The Milvus store holds no collection for model {model!r}; it has "
+                              f"{list(self._collections)}.") from None
+
+
+# --- wiring: the engine's factory, the CLI and the app ------------------------------------------------------
+def collection_name(collection_key: str, model: str) -> str:
+    """The Milvus collection of one model: letters, digits and underscores, starting with a letter."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", f"xray_{collection_key}_{model}")[:255]
+
+
+def collection_key(manifest: Mapping) -> str:
+    """A key that stays the same while the image collection changes, so a new image is one upsert.
+
+    Derived from the collection's source (its folder or Hub id), not from its content fingerprint: each
+    rebuild of the same collection then updates the same Milvus collections instead of filling new ones.
+    """
+    return hashlib.sha256(str(manifest["source"]).encode("utf-8")).hexdigest()[:8]
+
+
+def milvus_store_factory(uri: str | Path, *, collection: str | None = None, sync: bool = True,
+                         progress: bool = False, **options) -> Callable:
+    """The `vector_store` argument of SearchEngine: `(dataset, generation, manifest, models) -> MilvusStore`.
+
+    `collection`: a name for the image collection (default: derived from the index's source). `sync`:
+    mirror the Dataset into Milvus first (cheap when nothing changed); False only attaches, for an app
+    that reads collections a build keeps up to date. `options` go to MilvusStore (index, token, ...).
+    """
+    def factory(dataset, generation, manifest, models) -> MilvusStore:
+        store = MilvusStore(uri, **options)
+        try:
+            key = collection or collection_key(manifest)
+            if sync:
+                store.sync(dataset, models, key, progress=progress)
+            else:
+                store.attach(dataset, models, key)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    return factory
+
+
+def sync_index(index_dir: str | Path, uri: str | Path, *, models: Iterable[str] | None = None,
+               collection: str | None = None, progress: bool = True, **options) -> dict[str, dict]:
+    """Mirror the current generation of an index folder into Milvus; returns {model: SyncReport as dict}."""
+    import datasets
+
+    from . import store as layout
+
+    generation = layout.current_generation(index_dir)
+    if generation is None:
+        raise BrokenIndex(f"No index in {index_dir}; build one first.")
+    manifest = layout.read_manifest(generation)
+    dataset = datasets.load_from_disk(str(generation / "dataset"))
+    with MilvusStore(uri, **options) as store:
+        reports = store.sync(dataset, list(models or manifest["models"]), collection or collection_key(manifest),
+                             progress=progress)
+    return {model: asdict(report) for model, report in reports.items()}
+
+
+def store_from_env(environ: Mapping[str, str] | None = None) -> Callable | None:
+    """The app's vector store from the environment: None for FAISS, else a Milvus factory for SearchEngine.
+
+    XRAY_STORE=faiss|milvus (default faiss); XRAY_MILVUS_URI (a .db path or http://host:19530, required for
+    milvus); optional XRAY_MILVUS_INDEX (FLAT|HNSW|IVF_FLAT), XRAY_MILVUS_TOKEN ("user:password" or an API
+    key), XRAY_MILVUS_DB, XRAY_MILVUS_COLLECTION, XRAY_MILVUS_SYNC=1 (mirror the index into Milvus at start-up;
+    by default the app only reads the collections `python -m retrieval build --store milvus` wrote).
+    """
+    environ = os.environ if environ is None else environ
+    kind = (environ.get("XRAY_STORE") or "faiss").strip().lower()
+    if kind == "faiss":
+        return None
+    if kind != "milvus":
+        raise RetrievalError(f"XRAY_STORE={kind!r} is not a vector store; choose from {list(STORES)}.")
+    uri = environ.get("XRAY_MILVUS_URI", "").strip()
+    if not uri:
+        raise RetrievalError("XRAY_STORE=milvus needs XRAY_MILVUS_URI: a local file such as ./milvus.db "
+                             "(Milvus Lite) or http://host:19530 (a Milvus server).")
+    options = {"index": environ.get("XRAY_MILVUS_INDEX", "FLAT"), "token": environ.get("XRAY_MILVUS_TOKEN", ""),
+               "db_name": environ.get("XRAY_MILVUS_DB", "")}
+    return milvus_store_factory(uri, collection=environ.get("XRAY_MILVUS_COLLECTION") or None,
+                                sync=environ.get("XRAY_MILVUS_SYNC", "0").strip().lower() in ("1", "true", "yes"),
+                                **options)
+
+
+# --- internals ---------------------------------------------------------------------------------------------
+_lite_lock = threading.Lock()
+_lite_users: dict[str, int] = {}  # Milvus Lite file -> open stores (its embedded server is per process and file)
+
+
+def _resolve_uri(uri: str | Path) -> tuple[str, str | None]:
+    """(uri for pymilvus, Milvus Lite file or None). Anything without a scheme is a local Milvus Lite file."""
+    text = str(uri)
+    if re.match(r"^(https?|tcp|unix)://", text, re.IGNORECASE) or text.startswith("unix:"):
+        return text, None
+    path = Path(text).expanduser().resolve()
+    if path.suffix != ".db":
+        raise RetrievalError(f"A local Milvus URI is a Milvus Lite file whose name ends in .db; got {text!r} "
+                             "(or give a server as http://host:19530).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path), str(path)
+
+
+def _connect(uri: str, lite_path: str | None, token: str, db_name: str):
+    try:
+        from pymilvus import MilvusClient
+    except ImportError as error:
+        raise RetrievalError("The Milvus store needs pymilvus (and milvus-lite for a .db file): "
+                             "pip install pymilvus milvus-lite") from error
+    if lite_path is not None:
+        with _lite_lock:
+            _lite_users[lite_path] = _lite_users.get(lite_path, 0) + 1
+    try:
+        return MilvusClient(uri=uri, token=token, db_name=db_name)
+    except Exception as error:
+        if lite_path is not None:
+            _release_lite(lite_path)
+            raise RetrievalError(f"Milvus Lite cannot open {lite_path} ({error}). One process at a time may open "
+                                 "a .db file: stop the other one, or serve the file with `milvus-lite server "
+                                 f"--data-dir {lite_path}` and use http://127.0.0.1:19530.") from error
+        raise RetrievalError(f"Cannot reach Milvus at {uri} ({error}); check that the server is running "
+                             "(see docs/scaling.md) and the URI and token.") from error
+
+
+def _release_lite(path: str) -> None:
+    with _lite_lock:
+        _lite_users[path] = _lite_users.get(path, 1) - 1
+        last = _lite_users[path] <= 0
+        if last:
+            del _lite_users[path]
+    if last:
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(path)
+
+
+def _literal(value: str) -> str:
+    """A Milvus string literal: double quotes, with backslashes, quotes and line breaks escaped."""
+    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"')
+               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+def _literal_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(_literal(v) for v in values) + "]"
+
+
+def _clip(value) -> str:
+    """Metadata as a VarChar: None becomes "", over-long text is cut at a character boundary."""
+    data = str(value or "").encode("utf-8")
+    return data[:TEXT_BYTES].decode("utf-8", errors="ignore")
+
+
+def _dim(dataset, model: str) -> int:
+    feature = dataset.features[model]
+    dim = getattr(feature, "length", -1)
+    return int(dim) if dim and dim > 0 else len(dataset[0][model])
+
+
+def _digest(vector: np.ndarray, metadata: dict) -> str:
+    digest = hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=16)
+    digest.update("\0".join(metadata[f] for f in ("category", "label", "source")).encode("utf-8"))
+    return digest.hexdigest()
+
+
+__all__ = ["MilvusStore", "milvus_store_factory", "store_from_env", "sync_index", "collection_name", "SyncReport"]
