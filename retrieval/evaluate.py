@@ -17,13 +17,16 @@ Besides the tables, the JSON and the PNGs written to --out, a summary for the ap
 atomically to `<current generation>/evaluation.json`:
 
     {"created_at": ..., "rows": ..., "near_duplicate_pairs": ..., "text_queries": ...,
-     "models": {name: {"indexes": "image"|"text",
-                       "image_category_p@5": ..., "image_label_p@5": ...,      # image-indexed models
-                       "metadata_category_p@5": ..., ...,                      # text-indexed models, row to row
-                       "text_category_p@5": ..., "text_label_p@5": ..., ...}}, # text-capable models
-     "baselines": {"raw-pixels": {"image_category_p@5": ..., ...}}}
+     "models": {name: {"image_category_p@5": ..., "image_label_p@5": ...,   # leave-one-out, image-indexed models
+                       "text_category_p@5": ..., "text_label_p@5": ...,     # the query file, text-capable models
+                       ...,                                                 # p@1, p@10, map@10, r@10, hit@10
+                       "metadata_category_p@5": ..., ...,                   # leave-one-out, text-indexed models
+                       "indexes": "image" | "text"}},
+     "baselines": {"raw-pixels": {...the same keys...}}}
 
-with p@1, p@5, p@10, map@10, r@10 and hit@10 for each prefix and level.
+Every model has every key, in this order, with null where a figure does not apply (a text model has no
+image-to-image figures), so the first few keys make aligned columns. A run with --models merges its models
+into the figures already there.
 """
 
 from __future__ import annotations
@@ -112,18 +115,24 @@ class Evaluation:
                 "image_queries": self.image, "random": self.random, "text_queries": self.text}
 
     def summary(self) -> dict:
-        """The per-model figures the app's Models tab shows."""
+        """The per-model figures the app's Models tab shows. Every model lists the same keys in the same
+        order, headline figures first (None where a figure does not apply), so a table of the first few
+        columns lines up."""
+        headline = [f"{prefix}_{level}_p@5" for prefix in ("image", "text") for level in LEVELS]
         models, baselines = {}, {}
         for name, result in self.image.items():
             prefix = "metadata" if result["input"] == "metadata" else "image"
-            entry = {"indexes": "text" if prefix == "metadata" else "image"}
+            entry = {key: None for key in headline}
+            text = self.text.get("models", {}).get(name)
             for level in LEVELS:
-                entry.update({f"{prefix}_{level}_{key}": result[level][key] for key in FIGURES})
+                entry.update({f"image_{level}_{key}": result[level][key] if prefix == "image" else None
+                              for key in FIGURES})
+                entry.update({f"text_{level}_{key}": text[level][key] if text else None for key in FIGURES})
+            for level in LEVELS:
+                entry.update({f"metadata_{level}_{key}": result[level][key] if prefix == "metadata" else None
+                              for key in FIGURES})
+            entry["indexes"] = "text" if prefix == "metadata" else "image"
             (baselines if name == RAW_PIXELS else models)[name] = entry
-        for name, result in self.text.get("models", {}).items():
-            entry = models.setdefault(name, {})
-            for level in LEVELS:
-                entry.update({f"text_{level}_{key}": result[level][key] for key in FIGURES})
         return {"created_at": self.created_at, "rows": self.rows,
                 "near_duplicate_pairs": self.near_duplicates["pairs"],
                 "text_queries": self.text.get("queries", 0), "models": models, "baselines": baselines}
@@ -139,7 +148,8 @@ class Evaluation:
         header = ["model", "input", "queries", *(f"P@{k}" for k in KS), f"mAP@{K}", f"R@{K}", f"hit@{K}"]
         for level in LEVELS:
             title = "same category" if level == CATEGORY else "same (category, label), labelled rows only"
-            lines.append(f"Image to image, leave-one-out, relevant = {title}:")
+            lines.append(f"Leave-one-out (each row queries the others with its stored vector; input = what the "
+                         f"vector encodes), relevant = {title}:")
             rows = [[self._name(name), result["input"], *_cells(result[level])]
                     for name, result in self.image.items()]
             rows.append(["random ranking (expected)", "-", *_cells(self.random[level])])
@@ -150,7 +160,7 @@ class Evaluation:
                 for name, result in self.image.items() for level in LEVELS]
         lines += [format_table(["model", "level", "P@1 with", "P@1 without", f"mAP@{K} with", f"mAP@{K} without"],
                                [[r[0], r[1], *(_fmt(v) for v in r[2:])] for r in rows]), ""]
-        lines.append(f"Per category, leave-one-out P@5 (same category / same label):")
+        lines.append("Per category, leave-one-out P@5 (same category / same label):")
         rows = []
         for category in self.categories:
             cells = [category]
@@ -204,10 +214,8 @@ def evaluate_index(index_dir: str | Path = "index", models: list[str] | None = N
                    queries_file: str | Path | None = None, progress: bool = True,
                    near_bits: int | None = None) -> Evaluation:
     """Evaluate `models` of the index (default: all), with the TF-IDF and raw-pixel baselines alongside."""
-    from tqdm.auto import tqdm
-
     from .search import SearchEngine
-    from .store import read_manifest, current_generation
+    from .store import current_generation, read_manifest
     from .validate import NEAR_DUPLICATE_BITS
 
     started = time.perf_counter()
@@ -236,6 +244,19 @@ def evaluate_index(index_dir: str | Path = "index", models: list[str] | None = N
                          "examples": [[ids[i], ids[j], d] for i, j, d in pairs[:20]]},
         engine=engine, queries=queries)
 
+    _leave_one_out(evaluation, keys, thumbnails, partners, progress)
+    _text_to_image(evaluation, keys, version, queries_file, progress)
+    evaluation.created_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    evaluation.seconds = time.perf_counter() - started
+    return evaluation
+
+
+def _leave_one_out(evaluation: Evaluation, keys: dict, thumbnails: np.ndarray, partners: dict,
+                   progress: bool) -> None:
+    """Every row queries the others, for each model's stored vectors and for the raw pixels."""
+    from tqdm.auto import tqdm
+
+    engine, categories = evaluation.engine, keys[CATEGORY]
     vector_sets = [(name, "metadata" if _indexes(engine, name) == "text" else "image") for name in engine.models]
     vector_sets.append((RAW_PIXELS, "pixels"))
     for name, kind in tqdm(vector_sets, desc="leave-one-out", unit="model", disable=not progress):
@@ -248,16 +269,24 @@ def evaluate_index(index_dir: str | Path = "index", models: list[str] | None = N
         result["per_category"] = {
             category: _judge_leave_one_out(ranked, keys, partners, queries=categories == category)
             for category in evaluation.categories}
-        counts = metrics.confusion_matrix(np.repeat(categories, ranked.shape[1]).reshape(ranked.shape)[ranked >= 0],
-                                          categories[ranked[ranked >= 0]], evaluation.categories)
+        found = ranked >= 0
+        counts = metrics.confusion_matrix(np.broadcast_to(categories[:, None], ranked.shape)[found],
+                                          categories[ranked[found]], evaluation.categories)
         result["confusion"] = {"categories": evaluation.categories, "counts": counts.tolist()}
         evaluation.image[name] = result
     evaluation.random = {level: _random_expectation(keys[level], partners) for level in LEVELS}
 
-    text_models = engine.models_for("text")
+
+def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_file, progress: bool) -> None:
+    """The query file through `search_text` for every text-capable model of the index."""
+    from tqdm.auto import tqdm
+
+    engine, queries, ids = evaluation.engine, evaluation.queries, evaluation.engine.ids
     shown_file = Path(queries_file) if queries_file else QUERIES_FILE.relative_to(Path(__file__).parents[1])
     evaluation.text = {"file": shown_file.as_posix(), "version": version, "queries": len(queries), "models": {}}
-    targets = {level: np.stack([_text_targets(q, categories, labels, level) for q in queries]) for level in LEVELS}
+    targets = {level: np.stack([_text_targets(q, keys[CATEGORY], keys[LABEL], level) for q in queries])
+               for level in LEVELS}
+    text_models = engine.models_for("text")
     for name in text_models:
         ranked = np.full((len(queries), K), -1, dtype=np.int64)
         for position, query in enumerate(tqdm(queries, desc=f"text queries {name}", unit="query",
@@ -266,23 +295,21 @@ def evaluate_index(index_dir: str | Path = "index", models: list[str] | None = N
             ranked[position, :len(hits)] = [hit.row for hit in hits]
         evaluation.text_ranked[name] = ranked
         result = {"searches": "metadata" if _indexes(engine, name) == "text" else "images"}
+        relevant = {level: np.take_along_axis(targets[level], np.maximum(ranked, 0), axis=1) & (ranked >= 0)
+                    for level in LEVELS}
         for level in LEVELS:
-            relevant = np.take_along_axis(targets[level], np.maximum(ranked, 0), axis=1) & (ranked >= 0)
-            result[level] = figures(relevant, targets[level].sum(axis=1))
+            result[level] = figures(relevant[level], targets[level].sum(axis=1))
         result["per_query"] = [
             {"text": q.text, "category": q.category, "labels": list(q.labels),
              "relevant_rows": int(targets[LABEL if q.labels else CATEGORY][i].sum()),
-             "top": [ids[r] for r in ranked[i] if r >= 0][:5],
-             **{f"{level}_p@5": float(np.take(targets[level][i], ranked[i][ranked[i] >= 0])[:5].sum() / 5)
+             "top": [ids[row] for row in ranked[i] if row >= 0][:5],
+             **{f"{level}_p@5": _round(metrics.precision_at_k(relevant[level][i], 5))
                 for level in LEVELS if level == CATEGORY or q.labels}}
             for i, q in enumerate(queries)]
         evaluation.text["models"][name] = result
     if not text_models:
         evaluation.text["skipped"] = "no text-capable model in this index"
     evaluation.text["random"] = {level: _random_text(targets[level], len(ids)) for level in LEVELS}
-    evaluation.created_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    evaluation.seconds = time.perf_counter() - started
-    return evaluation
 
 
 def _indexes(engine, name: str) -> str:
@@ -367,11 +394,15 @@ def figures(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:
         return {**result, **{key: None for key in FIGURES}}
     relevant, n_relevant = relevant[judged], n_relevant[judged]
     for k in KS:
-        result[f"p@{k}"] = float(np.mean(metrics.precision_at_k(relevant, k)))
-    result[f"map@{K}"] = metrics.mean_average_precision_at_k(relevant, n_relevant, K)
-    result[f"r@{K}"] = float(np.mean(metrics.recall_at_k(relevant, n_relevant, K)))
-    result[f"hit@{K}"] = float(np.mean(metrics.hit_rate_at_k(relevant, K)))
+        result[f"p@{k}"] = _round(np.mean(metrics.precision_at_k(relevant, k)))
+    result[f"map@{K}"] = _round(metrics.mean_average_precision_at_k(relevant, n_relevant, K))
+    result[f"r@{K}"] = _round(np.mean(metrics.recall_at_k(relevant, n_relevant, K)))
+    result[f"hit@{K}"] = _round(np.mean(metrics.hit_rate_at_k(relevant, K)))
     return result
+
+
+def _round(value) -> float:
+    return round(float(value), 4)
 
 
 def _leave_one_out_counts(key: np.ndarray, partners: dict[int, set[int]]) -> np.ndarray:
@@ -413,12 +444,12 @@ def _random_text(targets: np.ndarray, rows: int) -> dict:
 def _random_figures(relevant: np.ndarray, candidates: np.ndarray) -> dict:
     if not len(relevant):
         return {"queries": 0, **{key: None for key in FIGURES}}
-    precision = float(np.mean(relevant / candidates))
+    precision = _round(np.mean(relevant / candidates))
     miss = np.ones_like(relevant)
     for i in range(K):  # probability that none of the K drawn candidates is relevant
         miss *= np.clip((candidates - relevant - i) / np.maximum(candidates - i, 1), 0, 1)
     return {"queries": int(len(relevant)), **{f"p@{k}": precision for k in KS}, f"map@{K}": None,
-            f"r@{K}": float(np.mean(np.minimum(K, candidates) / candidates)), f"hit@{K}": float(np.mean(1 - miss))}
+            f"r@{K}": _round(np.mean(np.minimum(K, candidates) / candidates)), f"hit@{K}": _round(np.mean(1 - miss))}
 
 
 def _text_targets(query: TextQuery, categories: np.ndarray, labels: np.ndarray, level: str) -> np.ndarray:
@@ -492,13 +523,13 @@ def _plot_precision(results: dict, path: Path, title: str, random: dict) -> Path
         chance = random[level].get("p@1")
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="random")
-        ax.set_xticks(np.arange(len(names)), [Evaluation._name(n).replace(" (baseline)", "\n(baseline)")
-                                              for n in names], fontsize=8)
-        ax.set_ylim(0, 1.08)
+        ax.set_xticks(np.arange(len(names)), [_tick(n, results[n]) for n in names], fontsize=8)
+        ax.set_ylim(0, 1.22)  # room for the legend above the bars
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_title("same category" if level == CATEGORY else "same (category, label)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("precision")
-    axes[1].legend(loc="upper right", fontsize=8)
+    axes[1].legend(loc="upper center", ncol=len(KS) + 1, fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -506,15 +537,24 @@ def _plot_precision(results: dict, path: Path, title: str, random: dict) -> Path
     return path
 
 
+def _tick(name: str, result: dict) -> str:
+    """'tfidf\n(metadata, baseline)': the model, what it compares, and whether it is a baseline."""
+    what = result.get("input") or result.get("searches") or ""
+    baseline = name in (RAW_PIXELS, BASELINE_TEXT_MODEL)
+    detail = ", ".join(part for part in (what, "baseline" if baseline else "") if part)
+    return f"{name}\n({detail})" if detail else name
+
+
 def _plot_per_category(evaluation: Evaluation, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names, categories = list(evaluation.image), evaluation.categories
-    fig, axes = plt.subplots(1, 2, figsize=(1.1 * len(categories) * 2 + 4, 0.55 * len(names) + 2))
+    fig, axes = plt.subplots(1, 2, figsize=(0.9 * len(categories) * 2 + 4, 0.55 * len(names) + 2))
+    colours = plt.get_cmap("viridis").with_extremes(bad="#dddddd")  # grey: no labelled rows in that category
     for ax, level in zip(axes, LEVELS):
         grid = np.array([[_nan(evaluation.image[n]["per_category"][c][level]["p@5"]) for c in categories]
                          for n in names], dtype=float)
-        ax.imshow(np.nan_to_num(grid, nan=0.0), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=1, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if not np.isnan(value) and value > 0.6 else "white")
@@ -532,7 +572,7 @@ def _plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     names = list(evaluation.image)
-    columns = min(3, len(names))
+    columns = min(3, math.ceil(math.sqrt(len(names))))
     rows = math.ceil(len(names) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.9 * rows), squeeze=False)
     for ax in axes.ravel()[len(names):]:
@@ -579,54 +619,87 @@ def _text_grid_samples(queries: list[TextQuery], count: int) -> list[int]:
     return order[:count]
 
 
-def _plot_grid(evaluation: Evaluation, name: str, samples: list, path: Path, shown: int = 5) -> Path:
-    """One row per query: the query (image or text) then its top results, outlined green when relevant."""
-    import matplotlib.pyplot as plt
+GREEN, RED = (26, 150, 65), (215, 25, 28)
+
+
+def _plot_grid(evaluation: Evaluation, name: str, samples: list, path: Path, shown: int = 5,
+               tile: int = 150) -> Path:
+    """One row per query: the query (image or text) then its top results, outlined green when relevant
+    (same category) and red when not; a tick marks a result with the query's label too. Drawn with PIL:
+    a few dozen matplotlib axes per grid would take longer than the whole evaluation."""
+    from PIL import Image, ImageDraw, ImageOps
 
     engine = evaluation.engine
-    fig, axes = plt.subplots(len(samples), shown + 1, figsize=(1.9 * (shown + 1), 2.15 * len(samples)),
-                             squeeze=False)
-    for line, (query, ranked) in zip(axes, samples):
+    font, small = _font(13), _font(11)
+    pad, border, caption, header = 8, 5, 34, 30
+    cell_w, cell_h = tile + 2 * border, tile + 2 * border + caption
+    width = pad + (shown + 1) * (cell_w + pad)
+    canvas = Image.new("RGB", (width, header + len(samples) * (cell_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 8), f"{Evaluation._name(name)}: query, then top {shown}. Green outline = same category, "
+                        f"red = other category, \u2713 = same label too.", fill="black", font=font)
+
+    def place(column: int, line: int, picture, colour, lines: list[str]) -> None:
+        x, y = pad + column * (cell_w + pad), header + line * (cell_h + pad)
+        draw.rectangle([x, y, x + cell_w - 1, y + tile + 2 * border - 1], fill=colour)
+        canvas.paste(picture, (x + border, y + border))
+        for i, text in enumerate(lines):
+            draw.text((x + 2, y + tile + 2 * border + 2 + 15 * i), _fit(draw, text, small, cell_w - 4),
+                      fill="black", font=small)
+
+    for line, (query, ranked) in enumerate(samples):
         if isinstance(query, TextQuery):
             category, labels = query.category, set(query.labels)
-            line[0].text(0.5, 0.5, f"\u201c{query.text}\u201d", ha="center", va="center", wrap=True, fontsize=9)
-            line[0].set_title(f"{category}" + (f" / {', '.join(sorted(labels))[:28]}" if labels else ""),
-                              fontsize=7)
-            _frame(line[0], "black")
+            panel = Image.new("RGB", (tile, tile), (238, 238, 238))
+            _wrap(ImageDraw.Draw(panel), f"\u201c{query.text}\u201d", font, tile - 12)
+            place(0, line, panel, (120, 120, 120),
+                  ["text query: " + category, ", ".join(sorted(labels)) if labels else "(category level)"])
         else:
             record = engine.record(engine.ids[query])
             category, labels = record["category"], {record["label"]} if record["label"] else set()
-            line[0].imshow(_thumbnail(engine, engine.ids[query]), cmap="gray", vmin=0, vmax=255)
-            line[0].set_title(f"query: {category}\n{record['label'] or '(no label)'}", fontsize=7)
-            _frame(line[0], "black")
-        for ax, row in zip(line[1:], [r for r in ranked if r >= 0][:shown]):
+            picture = ImageOps.pad(engine.image(engine.ids[query]), (tile, tile), color=0).convert("RGB")
+            place(0, line, picture, (120, 120, 120), ["query: " + category, record["label"] or "(no label)"])
+        for column, row in enumerate([r for r in ranked if r >= 0][:shown], start=1):
             record = engine.record(engine.ids[row])
             same_label = bool(labels) and record["category"] == category and record["label"] in labels
-            ax.imshow(_thumbnail(engine, engine.ids[row]), cmap="gray", vmin=0, vmax=255)
-            ax.set_title(f"{record['category']}\n{record['label'] or '(no label)'}"
-                         + (" \u2713" if same_label else ""), fontsize=7)
-            _frame(ax, "#1a9641" if record["category"] == category else "#d7191c")
-        for ax in line:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(f"{Evaluation._name(name)}: query and top {shown}; green = same category, "
-                 f"\u2713 = same label", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+            picture = ImageOps.pad(engine.image(engine.ids[row]), (tile, tile), color=0).convert("RGB")
+            place(column, line, picture, GREEN if record["category"] == category else RED,
+                  [f"#{column} {record['category']}", (record["label"] or "(no label)")
+                   + (" \u2713" if same_label else "")])
+    canvas.save(path, optimize=True)
     return path
 
 
-def _thumbnail(engine, item_id: str, side: int = 160) -> np.ndarray:
-    from PIL import ImageOps
+def _font(size: int):
+    from PIL import ImageFont
 
-    return np.asarray(ImageOps.pad(engine.image(item_id), (side, side), color=0))
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size=size)
 
 
-def _frame(ax, colour: str) -> None:
-    for spine in ax.spines.values():
-        spine.set_edgecolor(colour)
-        spine.set_linewidth(4 if colour != "black" else 1)
+def _fit(draw, text: str, font, width: int) -> str:
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "\u2026"
+    return text
+
+
+def _wrap(draw, text: str, font, width: int) -> None:
+    lines, current = [], ""
+    for word in text.split():
+        trial = f"{current} {word}".strip()
+        if draw.textlength(trial, font=font) <= width or not current:
+            current = trial
+        else:
+            lines.append(current)
+            current = word
+    lines.append(current)
+    top = max(4, (width + 12 - 17 * len(lines)) // 2)
+    for i, line in enumerate(lines[:8]):
+        draw.text((6, top + 17 * i), line, fill="black", font=font)
 
 
 # --- command line --------------------------------------------------------------------------------------------

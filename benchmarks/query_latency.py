@@ -1,0 +1,157 @@
+"""End-to-end query latency (median, 95th percentile) for text and image queries, per model: through the
+library, and through the running app with gradio_client.
+
+    .venv/bin/python benchmarks/query_latency.py --index DIR [--queries 200] [--url http://127.0.0.1:7860/]
+                                                 [--no-app] [--collection DIR]
+
+Text queries cycle through retrieval/queries/text_queries.json; image queries are collection files (spread over
+every category) passed as paths, so decoding is included. Without --url the app is started as a subprocess
+(`python app.py --index DIR`) on a free localhost port and stopped afterwards; if app.py is missing or does
+not come up, that part is skipped with a message. Five warm-up queries per model are not timed.
+Writes results/query_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import COLLECTION, REPO, machine_snapshot, save, stats_ms
+
+WARM_UP = 5
+APP_START_SECONDS = 300
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", default=str(REPO / "index"))
+    parser.add_argument("--collection", default=str(COLLECTION), help="where the image queries come from")
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per model and query type")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--url", help="a running app to query (default: start app.py on a free port)")
+    parser.add_argument("--no-app", action="store_true", help="only the library")
+    args = parser.parse_args()
+    machine_snapshot()
+
+    from retrieval.evaluate import load_queries
+    from retrieval.search import SearchEngine
+
+    texts = [q.text for q in load_queries()[1]]
+    texts = (texts * (1 + (args.queries + WARM_UP) // len(texts)))[:args.queries + WARM_UP]
+    images = _image_files(Path(args.collection), args.queries + WARM_UP)
+    engine = SearchEngine(args.index)
+    plans = [("text", name, texts) for name in engine.models_for("text")]
+    plans += [("image", name, images) for name in engine.models_for("image")]
+
+    results, rows = [], []
+    for modality, name, items in plans:
+        search = engine.search_text if modality == "text" else engine.search_image
+        seconds = _time(lambda item: search(item, model=name, k=args.k), items)
+        results.append({"path": "library", "query": modality, "model": name, **stats_ms(seconds)})
+        print(f"library {modality:5s} {name}: median {results[-1]['median_ms']} ms")
+    del engine
+
+    app_note = None
+    if not args.no_app:
+        app_note = _through_app(args, plans, results)
+    for r in results:
+        rows.append([r["path"], r["query"], r["model"], r["queries"], f"{r['median_ms']:.1f}",
+                     f"{r['p95_ms']:.1f}", f"{r['qps']:.1f}"])
+    save("query_latency", {"index": str(args.index), "k": args.k, "results": results, "app": app_note},
+         ["path", "query", "model", "queries", "median ms", "p95 ms", "queries/s"], rows)
+
+
+def _time(run, items) -> list[float]:
+    for item in items[:WARM_UP]:
+        run(item)
+    seconds = []
+    for item in items[WARM_UP:]:
+        began = time.perf_counter()
+        run(item)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def _image_files(collection: Path, count: int) -> list[str]:
+    from retrieval.collection import local_rows
+
+    rows = local_rows(collection)
+    step = max(1, len(rows) // count)
+    return [str(row.path) for row in rows[::step]][:count]
+
+
+def _through_app(args, plans, results) -> str:
+    """Query the app over HTTP with gradio_client; returns what was measured or why it was skipped."""
+    from gradio_client import Client, handle_file
+
+    process = None
+    url = args.url
+    if url is None:
+        app = REPO / "app.py"
+        if not app.is_file():
+            print("app.py is not there yet: skipping the app measurements.")
+            return "skipped: app.py missing"
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/"
+        log = open(REPO / "benchmarks" / "results" / ".app.log", "w")
+        process = subprocess.Popen([sys.executable, str(app), "--index", str(args.index), "--host", "127.0.0.1",
+                                    "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    try:
+        client = _connect(Client, url, process)
+        if client is None:
+            return "skipped: the app did not come up (see benchmarks/results/.app.log)"
+        for modality, name, items in plans:
+            endpoint = f"/search_{modality}"
+            query, model, k = _parameters(client, endpoint)[:3]  # the rest keep the app's defaults
+
+            def run(item, endpoint=endpoint, query=query, model=model, k=k, name=name, modality=modality):
+                value = item if modality == "text" else handle_file(item)
+                return client.predict(**{query: value, model: name, k: args.k}, api_name=endpoint)
+
+            seconds = _time(run, items)
+            results.append({"path": "app (gradio_client)", "query": modality, "model": name, **stats_ms(seconds)})
+            print(f"app     {modality:5s} {name}: median {results[-1]['median_ms']} ms")
+        return f"measured at {url}" + (" (started by this script)" if process else "")
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _parameters(client, endpoint: str) -> list[str]:
+    """The endpoint's parameter names in order (query or image, model, k, category, min_score)."""
+    api = client.view_api(print_info=False, return_format="dict")
+    return [p["parameter_name"] for p in api["named_endpoints"][endpoint]["parameters"]]
+
+
+def _connect(Client, url: str, process):
+    deadline = time.monotonic() + APP_START_SECONDS
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            print(f"the app exited with code {process.returncode}: skipping the app measurements.")
+            return None
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            time.sleep(2)
+    print(f"the app did not answer at {url} within {APP_START_SECONDS} s: skipping the app measurements.")
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
