@@ -137,11 +137,7 @@ class Handlers:
             The results as JSON: id, rank, score, file_name, category, label, caption, source, license...
             A status line: how many results, or what to do when none is above the threshold.
         """
-        try:
-            hits = self.engine.search_text(query, model=model or None, k=k, category=category or None,
-                                           min_score=min_score)
-        except RetrievalError as error:
-            raise gr.Error(str(error), print_exception=False) from error
+        hits = self._ask(self.engine.search_text, query, model, k, category, min_score)
         return self._results(hits)
 
     def search_image(self, image: str | None, model: str | None = None, k: int = K_DEFAULT,
@@ -160,11 +156,7 @@ class Handlers:
             The suggested category: vote shares of the nearest images (a retrieval statistic, not a diagnosis).
             A status line: how many results, or what to do when none is above the threshold.
         """
-        try:
-            found = self.engine.search_image(image, model=model or None, k=k, category=category or None,
-                                             min_score=min_score)
-        except RetrievalError as error:
-            raise gr.Error(str(error), print_exception=False) from error
+        found = self._ask(self.engine.search_image, image, model, k, category, min_score)
         gallery, records, status = self._results(found.hits)
         return gallery, records, found.suggestion or None, status
 
@@ -183,12 +175,16 @@ class Handlers:
             The results as JSON: id, rank, score, file_name, category, label, caption, source, license...
             A status line: how many results, or what to do when none is above the threshold.
         """
+        hits = self._ask(self.engine.similar, item_id, model, k, category, min_score)
+        return self._results(hits)
+
+    @staticmethod
+    def _ask(search, query, model, k, category, min_score):
+        """One engine search; the library's errors become a visible message (an AppError through the API)."""
         try:
-            hits = self.engine.similar(item_id, model=model or None, k=k, category=category or None,
-                                       min_score=min_score)
+            return search(query, model=model or None, k=k, category=category or None, min_score=min_score)
         except RetrievalError as error:
             raise gr.Error(str(error), print_exception=False) from error
-        return self._results(hits)
 
     def models(self) -> list[dict]:
         """Every registered model: family, what it embeds, dimension, where its weights come from, and whether
