@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def _through_app(args, plans, results) -> str:
     """Query the app over HTTP with gradio_client; returns what was measured or why it was skipped."""
     from gradio_client import Client, handle_file
 
-    process = None
+    process, log_path = None, None
     url = args.url
     if url is None:
         app = REPO / "app.py"
@@ -98,14 +99,16 @@ def _through_app(args, plans, results) -> str:
             return "skipped: app.py missing"
         port = _free_port()
         url = f"http://127.0.0.1:{port}/"
-        log = open(REPO / "benchmarks" / "results" / ".app.log", "w")
-        process = subprocess.Popen([sys.executable, str(app), "--index", str(args.index), "--host", "127.0.0.1",
-                                    "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        log_path = Path(tempfile.gettempdir()) / "xray-query-latency-app.log"  # outside the repository
+        with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen([sys.executable, str(app), "--index", str(args.index), "--host",
+                                        "127.0.0.1", "--port", str(port)], cwd=REPO, stdout=log,
+                                       stderr=subprocess.STDOUT,
+                                       env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
     try:
         client = _connect(Client, url, process)
         if client is None:
-            return "skipped: the app did not come up (see benchmarks/results/.app.log)"
+            return "skipped: the app did not answer" + (f" (its log: {log_path})" if log_path else "")
         for modality, name, items in plans:
             endpoint = f"/search_{modality}"
             query, model, k = _parameters(client, endpoint)[:3]  # the rest keep the app's defaults

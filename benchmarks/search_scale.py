@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import time
 from pathlib import Path
 
@@ -36,8 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--seconds", type=float, default=10.0, help="query time budget per method and size")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from results/search_scale.json")
     parser.add_argument("--methods", default="numpy,sklearn,faiss-flat,faiss-hnsw,faiss-ivfpq,faiss-ivfsq8")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads((RESULTS / "search_scale.json").read_text())["results"], RESULTS / "search_scale.png")
+        return
     machine_snapshot()
     import faiss
 
@@ -100,6 +105,8 @@ def _serialised_mb(index, faiss) -> float:
 def run(method: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, budget: float,
         faiss) -> list[dict]:
     """Build (timed, memory measured) then, per search setting, single queries within the budget."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
     n = len(data)
     began = time.perf_counter()
     if method == "numpy":
@@ -109,8 +116,6 @@ def run(method: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, b
             return top[np.argsort(-scores[top])]
         variants, memory = {"exact": None}, data.nbytes / 2**20
     elif method == "sklearn":
-        from sklearn.metrics.pairwise import cosine_similarity
-
         def search(q):  # what the classic scripts did: similarities to every row, then a full sort
             return np.argsort(-cosine_similarity(q[None, :], data)[0])[:K]
         variants, memory = {"exact": None}, data.nbytes / 2**20
@@ -184,14 +189,18 @@ def plot(results: list[dict], path) -> None:
         setting = r["params"].split()[-1] if r["params"] != "exact" else ""
         return f"{r['method']} {setting}".strip()
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    built = set()
     for method in dict.fromkeys(name(r) for r in results):
         mine = [r for r in results if name(r) == method]
         n = [r["n"] for r in mine]
-        axes[0].plot(n, [r["qps"] for r in mine], marker="o", label=method)
-        axes[1].plot(n, [max(r["build_s"], 1e-3) for r in mine], marker="o", label=method)
-        axes[2].plot(n, [r["recall@10"] for r in mine], marker="o", label=method)
-    for ax, title in zip(axes, ("single queries per second", "build seconds", "recall@10 vs exact")):
+        line, = axes[0].plot(n, [r["qps"] for r in mine], marker="o", label=method)
+        if mine[0]["method"] not in ("numpy", "sklearn") and mine[0]["method"] not in built:
+            built.add(mine[0]["method"])  # one build per index, whatever the search setting
+            axes[1].plot(n, [r["build_s"] for r in mine], marker="o", color=line.get_color())
+        axes[2].plot(n, [r["recall@10"] for r in mine], marker="o", color=line.get_color())
+    titles = ("single queries per second", "build seconds (numpy, sklearn: none)", "recall@10 vs exact")
+    for ax, title in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_xlabel("vectors (512-d)")
         ax.set_title(title)
@@ -199,9 +208,9 @@ def plot(results: list[dict], path) -> None:
     axes[0].set_yscale("log")
     axes[1].set_yscale("log")
     axes[2].set_ylim(0, 1.05)
-    axes[0].legend(fontsize=8)
+    fig.legend(loc="center right", fontsize=8)
     fig.suptitle("Search at scale on this machine (one query at a time)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -557,7 +557,7 @@ def _plot_per_category(evaluation: Evaluation, path: Path) -> Path:
         ax.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=1, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             ax.text(j, i, "-" if np.isnan(value) else f"{value:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if not np.isnan(value) and value > 0.6 else "white")
+                    color="white" if not np.isnan(value) and value <= 0.6 else "black")
         ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
         ax.set_yticks(range(len(names)), [Evaluation._name(n) for n in names] if level == CATEGORY else [])
         ax.set_title(f"P@5, same {'category' if level == CATEGORY else '(category, label)'}")
