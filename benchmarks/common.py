@@ -53,7 +53,7 @@ def stats_ms(seconds: list[float]) -> dict:
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    from retrieval.cli import format_table
+    from retrieval.tables import format_table
 
     return format_table(header, rows)
 

@@ -1,40 +1,38 @@
 """X-Ray Search: find radiographs by text or by example. It finds images; it never diagnoses.
 
-    from retrieval import load_collection, build_index, SearchEngine, list_embedders
+    from retrieval import SearchEngine, build_index
+    build_index("../shared/xray-collection", "index")
+    result = SearchEngine("index").search_text("knee osteoarthritis")
+
+The public API is the names below; everything else is internal and may change.
 """
 
-from .errors import (
-    BadImage, BadQuery, BrokenIndex, CollectionError, EmbedderUnavailable, RetrievalError, UnknownEmbedder,
-    UnsupportedModality,
-)
+from .errors import RetrievalError
 
 
 def __getattr__(name):  # heavy modules load on first use, so `python -m retrieval --help` stays instant
-    if name in ("build_index", "DEFAULT_MODELS", "BuildReport"):
-        from . import index
-
-        return getattr(index, name)
-    if name in ("SearchEngine", "Hit", "ImageSearch"):
+    if name in ("SearchEngine", "SearchResult"):
         from . import search
 
         return getattr(search, name)
-    if name in ("list_embedders", "get_embedder", "embedder_spec", "availability"):
-        from . import embedders
+    if name == "build_index":
+        from .index import build_index
 
-        return getattr(embedders, name)
-    if name in ("validate_collection",):
+        return build_index
+    if name == "validate_collection":
         from .validate import validate_collection
 
         return validate_collection
-    if name in ("collection_rows",):
-        from .collection import collection_rows
+    if name == "list_models":
+        from .embedders import list_models
 
-        return collection_rows
-    raise AttributeError(name)
+        return list_models
+    if name == "load_settings":
+        from .settings import load_settings
+
+        return load_settings
+    raise AttributeError(f"module 'retrieval' has no attribute {name!r}; its public names are {__all__}")
 
 
-__all__ = [
-    "build_index", "SearchEngine", "list_embedders", "get_embedder", "validate_collection", "collection_rows",
-    "RetrievalError", "CollectionError", "UnknownEmbedder", "EmbedderUnavailable", "UnsupportedModality",
-    "BadQuery", "BadImage", "BrokenIndex",
-]
+__all__ = ["SearchEngine", "SearchResult", "build_index", "validate_collection", "list_models", "load_settings",
+           "RetrievalError"]

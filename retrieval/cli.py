@@ -1,14 +1,16 @@
-"""`python -m retrieval VERB`: validate, build, search, models (and the verbs other modules add)."""
+"""`python -m retrieval VERB`: validate, build, search, models, evaluate — a table of verbs, each a few lines
+over the library (heavy modules are imported inside the verb that needs them)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Callable
 
 from .errors import RetrievalError
+from .settings import load_settings
+from .tables import format_table
 
 
 def cmd_validate(args) -> int:
@@ -44,40 +46,33 @@ def cmd_build(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .search import SUGGESTION_NOTE, SearchEngine
+    from .search import SearchEngine
 
     engine = SearchEngine(args.index, vector_store=_vector_store(args))
     options = {"model": args.model, "k": args.k, "category": args.category, "min_score": args.min_score}
-    suggestion = None
     if args.text is not None:
-        hits = engine.search_text(args.text, **options)
+        result = engine.search_text(args.text, **options)
     elif args.image is not None:
         result = engine.search_image(args.image, **options)
-        hits, suggestion = result.hits, result.suggestion
     else:
-        hits = engine.similar(args.similar, **options)
+        result = engine.similar(args.similar, **options)
     if args.json:
-        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        print(json.dumps(result.records(), indent=2))
         return 0
-    if not hits:
+    if not result.hits:
         print("No images above the minimum score; lower it (--min-score) or try another query.")
     print(format_table(["rank", "score", "id", "category", "label", "source"],
-                       [[h.rank, f"{h.score:.3f}", h.id, h.category, h.label, h.source[:40]] for h in hits]))
-    if suggestion:
-        shares = ", ".join(f"{c} {s:.0%}" for c, s in suggestion.items())
-        print(f"\nSuggested category: {shares}\n({SUGGESTION_NOTE})")
+                       [[h.rank, f"{h.score:.3f}", h.id, h.category, h.label, h.source[:40]] for h in result]))
+    if result.suggestion:
+        shares = ", ".join(f"{c} {s:.0%}" for c, s in result.suggestion.items())
+        print(f"\nSuggested category: {shares}\n({result.note})")
     return 0
 
 
 def cmd_models(args) -> int:
-    from .embedders import availability, embedder_spec, list_embedders
+    from .embedders import list_models
 
-    rows = []
-    for name in list_embedders():
-        spec, state = embedder_spec(name), availability(name)
-        rows.append({"name": name, "family": spec.family, "embeds": " + ".join(spec.modalities),
-                     "dim": spec.dim if spec.dim else "vocabulary", "weights": spec.weights,
-                     "status": "ready" if state.ready else "unavailable", "detail": state.reason})
+    rows = [{key: value for key, value in row.items() if key != "description"} for row in list_models()]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -85,12 +80,21 @@ def cmd_models(args) -> int:
     return 0
 
 
-def format_table(header: list[str], rows: list[list]) -> str:
-    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_index
+    from .plots import write_outputs
+    from .report import evaluation_text
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    evaluation = evaluate_index(args.index, models=models, queries_file=args.queries, progress=True)
+    written = write_outputs(evaluation, args.out, grid_queries=args.grid_queries)
+    summary = evaluation.save_summary()
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=2))
+    else:
+        print(evaluation_text(evaluation))
+        print(f"Wrote {len(written)} files to {args.out}/ and the summary for the app to {summary}.")
+    return 0
 
 
 def _milvus_uri(args) -> str:
@@ -104,15 +108,15 @@ def _vector_store(args):
     """None for FAISS in this process, or a factory that reads the Milvus collections the build synced."""
     if args.store != "milvus":
         return None
-    from .milvus_store import milvus_store_factory
+    from .milvus_store import milvus_store
 
-    return milvus_store_factory(_milvus_uri(args), sync=False)
+    return milvus_store(_milvus_uri(args), sync=False)
 
 
 def _add_store_options(parser) -> None:
     parser.add_argument("--store", choices=["faiss", "milvus"], default="faiss",
                         help="where vectors are searched: FAISS in this process (default) or Milvus")
-    parser.add_argument("--milvus-uri", default=os.environ.get("XRAY_MILVUS_URI"),
+    parser.add_argument("--milvus-uri", default=load_settings().milvus_uri,
                         help="Milvus Lite file (path ending in .db) or server (http://host:19530); "
                              "default: $XRAY_MILVUS_URI")
 
@@ -167,20 +171,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--json", action="store_true")
     commands["models"] = cmd_models
 
-    for extend in _extensions():
-        extend(verbs, commands)
+    p = verbs.add_parser("evaluate", help="measure retrieval quality per model (tables, JSON, plots)")
+    p.add_argument("--index", default="index", help="index folder (default: index/)")
+    p.add_argument("--models", help="comma-separated models of the index (default: all of them); the TF-IDF "
+                                    "and raw-pixel baselines always run alongside")
+    p.add_argument("--queries", help="text query file (default: the packaged retrieval/queries/text_queries.json)")
+    p.add_argument("--out", default="eval", help="folder for the table, JSON and PNGs (default: eval/)")
+    p.add_argument("--grid-queries", type=int, default=6, help="queries shown in each result grid (default 6)")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
+    commands["evaluate"] = cmd_evaluate
     return parser, commands
-
-
-def _extensions():
-    """Verbs defined next to the code they run (evaluate, ...), when those modules exist."""
-    import importlib
-
-    for module in ("retrieval.evaluate",):
-        try:
-            yield importlib.import_module(module).add_cli
-        except (ImportError, AttributeError):
-            continue
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .errors import CollectionError
-from .images import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
+from .files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
 
 METADATA_FILE = "metadata.csv"
 FIELDS = ("file_name", "category", "label", "view", "caption", "source", "source_url", "license")

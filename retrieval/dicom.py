@@ -14,7 +14,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .errors import BadImage
-from .images import DICOM_EXTENSIONS, MAX_PIXELS, read_bytes
+from .files import DICOM_EXTENSIONS, MAX_PIXELS, read_bytes
 
 # BodyPartExamined (DICOM defined terms, upper case) -> our search categories. Anything else maps to "".
 BODY_PART_CATEGORIES: dict[str, str] = {

@@ -37,3 +37,7 @@ class BadImage(BadQuery):
 
 class BrokenIndex(RetrievalError):
     """The index on disk is missing, incomplete or does not match its manifest."""
+
+
+class NoIndex(BrokenIndex):
+    """No build has completed in the index folder yet."""

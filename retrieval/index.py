@@ -18,13 +18,14 @@ from typing import Iterable
 
 import numpy as np
 
-from . import store
 from .collection import METADATA_FILE, collection_rows, encode_for_storage, is_local, scan_files
-from .embedders import IMAGE, availability, embedder_spec, get_embedder, list_embedders
+from .embedders import (
+    BUILD_DEFAULTS, IMAGE, availability, embedder_spec, get_embedder, list_embedders, model_version,
+)
 from .errors import CollectionError, EmbedderUnavailable, RetrievalError
 from .images import load_image
+from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
 
-DEFAULT_MODELS = ("tfidf", "minilm", "efficientnet-lite0")
 RESERVED_COLUMNS = {"id", "file_name", "category", "label", "view", "caption", "source", "source_url",
                     "license", "text", "image_sha256", "image"}
 
@@ -53,10 +54,12 @@ class BuildReport:
         return asdict(self)
 
 
-def resolve_models(models: Iterable[str] | str | None, previous: dict | None) -> tuple[list[str], dict[str, str]]:
-    """The models to build and those skipped (with why). "all" means every available registered model."""
+def resolve_models(models: Iterable[str] | str | None,
+                   previous: Manifest | None) -> tuple[list[str], dict[str, str]]:
+    """The models to build and those skipped (with why). "all" means every available registered model;
+    None the previous build's models, else the registry's build defaults that are available here."""
     if models is None:
-        names = list(previous["models"]) if previous else list(DEFAULT_MODELS)
+        names = list(previous.models) if previous else list(BUILD_DEFAULTS)
     elif isinstance(models, str):
         names = list_embedders() if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
     else:
@@ -104,36 +107,35 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
     rows out and names each one in the report.
     """
     started = time.perf_counter()
-    index_dir = Path(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    previous_generation = store.current_generation(index_dir)
+    folder = IndexFolder(index_dir)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    previous_generation = folder.current()
     previous = _previous_manifest(previous_generation)
     names, skipped_models = resolve_models(models, previous)
     for name, why in skipped_models.items():
         log(f"Skipping model {name}: {why}")
     quick = quick_fingerprint(source)
-    if (not force and previous and quick and previous.get("quick_fingerprint") == quick
-            and previous.get("skip_invalid") == skip_invalid and _same_models(previous, names)
-            and _intact(previous_generation, previous, log)):
-        log(f"Index in {index_dir} is up to date ({previous['rows']} rows, models {', '.join(names)}).")
-        return BuildReport(str(index_dir), previous_generation.name, previous["rows"], up_to_date=True,
+    if (not force and previous and quick and previous.quick_fingerprint == quick
+            and previous.skip_invalid == skip_invalid and _same_models(previous, names)
+            and _intact(previous_generation, log)):
+        log(f"Index in {folder.root} is up to date ({previous.rows} rows, models {', '.join(names)}).")
+        return BuildReport(str(folder.root), previous_generation.name, previous.rows, up_to_date=True,
                            skipped_models=skipped_models, seconds=time.perf_counter() - started)
 
     skipped_rows = _validated_skips(source, skip_invalid, log, progress)
     rows = collection_rows(source, skip=skipped_rows, split=split)
     if not rows:
         raise CollectionError(f"{source} holds no images to index.")
-    generation = store.new_generation(index_dir)
+    generation = folder.new_generation()
     try:
-        report = _build_generation(source, rows, names, generation, previous_generation, previous, log, progress)
+        report = _build_generation(rows, names, generation, previous_generation, previous, progress)
         report.skipped_rows, report.skipped_models = skipped_rows, skipped_models
-        manifest = _manifest(source, quick, skip_invalid, report, rows, names)
-        store.write_json_atomic(generation / store.MANIFEST, manifest)
-        store.publish(index_dir, generation)
+        generation.write_manifest(_manifest(source, quick, skip_invalid, report, rows, names))
+        folder.publish(generation)
     except BaseException:
-        shutil.rmtree(generation, ignore_errors=True)  # the previous generation stays current
+        folder.discard(generation)  # the previous generation stays current
         raise
-    report.index_dir, report.generation = str(index_dir), generation.name
+    report.index_dir, report.generation = str(folder.root), generation.name
     report.seconds = time.perf_counter() - started
     log(f"Built {report.rows} rows into {index_dir} in {report.seconds:.1f} s: " + ", ".join(
         f"{n} ({m.embedded} embedded, {m.reused} reused, {m.seconds:.1f} s)" for n, m in report.models.items()))
@@ -157,60 +159,49 @@ def _validated_skips(source, skip_invalid: bool, log, progress: bool) -> dict[st
     return invalid
 
 
-def _intact(generation: Path, manifest: dict, log) -> bool:
-    """True when every artefact of the generation reads back with the manifest's counts (else: rebuild)."""
-    import datasets
-    import faiss
-
-    try:
-        rows = len(datasets.load_from_disk(str(generation / "dataset")))
-        indexes = [faiss.read_index(str(store.faiss_file(generation, name))) for name in manifest["models"]]
-    except Exception as error:
-        log(f"The index in {generation} is damaged ({error}); rebuilding it.")
-        return False
-    if rows != manifest["rows"] or any(index.ntotal != rows for index in indexes):
-        log(f"The index in {generation} does not match its manifest; rebuilding it.")
-        return False
-    return True
+def _intact(generation: IndexGeneration, log) -> bool:
+    """True when every artefact of the generation matches the manifest's counts (else: rebuild)."""
+    damage = generation.damage()
+    if damage:
+        log(f"The index in {generation.folder} is damaged ({damage}); rebuilding it.")
+    return damage is None
 
 
-def _previous_manifest(generation: Path | None) -> dict | None:
+def _previous_manifest(generation: IndexGeneration | None) -> Manifest | None:
     if generation is None:
         return None
     try:
-        return store.read_manifest(generation)
+        return generation.manifest
     except RetrievalError:
         return None
 
 
-def _same_models(previous: dict, names: list[str]) -> bool:
-    if list(previous.get("models", {})) != names:
+def _same_models(previous: Manifest, names: list[str]) -> bool:
+    if list(previous.models) != names:
         return False
-    return all(_weights_unchanged(name, previous["models"][name]) for name in names)
+    return all(_weights_unchanged(name, previous.models[name]) for name in names)
 
 
-def _weights_unchanged(name: str, built: dict) -> bool:
-    """True when the model's weights are the ones the stored vectors came from (fitted models: always)."""
+def _weights_unchanged(name: str, built: ModelEntry) -> bool:
+    """True when the registry's weights are the ones the stored vectors came from (no model is loaded)."""
     try:
-        embedder = get_embedder(name)
+        return model_version(name) == built.version
     except RetrievalError:
         return False
-    return embedder.needs_fit or embedder.version() == built.get("version")
 
 
-def _build_generation(source, rows, names, generation: Path, previous_generation, previous, log,
+def _build_generation(rows, names, generation: IndexGeneration, previous_generation, previous,
                       progress: bool) -> BuildReport:
     import datasets
     from tqdm.auto import tqdm
 
     from .collection import rows_to_dataset
 
-    cache = generation / ".cache"
-    dataset = rows_to_dataset(rows, encode_for_storage, cache,
+    dataset = rows_to_dataset(rows, encode_for_storage, generation.scratch_path,
                               progress=lambda it: tqdm(it, total=len(rows), desc="read images", unit="img",
                                                        disable=not progress))
     old = _previous_vectors(previous_generation, previous)
-    report = BuildReport(str(generation.parent.parent), generation.name, len(dataset))
+    report = BuildReport("", generation.name, len(dataset))
     raw_images = dataset.cast_column("image", datasets.Image(decode=False))
     for name in names:
         began = time.perf_counter()
@@ -223,7 +214,7 @@ def _build_generation(source, rows, names, generation: Path, previous_generation
             corpus = corpus_digest(dataset["text"])
             reusable = _fit_or_restore(embedder, corpus, previous_generation, previous, name, reusable,
                                        dataset["text"])
-            embedder.save_state(store.state_dir(generation, name))
+            embedder.save_state(generation.state_path(name))
         missing = [i for i, key in enumerate(keys) if key not in reusable]
         vectors = np.zeros((len(dataset), embedder.dim), dtype=np.float32)
         for i, key in enumerate(keys):
@@ -235,24 +226,19 @@ def _build_generation(source, rows, names, generation: Path, previous_generation
                                      feature=datasets.List(datasets.Value("float32"), length=embedder.dim))
         report.models[name] = ModelBuild(embedder.dim, len(missing), len(dataset) - len(missing),
                                          time.perf_counter() - began, corpus)
-    dataset.save_to_disk(str(generation / "dataset"))
-    dataset = datasets.load_from_disk(str(generation / "dataset"))
-    shutil.rmtree(cache, ignore_errors=True)
-    (generation / "faiss").mkdir()
-    import faiss
-
+    generation.save_dataset(dataset)
+    dataset = generation.load_dataset(verify=False)  # the saved copy, not the scratch one
+    shutil.rmtree(generation.scratch_path, ignore_errors=True)
     for name in names:
-        dataset.add_faiss_index(column=name, metric_type=faiss.METRIC_INNER_PRODUCT)
-        dataset.save_faiss_index(name, str(store.faiss_file(generation, name)))
-        dataset.drop_index(name)
+        generation.write_faiss(dataset, name)
     return report
 
 
 def _fit_or_restore(embedder, corpus: str, previous_generation, previous, name, reusable, texts) -> dict:
     """Refit a collection-fitted model unless the corpus is unchanged (then its old vectors stay valid)."""
-    old = (previous or {}).get("models", {}).get(name, {})
-    if previous_generation is not None and old.get("corpus_digest") == corpus:
-        embedder.load_state(store.state_dir(previous_generation, name))
+    old = previous.models.get(name) if previous else None
+    if previous_generation is not None and old is not None and old.corpus_digest == corpus:
+        embedder.load_state(previous_generation.state_path(name))
         return reusable
     embedder.fit(texts)
     return {}
@@ -282,30 +268,30 @@ def _embed_rows(embedder, indexes: str, raw_images, rows: list[int], out: np.nda
             bar.update(len(chunk))
 
 
-def _previous_vectors(generation: Path | None, manifest: dict | None) -> dict[str, dict[str, np.ndarray]]:
+def _previous_vectors(generation: IndexGeneration | None,
+                      manifest: Manifest | None) -> dict[str, dict[str, np.ndarray]]:
     """{model: {content key: vector}} from the previous build, for models whose weights are unchanged."""
-    if generation is None or not manifest:
+    if generation is None or manifest is None:
         return {}
-    import datasets
-
     try:
-        dataset = datasets.load_from_disk(str(generation / "dataset"))
-    except Exception:
+        dataset = generation.load_dataset()
+    except RetrievalError:
         return {}
     cached = {}
-    for name, info in manifest.get("models", {}).items():
-        if name not in dataset.column_names:
+    for name, entry in manifest.models.items():
+        if name not in dataset.column_names or not _weights_unchanged(name, entry):
             continue
-        if not _weights_unchanged(name, info):
-            continue
-        spec = embedder_spec(name)
-        keys = dataset["image_sha256"] if spec.indexes == IMAGE else dataset["text"]
-        vectors = dataset.with_format("numpy", columns=[name])[name]
-        cached[name] = dict(zip(keys, np.asarray(vectors, dtype=np.float32)))
+        keys = dataset["image_sha256"] if entry.indexes == IMAGE else dataset["text"]
+        cached[name] = dict(zip(keys, generation.vectors(name, dataset)))
     return cached
 
 
-def _manifest(source, quick, skip_invalid, report: BuildReport, rows, names) -> dict:
+def collection_name(source: str | Path) -> str:
+    """How a manifest names a collection: the folder's name, or the Hub dataset id."""
+    return Path(source).expanduser().resolve().name if is_local(source) else str(source)
+
+
+def _manifest(source, quick, skip_invalid, report: BuildReport, rows, names) -> Manifest:
     from collections import Counter
 
     content = hashlib.sha256()
@@ -313,26 +299,17 @@ def _manifest(source, quick, skip_invalid, report: BuildReport, rows, names) -> 
         content.update(json.dumps(row.metadata(), sort_keys=True).encode())
     models = {}
     for name in names:
-        embedder, spec = get_embedder(name), embedder_spec(name)
-        models[name] = {
-            "family": spec.family, "modalities": list(spec.modalities), "indexes": spec.indexes,
-            "dim": embedder.dim, "version": embedder.version(), "metric": "cosine (inner product of unit vectors)",
-            "faiss": f"faiss/{name}.faiss", "faiss_factory": "Flat", "rows": report.rows,
-            "default_min_score": spec.default_min_score, **asdict(report.models[name]),
-        }
-    return {
-        "manifest_version": store.MANIFEST_VERSION,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "source": str(Path(source).expanduser().resolve()) if is_local(source) else str(source),
-        "quick_fingerprint": quick,
-        "fingerprint": content.hexdigest(),
-        "skip_invalid": skip_invalid,
-        "rows": report.rows,
-        "categories": dict(Counter(row.category for row in rows)),
-        "skipped_rows": report.skipped_rows,
-        "models": models,
-        "libraries": _library_versions(),
-    }
+        spec, built = embedder_spec(name), report.models[name]
+        models[name] = ModelEntry(
+            family=spec.family, modalities=list(spec.modalities), indexes=spec.indexes, dim=built.dim,
+            version=model_version(name), default_min_score=spec.default_min_score, rows=report.rows,
+            embedded=built.embedded, reused=built.reused, seconds=round(built.seconds, 3),
+            corpus_digest=built.corpus_digest)
+    return Manifest(
+        collection=collection_name(source), fingerprint=content.hexdigest(), rows=report.rows, models=models,
+        categories=dict(Counter(row.category for row in rows)), quick_fingerprint=quick,
+        skip_invalid=skip_invalid, skipped_rows=report.skipped_rows,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), libraries=_library_versions())
 
 
 def _library_versions() -> dict[str, str]:

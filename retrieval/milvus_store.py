@@ -4,19 +4,19 @@ One Milvus collection per (image collection, model) holds the row id, the vector
 metadata (category, label, source). Images and metadata stay in the Dataset: Milvus answers with row ids
 and the engine resolves them. `sync` mirrors a Dataset into Milvus in batches, idempotently and resumably.
 
-    engine = SearchEngine("index", vector_store=milvus_store_factory("./milvus.db"))          # Milvus Lite
-    engine = SearchEngine("index", vector_store=milvus_store_factory("http://milvus:19530"))  # server/cluster
+    engine = SearchEngine("index", vector_store=milvus_store("./milvus.db"))          # Milvus Lite
+    engine = SearchEngine("index", vector_store=milvus_store("http://milvus:19530"))  # server/cluster
+    XRAY_STORE=milvus XRAY_MILVUS_URI=./milvus.db python app.py                      # the app (retrieval.settings)
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -37,7 +37,6 @@ BATCH = 1000  # rows per upsert and per id lookup (well below Milvus's 16384-row
 MAX_LIMIT = 16384  # Milvus's largest top-k
 ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes)
 TIE = 1e-6  # scores this close are a tie; the k-th result's tie group is fetched whole before ordering
-STORES = ("faiss", "milvus")
 
 
 @dataclass
@@ -298,27 +297,31 @@ def collection_name(collection_key: str, model: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", f"xray_{collection_key}_{model}")[:255]
 
 
-def collection_key(manifest: Mapping) -> str:
+def collection_key(manifest) -> str:
     """A key that stays the same while the image collection changes, so a new image is one upsert.
 
-    Derived from the collection's source (its folder or Hub id), not from its content fingerprint: each
+    Derived from the collection's name (its folder name or Hub id), not from its content fingerprint: each
     rebuild of the same collection then updates the same Milvus collections instead of filling new ones.
     """
-    return hashlib.sha256(str(manifest["source"]).encode("utf-8")).hexdigest()[:8]
+    return hashlib.sha256(str(manifest.collection).encode("utf-8")).hexdigest()[:8]
 
 
-def milvus_store_factory(uri: str | Path, *, collection: str | None = None, sync: bool = True,
-                         progress: bool = False, **options) -> Callable:
-    """The `vector_store` argument of SearchEngine: `(dataset, generation, manifest, models) -> MilvusStore`.
+def milvus_store(uri: str | Path | None, *, collection: str | None = None, sync: bool = True,
+                 progress: bool = False, **options) -> Callable:
+    """A vector-store factory for SearchEngine, `(generation, dataset, models) -> MilvusStore`, like `faiss_store`.
 
-    `collection`: a name for the image collection (default: derived from the index's source). `sync`:
+    `collection`: a name for the image collection (default: derived from the index's collection). `sync`:
     mirror the Dataset into Milvus first (cheap when nothing changed); False only attaches, for an app
     that reads collections a build keeps up to date. `options` go to MilvusStore (index, token, ...).
     """
-    def factory(dataset, generation, manifest, models) -> MilvusStore:
+    if not uri:
+        raise RetrievalError("The Milvus store needs a URI: a local file such as ./milvus.db (Milvus Lite) or "
+                             "http://host:19530 (a Milvus server); set XRAY_MILVUS_URI or pass --milvus-uri.")
+
+    def factory(generation, dataset, models) -> MilvusStore:
         store = MilvusStore(uri, **options)
         try:
-            key = collection or collection_key(manifest)
+            key = collection or collection_key(generation.manifest)
             if sync:
                 store.sync(dataset, models, key, progress=progress)
             else:
@@ -334,44 +337,14 @@ def milvus_store_factory(uri: str | Path, *, collection: str | None = None, sync
 def sync_index(index_dir: str | Path, uri: str | Path, *, models: Iterable[str] | None = None,
                collection: str | None = None, progress: bool = True, **options) -> dict[str, dict]:
     """Mirror the current generation of an index folder into Milvus; returns {model: SyncReport as dict}."""
-    import datasets
+    from .layout import IndexFolder
 
-    from . import store as layout
-
-    generation = layout.current_generation(index_dir)
-    if generation is None:
-        raise BrokenIndex(f"No index in {index_dir}; build one first.")
-    manifest = layout.read_manifest(generation)
-    dataset = datasets.load_from_disk(str(generation / "dataset"))
+    generation = IndexFolder(index_dir).require_current()
+    dataset = generation.load_dataset()
     with MilvusStore(uri, **options) as store:
-        reports = store.sync(dataset, list(models or manifest["models"]), collection or collection_key(manifest),
-                             progress=progress)
+        reports = store.sync(dataset, list(models or generation.manifest.models),
+                             collection or collection_key(generation.manifest), progress=progress)
     return {model: asdict(report) for model, report in reports.items()}
-
-
-def store_from_env(environ: Mapping[str, str] | None = None) -> Callable | None:
-    """The app's vector store from the environment: None for FAISS, else a Milvus factory for SearchEngine.
-
-    XRAY_STORE=faiss|milvus (default faiss); XRAY_MILVUS_URI (a .db path or http://host:19530, required for
-    milvus); optional XRAY_MILVUS_INDEX (FLAT|HNSW|IVF_FLAT), XRAY_MILVUS_TOKEN ("user:password" or an API
-    key), XRAY_MILVUS_DB, XRAY_MILVUS_COLLECTION, XRAY_MILVUS_SYNC=1 (mirror the index into Milvus at start-up;
-    by default the app only reads the collections `python -m retrieval build --store milvus` wrote).
-    """
-    environ = os.environ if environ is None else environ
-    kind = (environ.get("XRAY_STORE") or "faiss").strip().lower()
-    if kind == "faiss":
-        return None
-    if kind != "milvus":
-        raise RetrievalError(f"XRAY_STORE={kind!r} is not a vector store; choose from {list(STORES)}.")
-    uri = environ.get("XRAY_MILVUS_URI", "").strip()
-    if not uri:
-        raise RetrievalError("XRAY_STORE=milvus needs XRAY_MILVUS_URI: a local file such as ./milvus.db "
-                             "(Milvus Lite) or http://host:19530 (a Milvus server).")
-    options = {"index": environ.get("XRAY_MILVUS_INDEX", "FLAT"), "token": environ.get("XRAY_MILVUS_TOKEN", ""),
-               "db_name": environ.get("XRAY_MILVUS_DB", "")}
-    return milvus_store_factory(uri, collection=environ.get("XRAY_MILVUS_COLLECTION") or None,
-                                sync=environ.get("XRAY_MILVUS_SYNC", "0").strip().lower() in ("1", "true", "yes"),
-                                **options)
 
 
 # --- internals ---------------------------------------------------------------------------------------------
@@ -454,4 +427,4 @@ def _digest(vector: np.ndarray, metadata: dict) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["MilvusStore", "milvus_store_factory", "store_from_env", "sync_index", "collection_name", "SyncReport"]
+__all__ = ["MilvusStore", "milvus_store", "sync_index", "collection_name", "SyncReport"]

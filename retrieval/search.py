@@ -1,4 +1,8 @@
-"""Answer queries over a built index: text, image, and "more like this", with filters inside FAISS."""
+"""Answer queries over a built index: text, image, and "more like this", with filters inside FAISS.
+
+`SearchEngine` is the one entry point of the app, the CLI, evaluation, benchmarks and Milvus; every query
+returns a `SearchResult` (its hits, plus the suggested category of an image query).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,27 @@ import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import ClassVar, Iterator
 
 import numpy as np
 from PIL import Image
 
-from . import store
 from .collection import FIELDS
-from .embedders import IMAGE, TEXT, availability, embedder_spec, get_embedder
-from .errors import BadQuery, BrokenIndex, EmbedderUnavailable, RetrievalError, UnknownEmbedder
-from .images import ImageSource, load_image
-from .vectorstore import FaissStore, VectorStore
+from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, get_embedder, list_embedders
+from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
+from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, ImageSource, load_image
+from .layout import IndexFolder, IndexGeneration, Manifest
+from .vectorstore import VectorStore, VectorStoreFactory, faiss_store
 
 K_MIN, K_MAX, K_DEFAULT = 1, 20, 5
 MAX_QUERY_CHARS = 1000
 VOTE_NEIGHBOURS = 10  # neighbours that vote for the suggested category of an image query
 SUGGESTION_NOTE = ("Share of similarity-weighted votes among the nearest images: a retrieval statistic, "
                    "not a diagnosis.")
+# The evaluation figure that picks a modality's default model when the index has been evaluated. Image
+# models are ranked by how they do on sources they have not seen, never by in-collection figures.
+DEFAULT_BY_FIGURE = {IMAGE: "cross_source_category_p@5", TEXT: "text_category_p@5"}
+MODEL_TABLE_FIGURES = 4  # evaluation figures shown per model in `model_table` (headline first)
 
 
 @dataclass
@@ -49,39 +57,50 @@ class Hit:
 
 
 @dataclass
-class ImageSearch:
+class SearchResult:
+    """What every query returns: the hits, best first, the model that ranked them and, for an image query,
+    the suggested category (category -> share of the vote, largest first). Iterates over its hits."""
+
     hits: list[Hit]
-    suggestion: dict[str, float]  # category -> share of the vote, largest first
-    note: str = SUGGESTION_NOTE
+    model: str
+    suggestion: dict[str, float] = field(default_factory=dict)
+    note: ClassVar[str] = SUGGESTION_NOTE
 
     @property
     def suggested_category(self) -> str | None:
         return next(iter(self.suggestion), None)
 
+    def records(self) -> list[dict]:
+        return [hit.to_dict() for hit in self.hits]
+
+    def __iter__(self) -> Iterator[Hit]:
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, position):
+        return self.hits[position]
+
 
 class SearchEngine:
     """Loads an index folder once and answers queries. Safe to share between threads."""
 
+    TEXT, IMAGE = TEXT, IMAGE  # the query modalities
+    K_MIN, K_MAX, K_DEFAULT = K_MIN, K_MAX, K_DEFAULT
+    MAX_UPLOAD_BYTES, UPLOAD_FORMATS = MAX_FILE_BYTES, SUPPORTED_FORMATS
+    SUGGESTION_NOTE = SUGGESTION_NOTE
+
     def __init__(self, index_dir: str | Path = "index", models: list[str] | None = None,
-                 vector_store: "VectorStore | Callable | None" = None):
-        """`vector_store`: None for FAISS inside this process, or a factory
-        `(dataset, generation, manifest, models) -> VectorStore` (e.g. Milvus)."""
+                 vector_store: VectorStoreFactory | None = None):
+        """`models`: the index's models to serve (default: all). `vector_store`: a factory
+        `(generation, dataset, models) -> VectorStore`; default FAISS, or Milvus when XRAY_STORE=milvus."""
         import datasets
 
         self.index_dir = Path(index_dir)
-        generation = store.current_generation(self.index_dir)
-        if generation is None:
-            raise BrokenIndex(f"No index in {self.index_dir}; build one with "
-                              f"`python -m retrieval build --collection PATH --index {self.index_dir}`.")
-        self.generation = generation
-        self.manifest = store.read_manifest(generation)
-        try:
-            dataset = datasets.load_from_disk(str(generation / "dataset"))
-        except Exception as error:
-            raise BrokenIndex(f"The dataset in {generation} cannot be read ({error}); rebuild the index.") from error
-        if len(dataset) != self.manifest["rows"]:
-            raise BrokenIndex(f"The index in {generation} is inconsistent: the manifest says "
-                              f"{self.manifest['rows']} rows, the dataset has {len(dataset)}; rebuild the index.")
+        self.generation: IndexGeneration = IndexFolder(self.index_dir).require_current()
+        self.manifest: Manifest = self.generation.manifest
+        dataset = self.generation.load_dataset()
         self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
         self._meta = {name: dataset[name] for name in ("id", *FIELDS)}
         self._row_of = {row_id: row for row, row_id in enumerate(self._meta["id"])}
@@ -89,18 +108,18 @@ class SearchEngine:
         for category, rows in _group(self._meta["category"]).items():
             self._rows_in[category] = np.asarray(rows, dtype=np.int64)
         self.unavailable: dict[str, str] = {}
-        self._models: dict[str, dict] = {}
-        wanted = models if models is not None else list(self.manifest["models"])
-        for name in wanted:
-            if name not in self.manifest["models"]:
-                raise UnknownEmbedder(f"Model {name!r} is not in this index; it has {list(self.manifest['models'])}.")
-            self._models[name] = self.manifest["models"][name]
+        self._models: list[str] = []
+        for name in models if models is not None else list(self.manifest.models):
+            if name not in self.manifest.models:
+                raise UnknownEmbedder(f"Model {name!r} is not in this index; it has {list(self.manifest.models)}.")
+            self._models.append(name)
             self._check_model(name)
         if vector_store is None:
-            self.store: VectorStore = FaissStore(dataset, generation, self.manifest, list(self._models),
-                                                 self._meta["category"])
-        else:
-            self.store = vector_store(dataset, generation, self.manifest, list(self._models))
+            from .settings import load_settings
+
+            vector_store = store_from_settings(load_settings())
+        self.store: VectorStore = vector_store(self.generation, dataset, list(self._models))
+        self._dataset = dataset
         self._locks = defaultdict(threading.Lock)
         self._fitted: dict = {}
 
@@ -114,6 +133,11 @@ class SearchEngine:
         if not state.ready:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
             self.unavailable[name] = state.reason
 
+    @staticmethod
+    def exists(index_dir: str | Path) -> bool:
+        """True when a build has completed in `index_dir` (cheap: reads no artefact)."""
+        return IndexFolder(index_dir).current() is not None
+
     # --- what the index offers -------------------------------------------------------------------------
     @property
     def models(self) -> list[str]:
@@ -122,7 +146,7 @@ class SearchEngine:
     def models_for(self, modality: str) -> list[str]:
         """Models in this index that can embed a query of `modality` right now."""
         return [name for name in self._models
-                if embedder_spec(name).embeds(modality) and name not in self.unavailable]
+                if self.manifest.models[name].embeds(modality) and name not in self.unavailable]
 
     @property
     def categories(self) -> list[str]:
@@ -136,9 +160,67 @@ class SearchEngine:
         return list(self._meta["id"])
 
     def default_model(self, modality: str) -> str | None:
-        preferred = {TEXT: ("minilm", "tfidf"), IMAGE: ("biomedclip", "efficientnet-lite0")}[modality]
+        """The usable model with the best evaluation figure for `modality` (image: cross-source), else the
+        registry's preference order, else the first usable one."""
         usable = self.models_for(modality)
-        return next((name for name in preferred if name in usable), usable[0] if usable else None)
+        figure = DEFAULT_BY_FIGURE[modality]
+        scored = {name: figures.get(figure) for name, figures in self.evaluation().items()
+                  if name in usable and isinstance(figures, dict)}
+        scored = {name: value for name, value in scored.items() if _is_figure(value)}
+        if scored:
+            return max(scored, key=scored.get)
+        return next((name for name in QUERY_PREFERENCE[modality] if name in usable), usable[0] if usable else None)
+
+    def default_min_score(self, model: str | None) -> float:
+        entry = self.manifest.models.get(model or "")
+        return float(entry.default_min_score) if entry else 0.0
+
+    def describe(self, model: str | None) -> str | None:
+        """One line on what a model does (None for a model this program does not know)."""
+        try:
+            return embedder_spec(model).description if model else None
+        except UnknownEmbedder:
+            return None
+
+    def family(self, model: str) -> str:
+        return self.manifest.models[model].family
+
+    def evaluation(self) -> dict[str, dict]:
+        """Per-model figures of `python -m retrieval evaluate` on this index ({} before it has run)."""
+        models = self.generation.read_evaluation().get("models", {})
+        return models if isinstance(models, dict) else {}
+
+    def model_table(self) -> list[dict]:
+        """Every registered model and every model of the index: family, what it embeds, dimension, weights,
+        status here, and the headline evaluation figures (None where a figure does not apply)."""
+        evaluation = {name: entry for name, entry in self.evaluation().items() if isinstance(entry, dict)}
+        keys = dict.fromkeys(key for entry in evaluation.values() for key in entry)  # headline figures first
+        figures = [key for key in keys if any(_is_figure(entry.get(key)) for entry in evaluation.values())]
+        figures = figures[:MODEL_TABLE_FIGURES]
+        rows = []
+        for name in dict.fromkeys([*list_embedders(), *self._models]):
+            built = self.manifest.models.get(name)
+            try:
+                spec = embedder_spec(name)
+                family, embeds, dim, weights = spec.family, list(spec.modalities), spec.dim, spec.weights
+            except UnknownEmbedder:  # in the index, but no longer registered in this program
+                family, embeds, dim, weights = built.family, built.modalities, None, ""
+            row = {"name": name, "family": family, "embeds": " + ".join(embeds),
+                   "dim": built.dim if built else dim, "weights": weights, "status": self._status(name)}
+            measured = evaluation.get(name, {})
+            row.update({key: round(measured[key], 3) if _is_figure(measured.get(key)) else None for key in figures})
+            rows.append(row)
+        return rows
+
+    def _status(self, name: str) -> str:
+        if name in self.unavailable:
+            return f"not available here: {self.unavailable[name]}"
+        if name in self._models:
+            return "ready"
+        state = availability(name)
+        if not state.ready:
+            return f"not available here: {state.reason}"
+        return f"not in this index (add it: python -m retrieval build --models ...,{name})"
 
     def record(self, item_id: str) -> dict:
         row = self._row(item_id)
@@ -155,12 +237,21 @@ class SearchEngine:
         self.image(item_id).save(buffer, format="PNG")
         return buffer.getvalue()
 
+    @staticmethod
+    def query_image(source: ImageSource) -> Image.Image:
+        """An uploaded file (any supported format, DICOM included) as the image search reads it."""
+        return load_image(source)
+
     def stored_vector(self, item_id: str, model: str) -> np.ndarray:
         return self.store.vector(self._model(model, None), self._row(item_id))
 
+    def vectors(self, model: str) -> np.ndarray:
+        """Every row's stored vector of `model`, (rows, dim) float32 in row order (for evaluation)."""
+        return self.generation.vectors(self._model(model, None), self._dataset)
+
     # --- queries ---------------------------------------------------------------------------------------
     def search_text(self, text: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                    min_score: float | None = None) -> list[Hit]:
+                    min_score: float | None = None) -> SearchResult:
         """Rows most similar to a text query (keywords for tfidf, meaning for minilm, pictures for CLIP)."""
         if not isinstance(text, str) or not text.strip():
             raise BadQuery("Type a search text: the query is empty.")
@@ -169,10 +260,10 @@ class SearchEngine:
             raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
         name = self._model(model or self.default_model(TEXT), TEXT)
         vector = self._embed(name, lambda embedder: embedder.embed_texts([text]))
-        return self._search(name, vector, k, category, min_score)
+        return SearchResult(self._search(name, vector, k, category, min_score), name)
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
-                     category: str | None = None, min_score: float | None = None) -> ImageSearch:
+                     category: str | None = None, min_score: float | None = None) -> SearchResult:
         """Rows most similar to an image (PIL image, file path or bytes), with a suggested category."""
         if image is None:
             raise BadQuery("Upload an image to search with.")
@@ -180,16 +271,16 @@ class SearchEngine:
         name = self._model(model or self.default_model(IMAGE), IMAGE)
         vector = self._embed(name, lambda embedder: embedder.embed_images([picture]))
         hits = self._search(name, vector, k, category, min_score)
-        return ImageSearch(hits, self._vote(name, vector))
+        return SearchResult(hits, name, self._vote(name, vector))
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                min_score: float | None = None) -> list[Hit]:
+                min_score: float | None = None) -> SearchResult:
         """"More like this": neighbours of a row already in the index, the row itself excluded."""
         row = self._row(item_id)
         name = model or self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self._models), None)
         name = self._model(name, None)
         vector = self.store.vector(name, row)[None, :]
-        return self._search(name, vector, k, category, min_score, exclude=row)
+        return SearchResult(self._search(name, vector, k, category, min_score, exclude=row), name)
 
     # --- internals -------------------------------------------------------------------------------------
     def _row(self, item_id: str) -> int:
@@ -205,7 +296,7 @@ class SearchEngine:
             spec = embedder_spec(name)  # unknown names raise UnknownEmbedder with the registered list
             raise UnknownEmbedder(f"Model {spec.name!r} is not in this index; it has {self.models}.")
         if modality is not None:
-            if not embedder_spec(name).embeds(modality):
+            if not self.manifest.models[name].embeds(modality):
                 raise BadQuery(f"Model {name!r} cannot embed {modality} queries; use one of "
                                f"{self.models_for(modality)}.")
             if name in self.unavailable:
@@ -218,7 +309,7 @@ class SearchEngine:
             if embedder.needs_fit:  # fitted on this index's collection: this engine keeps its own copy
                 if name not in self._fitted:
                     fitted = embedder_spec(name).factory()
-                    fitted.load_state(store.state_dir(self.generation, name))
+                    fitted.load_state(self.generation.state_path(name))
                     self._fitted[name] = fitted
                 embedder = self._fitted[name]
             return np.asarray(run(embedder), dtype=np.float32)
@@ -230,7 +321,7 @@ class SearchEngine:
         if category is not None and category not in self._rows_in:
             raise BadQuery(f"Unknown category {category!r}; choose from {self.categories}.")
         if min_score is None:
-            min_score = float(self._models[name].get("default_min_score", 0.0))
+            min_score = self.default_min_score(name)
         if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not -1.0 <= min_score <= 1.0:
             raise BadQuery(f"The minimum score must be a number from -1 to 1; got {min_score!r}.")
         return int(k), category, float(min_score)
@@ -273,6 +364,20 @@ class SearchEngine:
         }
 
 
+def store_from_settings(settings) -> VectorStoreFactory:
+    """The factory the settings ask for: FAISS unless XRAY_STORE=milvus."""
+    if settings.store != "milvus":
+        return faiss_store
+    from .milvus_store import milvus_store
+
+    return milvus_store(settings.milvus_uri, collection=settings.milvus_collection, sync=settings.milvus_sync,
+                        index=settings.milvus_index, token=settings.milvus_token, db_name=settings.milvus_db)
+
+
+def _is_figure(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _group(values: list[str]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for position, value in enumerate(values):
@@ -280,4 +385,4 @@ def _group(values: list[str]) -> dict[str, list[int]]:
     return groups
 
 
-__all__ = ["SearchEngine", "Hit", "ImageSearch", "K_MIN", "K_MAX", "K_DEFAULT", "SUGGESTION_NOTE"]
+__all__ = ["SearchEngine", "SearchResult", "Hit", "K_MIN", "K_MAX", "K_DEFAULT", "SUGGESTION_NOTE"]

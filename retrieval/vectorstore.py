@@ -1,16 +1,18 @@
-"""Where the vectors are searched: the interface, and the default FAISS-on-Dataset implementation.
+"""Where the vectors are searched: the interface, its factory signature, and the default FAISS store.
 
-The engine resolves rows to metadata and images; a store only answers "which rows are nearest".
+The engine resolves rows to metadata and images; a store only answers "which rows are nearest". Every store
+is made by a factory with one signature, `(generation, dataset, models) -> VectorStore`: `faiss_store` here,
+`milvus_store(uri, ...)` in milvus_store.py.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import numpy as np
 
-from . import store as layout
-from .errors import BrokenIndex
+from .layout import IndexGeneration
 
 
 class VectorStore(ABC):
@@ -26,37 +28,23 @@ class VectorStore(ABC):
         """The stored vector of a row (for "more like this")."""
 
 
+VectorStoreFactory = Callable[[IndexGeneration, object, list], VectorStore]
+
+
 class FaissStore(VectorStore):
     """The embedded default: FAISS indexes attached to the Dataset's vector columns (flat inner product).
 
     Filters run inside FAISS through an ID selector, so k results come back whenever k rows qualify.
     """
 
-    def __init__(self, dataset, generation, manifest: dict, models: list[str], categories: list[str]):
+    def __init__(self, generation: IndexGeneration, dataset, models: list[str]):
         self._dataset = dataset
-        self._rows_in: dict[str, np.ndarray] = {}
-        for row, category in enumerate(categories):
-            self._rows_in.setdefault(category, []).append(row)
-        self._rows_in = {c: np.asarray(r, dtype=np.int64) for c, r in self._rows_in.items()}
+        rows_in: dict[str, list[int]] = {}
+        for row, category in enumerate(dataset["category"]):
+            rows_in.setdefault(category, []).append(row)
+        self._rows_in = {c: np.asarray(r, dtype=np.int64) for c, r in rows_in.items()}
         for name in models:
-            self._attach(generation, manifest, name)
-
-    def _attach(self, generation, manifest: dict, name: str) -> None:
-        path = layout.faiss_file(generation, name)
-        if not path.is_file():
-            raise BrokenIndex(f"The FAISS index for {name!r} is missing ({path}); rebuild the index.")
-        try:
-            self._dataset.load_faiss_index(name, str(path))
-        except ValueError as error:  # datasets refuses an index whose size differs from the dataset's
-            raise BrokenIndex(f"The FAISS index for {name!r} does not match the dataset ({error}); "
-                              "rebuild the index.") from error
-        except Exception as error:
-            raise BrokenIndex(f"The FAISS index for {name!r} cannot be read ({error}); rebuild the index.") from error
-        index = self._dataset.get_index(name).faiss_index
-        expected = manifest["models"][name]["dim"], manifest["rows"]
-        if (index.d, index.ntotal) != expected:
-            raise BrokenIndex(f"The FAISS index for {name!r} has {index.ntotal} vectors of dimension {index.d}; "
-                              f"the manifest says {expected[1]} of {expected[0]}. Rebuild the index.")
+            generation.attach_faiss(dataset, name)
 
     def search(self, model, vector, k, category=None, exclude=None):
         import faiss
@@ -76,3 +64,11 @@ class FaissStore(VectorStore):
 
     def vector(self, model, row):
         return np.asarray(self._dataset[row][model], dtype=np.float32)
+
+
+def faiss_store(generation: IndexGeneration, dataset, models: list[str]) -> FaissStore:
+    """The default factory: FAISS in this process."""
+    return FaissStore(generation, dataset, models)
+
+
+__all__ = ["VectorStore", "VectorStoreFactory", "FaissStore", "faiss_store"]

@@ -57,6 +57,24 @@ def make_subset(target: Path, per_category: int = PER_CATEGORY) -> Path:
     return target
 
 
+@pytest.fixture
+def fake_models():
+    """The test-only models (keywords, brightness) in the registry for one test, gone afterwards."""
+    from fakes import fakes_registered
+
+    with fakes_registered():
+        yield
+
+
+@pytest.fixture(scope="module")
+def module_fake_models():
+    """The same for a module whose fixtures build an index once."""
+    from fakes import fakes_registered
+
+    with fakes_registered():
+        yield
+
+
 @pytest.fixture(scope="session")
 def real_subset(tmp_path_factory) -> Path:
     return make_subset(tmp_path_factory.mktemp("real") / "collection")

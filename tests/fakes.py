@@ -1,12 +1,14 @@
-"""Embedders whose right answers are obvious, registered the same way real models are."""
+"""Embedders whose right answers are obvious, registered the same way real models are (through the
+`fake_models` fixture of conftest.py, which unregisters them afterwards)."""
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
-from retrieval.embedders import IMAGE, TEXT, Availability, Embedder, EmbedderSpec, l2_normalise, register
+from retrieval.embedders import IMAGE, TEXT, Availability, Embedder, EmbedderSpec, l2_normalise, register, unregister
 
 KEYWORDS = ("chest", "knee", "dental", "fracture", "hand", "spine")
 
@@ -14,9 +16,6 @@ KEYWORDS = ("chest", "knee", "dental", "fracture", "hand", "spine")
 class KeywordEmbedder(Embedder):
     """One dimension per keyword: a text's vector counts the keywords it contains."""
 
-    name = "keywords"
-    modalities = frozenset({TEXT})
-    indexes = TEXT
     dim = len(KEYWORDS)
 
     def embed_texts(self, texts):
@@ -26,9 +25,6 @@ class KeywordEmbedder(Embedder):
 class BrightnessEmbedder(Embedder):
     """Image vector = (mean of the top half, mean of the bottom half, stripe energy): synthetic kinds separate."""
 
-    name = "brightness"
-    modalities = frozenset({IMAGE})
-    indexes = IMAGE
     dim = 3
     delay = 0.0  # seconds per batch, to make a build slow enough to kill in a test
 
@@ -41,14 +37,25 @@ class BrightnessEmbedder(Embedder):
                          np.abs(np.diff(pixels, axis=1)).mean()])
         return l2_normalise(rows)
 
-    def version(self):
-        return "brightness:1"
+
+FAKES = ("keywords", "brightness")
 
 
 def register_fakes(delay: float = 0.0) -> None:
+    """Register the fakes (a build in a subprocess calls this; tests use the `fake_models` fixture)."""
     BrightnessEmbedder.delay = delay
     ready = lambda: Availability(True, "defined in tests")  # noqa: E731
     register(EmbedderSpec("keywords", "test", (TEXT,), TEXT, len(KEYWORDS), "tests", "keyword counts",
-                          KeywordEmbedder, ready))
+                          KeywordEmbedder, ready, version="keywords:1"))
     register(EmbedderSpec("brightness", "test", (IMAGE,), IMAGE, 3, "tests", "half brightness",
-                          BrightnessEmbedder, ready))
+                          BrightnessEmbedder, ready, version="brightness:1"))
+
+
+@contextmanager
+def fakes_registered(delay: float = 0.0):
+    register_fakes(delay)
+    try:
+        yield
+    finally:
+        for name in FAKES:
+            unregister(name)

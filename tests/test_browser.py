@@ -17,6 +17,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the Playwright Pyt
 from retrieval.images import MAX_FILE_BYTES  # noqa: E402
 from test_app import decodable_dicom, serve  # noqa: E402
 
+pytestmark = pytest.mark.slow  # left out of the quick run: pytest -m "not slow"
+
 expect = sync_api.expect
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"

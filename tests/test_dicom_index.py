@@ -5,7 +5,6 @@ import shutil
 import pytest
 
 from conftest import DICOM_SAMPLES
-from fakes import register_fakes
 from retrieval.index import build_index
 from retrieval.search import SearchEngine
 from retrieval.validate import validate_collection
@@ -23,10 +22,9 @@ def dicom_folder(tmp_path):
     return root
 
 
-def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_folder, tmp_path):
+def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_folder, tmp_path, fake_models):
     report = validate_collection(dicom_folder, progress=False)
     assert report.ok and report.rows == 2
-    register_fakes()
     build_index(dicom_folder, tmp_path / "index", models=["brightness", "tfidf"], progress=False,
                 log=lambda *_: None)
     engine = SearchEngine(tmp_path / "index")
@@ -37,8 +35,7 @@ def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_fold
     assert engine.search_text("chest", model="tfidf", k=1)[0].id == "chest_pa"
 
 
-def test_a_dicom_query_finds_its_own_picture_first(dicom_folder, tmp_path):
-    register_fakes()
+def test_a_dicom_query_finds_its_own_picture_first(dicom_folder, tmp_path, fake_models):
     build_index(dicom_folder, tmp_path / "index", models=["brightness"], progress=False, log=lambda *_: None)
     engine = SearchEngine(tmp_path / "index")
     result = engine.search_image(DICOM_SAMPLES / "leg_ap_cr_jpeg2000_lossless.dcm", model="brightness", k=2)

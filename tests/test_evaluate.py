@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from retrieval import store
 from retrieval.evaluate import (
-    CATEGORY, FIGURES, LABEL, RAW_PIXELS, SUMMARY_FILE, evaluate_index, figures, load_queries, rank_leave_one_out,
+    CATEGORY, FIGURES, LABEL, RAW_PIXELS, evaluate_index, figures, load_queries, rank_leave_one_out,
 )
+from retrieval.layout import IndexFolder
 
 from conftest import synthetic_image, write_collection
 
@@ -100,7 +100,7 @@ def test_the_cli_writes_tables_json_plots_and_the_summary_for_the_app(subset_ind
                  "grid_efficientnet-lite0.png", "text_grid_tfidf.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "P@1" in (out / "evaluation.txt").read_text()
-    summary = json.loads((store.current_generation(subset_index) / SUMMARY_FILE).read_text())
+    summary = IndexFolder(subset_index).current().read_evaluation()
     figures_of = summary["models"]["efficientnet-lite0"]
     assert 0.0 <= figures_of["image_category_p@5"] <= 1.0 and "image_label_p@5" in figures_of
     assert "text_category_p@5" in summary["models"]["tfidf"]

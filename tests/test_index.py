@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, synthetic_image, write_collection
-from fakes import register_fakes
-from retrieval import store
+from retrieval.layout import IndexFolder
 from retrieval.errors import CollectionError, EmbedderUnavailable, UnknownEmbedder
 from retrieval.index import build_index
 from retrieval.search import SearchEngine
@@ -24,25 +23,25 @@ quiet = dict(progress=False, log=lambda *_: None)
 
 
 @pytest.fixture(autouse=True)
-def fakes():
-    register_fakes()
+def fakes(fake_models):
+    """Every test here may build with the test-only models."""
 
 
 def test_build_writes_dataset_vectors_faiss_indexes_and_manifest(synthetic_collection, tmp_path):
     report = build_index(synthetic_collection, tmp_path / "index", models=MODELS, **quiet)
-    generation = store.current_generation(tmp_path / "index")
-    manifest = store.read_manifest(generation)
-    assert report.rows == manifest["rows"] == 6
-    assert list(manifest["models"]) == MODELS
-    assert manifest["models"]["brightness"]["dim"] == 3 and manifest["models"]["keywords"]["dim"] == 6
-    assert manifest["categories"] == {"chest": 3, "knee": 3}
-    assert {"datasets", "faiss-cpu"} <= set(manifest["libraries"]) and manifest["fingerprint"]
+    generation = IndexFolder(tmp_path / "index").current()
+    manifest = generation.manifest
+    assert report.rows == manifest.rows == 6
+    assert list(manifest.models) == MODELS
+    assert manifest.models["brightness"].dim == 3 and manifest.models["keywords"].dim == 6
+    assert manifest.models["brightness"].version == "brightness:1"
+    assert manifest.categories == {"chest": 3, "knee": 3}
+    assert {"datasets", "faiss-cpu"} <= set(manifest.libraries) and manifest.fingerprint
+    assert manifest.collection == "collection" and str(tmp_path) not in json.dumps(manifest.to_dict())
     for name in MODELS:
-        assert store.faiss_file(generation, name).is_file()
-    assert (store.state_dir(generation, "tfidf") / "tfidf.json").is_file()
-    import datasets
-
-    dataset = datasets.load_from_disk(str(generation / "dataset"))
+        assert generation.faiss_path(name).is_file()
+    assert (generation.state_path("tfidf") / "tfidf.json").is_file()
+    dataset = generation.load_dataset()
     assert dataset["id"][0] == "chest/c0" and dataset["file_name"][0] == "chest/c0.png"
     vectors = np.asarray(dataset.with_format("numpy")["brightness"])
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
@@ -80,7 +79,7 @@ def test_an_invalid_collection_is_refused_unless_rows_are_skipped_by_name(synthe
     (synthetic_collection / "knee" / "k1.png").write_bytes(b"garbage")
     with pytest.raises(CollectionError, match="knee/k1.png"):
         build_index(synthetic_collection, tmp_path / "index", models=MODELS, **quiet)
-    assert store.current_generation(tmp_path / "index") is None
+    assert IndexFolder(tmp_path / "index").current() is None
     messages = []
     report = build_index(synthetic_collection, tmp_path / "index", models=MODELS, skip_invalid=True,
                          progress=False, log=messages.append)
@@ -128,7 +127,7 @@ def test_unknown_and_unavailable_models_are_refused_before_any_work(synthetic_co
     try:
         with pytest.raises(EmbedderUnavailable, match="weights not found"):
             build_index(synthetic_collection, tmp_path / "index", models=["ghost"], **quiet)
-        assert store.current_generation(tmp_path / "index") is None
+        assert IndexFolder(tmp_path / "index").current() is None
     finally:
         unregister("ghost")
 
@@ -152,7 +151,7 @@ def test_a_build_killed_midway_leaves_the_previous_index_loadable(synthetic_coll
     process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
     try:
         deadline = time.monotonic() + 120
-        while len(list((index / store.GENERATIONS).iterdir())) < 2:  # the new generation is being written
+        while len(list((index / "generations").iterdir())) < 2:  # the new generation is being written
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         time.sleep(1.0)
@@ -164,7 +163,7 @@ def test_a_build_killed_midway_leaves_the_previous_index_loadable(synthetic_coll
     after = SearchEngine(index).similar("chest/c0", model="brightness", k=2)
     assert [h.id for h in after] == [h.id for h in before]
     build_index(synthetic_collection, index, models=["brightness"], force=True, **quiet)
-    assert len(list((index / store.GENERATIONS).iterdir())) <= 2  # the abandoned generation was pruned
+    assert len(list((index / "generations").iterdir())) <= 2  # the abandoned generation was pruned
 
 
 def test_the_cli_builds_and_reports_as_json(synthetic_collection, tmp_path):

@@ -5,16 +5,14 @@ import shutil
 
 import pytest
 
-from fakes import register_fakes
-from retrieval import store
+from retrieval.layout import IndexFolder
 from retrieval.errors import BrokenIndex
 from retrieval.index import build_index
 from retrieval.search import SearchEngine
 
 
 @pytest.fixture
-def index(synthetic_collection, tmp_path):
-    register_fakes()
+def index(synthetic_collection, tmp_path, fake_models):
     index_dir = tmp_path / "index"
     build_index(synthetic_collection, index_dir, models=["keywords", "brightness"], progress=False,
                 log=lambda *_: None)
@@ -22,7 +20,7 @@ def index(synthetic_collection, tmp_path):
 
 
 def generation(index_dir):
-    return store.current_generation(index_dir)
+    return IndexFolder(index_dir).current().folder
 
 
 def truncate(path, keep=0.5):

@@ -17,6 +17,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 import app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # left out of the quick run: pytest -m "not slow"
+
 CLIENTS = 12
 QUERIES_PER_CLIENT = 18  # 216 in all
 CALL_TIMEOUT = 180  # seconds for one answer under load

@@ -12,11 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from retrieval import store as layout
 from retrieval.errors import RetrievalError
-from retrieval.milvus_store import (
-    MilvusStore, collection_key, collection_name, milvus_store_factory, store_from_env,
-)
+from retrieval.layout import IndexFolder
+from retrieval.milvus_store import MilvusStore, collection_key, collection_name, milvus_store
+from retrieval.search import store_from_settings
+from retrieval.settings import load_settings
+from retrieval.vectorstore import faiss_store
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -28,10 +29,8 @@ TEXT_QUERIES = ["knee", "chest x-ray pneumonia", "wrist fracture", "panoramic de
 @pytest.fixture(scope="module")
 def indexed(subset_index):
     """(dataset, manifest) of the subset index's current generation."""
-    import datasets
-
-    generation = layout.current_generation(subset_index)
-    return datasets.load_from_disk(str(generation / "dataset")), layout.read_manifest(generation)
+    generation = IndexFolder(subset_index).current()
+    return generation.load_dataset(), generation.manifest
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def milvus_engine(subset_index, tmp_path_factory):
     from retrieval.search import SearchEngine
 
     uri = tmp_path_factory.mktemp("milvus") / "engine.db"
-    engine = SearchEngine(subset_index, vector_store=milvus_store_factory(uri))
+    engine = SearchEngine(subset_index, vector_store=milvus_store(uri))
     yield engine
     engine.store.close()
 
@@ -143,8 +142,8 @@ def test_every_answer_is_an_exact_top_k_even_across_ties(indexed, tmp_path):
     rng = np.random.default_rng(7)
     categories = np.asarray(dataset["category"])
     with MilvusStore(tmp_path / "exact.db") as milvus:
-        milvus.sync(dataset, list(manifest["models"]), "exact")
-        for model in manifest["models"]:
+        milvus.sync(dataset, list(manifest.models), "exact")
+        for model in manifest.models:
             matrix = np.asarray(dataset.with_format("numpy", columns=[model])[model], dtype=np.float32)
             queries = [matrix[0], matrix[57], rng.normal(size=matrix.shape[1]).astype(np.float32)]
             for query in queries:
@@ -166,7 +165,7 @@ def test_category_filter_and_min_score_behave_as_on_faiss(subset_engine, milvus_
             assert_same_answer(ranking(expected), ranking(got))
             assert all(hit.score >= min_score for hit in got)
             assert all(hit.category == category for hit in got if category)
-    assert milvus_engine.search_text("knee", model="minilm", min_score=0.99) == []
+    assert milvus_engine.search_text("knee", model="minilm", min_score=0.99).hits == []
 
 
 def test_filter_values_are_quoted_so_they_cannot_change_the_expression(indexed, store):
@@ -187,7 +186,7 @@ def test_stored_vectors_come_from_the_dataset(indexed, milvus_engine):
 # --- idempotent, incremental, resumable syncs ------------------------------------------------------------
 def test_syncing_again_writes_nothing_and_duplicates_nothing(indexed, store):
     dataset, manifest = indexed
-    models = list(manifest["models"])
+    models = list(manifest.models)
     first = store.sync(dataset, models, "again")
     second = store.sync(dataset, models, "again")
     for model in models:
@@ -263,13 +262,16 @@ def test_a_local_uri_must_be_a_db_file(tmp_path):
 
 
 def test_the_app_reads_its_store_from_the_environment(tmp_path):
-    assert store_from_env({}) is None
-    assert store_from_env({"XRAY_STORE": "faiss"}) is None
-    assert callable(store_from_env({"XRAY_STORE": "milvus", "XRAY_MILVUS_URI": str(tmp_path / "app.db")}))
+    def store_for(environ):
+        return store_from_settings(load_settings(environ))
+
+    assert store_for({}) is faiss_store
+    assert store_for({"XRAY_STORE": "faiss"}) is faiss_store
+    assert store_for({"XRAY_STORE": "milvus", "XRAY_MILVUS_URI": str(tmp_path / "app.db")}) is not faiss_store
     with pytest.raises(RetrievalError, match="XRAY_MILVUS_URI"):
-        store_from_env({"XRAY_STORE": "milvus"})
+        store_for({"XRAY_STORE": "milvus"})
     with pytest.raises(RetrievalError, match="faiss"):
-        store_from_env({"XRAY_STORE": "elastic"})
+        store_for({"XRAY_STORE": "elastic"})
 
 
 def test_the_cli_builds_into_milvus_and_searches_it_like_faiss(real_subset, subset_index, tmp_path, capsys):

@@ -1,22 +1,24 @@
-"""Property: whatever the options, the library answers well-formed results or raises its own clear error."""
+"""Property: whatever the options, the library answers exactly when the options are valid, with well-formed
+results, and otherwise raises the error that names what is wrong."""
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes import register_fakes
-from retrieval.errors import RetrievalError
+from retrieval.errors import BadQuery, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
-from retrieval.search import K_MAX, SearchEngine
+from retrieval.search import K_MAX, K_MIN, MAX_QUERY_CHARS, SearchEngine
+
+TEXT_MODELS, IMAGE_MODELS = {"keywords", "tfidf"}, {"brightness"}
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    from conftest import synthetic_image, write_collection
+def engine(tmp_path_factory, module_fake_models):
+    from conftest import write_collection
 
-    register_fakes()
     rows = [{"file_name": f"{c}/{c}{i}.png", "category": c, "caption": f"{c} radiograph", "kind": kind}
             for c, kind in (("chest", "bright"), ("knee", "stripes"), ("hand", "disc")) for i in range(4)]
     root = write_collection(tmp_path_factory.mktemp("prop") / "collection", rows)
@@ -35,6 +37,26 @@ models = st.one_of(st.none(), st.sampled_from(["keywords", "brightness", "tfidf"
 texts = st.one_of(st.text(max_size=60), st.sampled_from(["knee", "chest", "  ", "☃ 🩻", "a:b OR (c*)", "x" * 2000]))
 
 
+def option_error(engine, k, category, min_score):
+    """The error the shared options deserve, or None when they are valid."""
+    if isinstance(k, bool) or not isinstance(k, int) or not K_MIN <= k <= K_MAX:
+        return BadQuery
+    if category and category not in engine.categories:
+        return BadQuery
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))
+                                  or not -1.0 <= min_score <= 1.0):
+        return BadQuery
+    return None
+
+
+def model_error(model, usable):
+    if not model:
+        return None  # the index's default model
+    if model not in TEXT_MODELS | IMAGE_MODELS:
+        return UnknownEmbedder  # not registered, or registered but not in this index
+    return None if model in usable else BadQuery
+
+
 def check_results(hits, k, category, min_score):
     assert len(hits) <= int(k) <= K_MAX
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
@@ -42,29 +64,50 @@ def check_results(hits, k, category, min_score):
     assert all(math.isfinite(h.score) for h in hits)
     if category:
         assert all(h.category == category for h in hits)
-    if isinstance(min_score, (int, float)) and min_score is not None:
+    if min_score is not None:
         assert all(h.score >= min_score for h in hits)
+
+
+def outcome(call):
+    try:
+        return call(), None
+    except RetrievalError as error:
+        assert str(error)  # a message a person can read
+        return None, error
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=texts, model=models, k=ks, category=categories, min_score=scores)
-def test_text_search_options(engine, text, model, k, category, min_score):
-    try:
-        hits = engine.search_text(text, model=model or None, k=k, category=category, min_score=min_score)
-    except RetrievalError as error:
-        assert str(error)  # a message a person can read
-        return
-    check_results(hits, k, category, min_score)
+def test_text_search_answers_valid_options_and_names_the_invalid_one(engine, text, model, k, category, min_score):
+    result, error = outcome(lambda: engine.search_text(text, model=model or None, k=k, category=category,
+                                                       min_score=min_score))
+    words = " ".join(text.split())
+    expected = (BadQuery if not words or len(words) > MAX_QUERY_CHARS else None) \
+        or model_error(model, TEXT_MODELS) or option_error(engine, k, category, min_score)
+    if expected is None:
+        assert error is None, error
+        check_results(result.hits, k, category, min_score)
+    else:
+        assert isinstance(error, expected), (expected, error)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(item=st.one_of(st.sampled_from(["chest/chest0", "knee/knee3", "hand/hand1"]), st.text(max_size=12)),
        model=models, k=ks, category=categories, min_score=scores)
-def test_more_like_this_options(engine, item, model, k, category, min_score):
-    try:
-        hits = engine.similar(item, model=model or None, k=k, category=category, min_score=min_score)
-    except RetrievalError as error:
-        assert str(error)
-        return
-    check_results(hits, k, category, min_score)
-    assert item not in [h.id for h in hits]
+def test_more_like_this_answers_valid_options_and_names_the_invalid_one(engine, item, model, k, category,
+                                                                        min_score):
+    result, error = outcome(lambda: engine.similar(item, model=model or None, k=k, category=category,
+                                                   min_score=min_score))
+    expected = (BadQuery if item not in engine.ids else None) \
+        or model_error(model, TEXT_MODELS | IMAGE_MODELS) or option_error(engine, k, category, min_score)
+    if expected is None:
+        assert error is None, error
+        check_results(result.hits, k, category, min_score)
+        assert item not in [h.id for h in result]
+    else:
+        assert isinstance(error, expected), (expected, error)
+
+
+def test_a_valid_query_that_matches_nothing_is_an_empty_answer_not_an_error(engine):
+    result = engine.similar("chest/chest0", model="brightness", k=5, min_score=1.0)
+    assert result.hits == [] and np.isfinite(engine.stored_vector("chest/chest0", "brightness")).all()

@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import COLLECTION, REPO, synthetic_image
-from fakes import register_fakes
 from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
 from retrieval.search import SearchEngine
 
 
 @pytest.fixture
-def engine(synthetic_collection, tmp_path):
-    register_fakes()
+def engine(synthetic_collection, tmp_path, fake_models):
     build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "tfidf"],
                 progress=False, log=lambda *_: None)
     return SearchEngine(tmp_path / "index")
@@ -38,11 +36,15 @@ def test_keyword_search_for_knee_returns_knee_rows_first(subset_engine):
     assert len(hits) == 10 and {hit.category for hit in hits} == {"knee"}
 
 
-@pytest.mark.parametrize("query, category", [("broken wrist", "fracture"), ("panoramic dental x-ray", "dental"),
-                                             ("scoliosis of the spine", "spine"), ("pneumonia", "chest")])
-def test_semantic_text_search_finds_the_right_category(subset_engine, query, category):
+@pytest.mark.parametrize("query, relevant, precision", [
+    # a finding, on any body part; MiniLM reads "not fractured" close to "fractured", so one miss of five is allowed
+    ("broken wrist", lambda hit: hit.label == "fractured", 0.8),
+    ("panoramic dental x-ray", lambda hit: hit.category == "dental", 1.0),
+    ("scoliosis of the spine", lambda hit: hit.category == "spine", 1.0),
+    ("pneumonia", lambda hit: hit.category == "chest", 1.0)])
+def test_semantic_text_search_finds_the_right_images(subset_engine, query, relevant, precision):
     hits = subset_engine.search_text(query, model="minilm", k=5)
-    assert hits and all(hit.category == category for hit in hits)
+    assert len(hits) == 5 and relevant(hits[0]) and np.mean([relevant(hit) for hit in hits]) >= precision
 
 
 def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
@@ -87,7 +89,7 @@ def test_exact_ranks_with_obvious_embedders(engine):
 def test_the_minimum_score_filters_and_an_empty_result_is_an_empty_list(engine):
     assert engine.search_text("knee", model="keywords", k=6, min_score=0.99)
     assert len(engine.search_text("knee", model="keywords", k=6, min_score=0.99)) == 3
-    assert engine.search_text("elbow", model="keywords", k=5, min_score=0.5) == []
+    assert engine.search_text("elbow", model="keywords", k=5, min_score=0.5).hits == []
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -114,7 +116,7 @@ def test_bad_queries_raise_one_clear_library_error(engine, call, error, message)
 def test_a_missing_or_mismatched_index_is_detected_at_load(engine, tmp_path):
     with pytest.raises(BrokenIndex, match="build one"):
         SearchEngine(tmp_path / "nowhere")
-    faiss_file = engine.generation / "faiss" / "brightness.faiss"
+    faiss_file = engine.generation.faiss_path("brightness")
     import faiss
 
     small = faiss.IndexFlatIP(3)

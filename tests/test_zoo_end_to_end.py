@@ -8,6 +8,8 @@ from retrieval.index import build_index
 from retrieval.search import SearchEngine
 from tiny_models import TINY_MODELS, install_tiny_models
 
+pytestmark = pytest.mark.slow  # left out of the quick run: pytest -m "not slow"
+
 CLIP_LIKE = ["clip-vit-b32", "biomedclip"]
 NINE = ["tfidf", "minilm", "efficientnet-lite0", *TINY_MODELS]
 

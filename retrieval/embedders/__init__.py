@@ -2,17 +2,14 @@
 
 from .base import IMAGE, TEXT, Embedder, l2_normalise
 from .registry import (
-    Availability, EmbedderSpec, availability, embedder_spec, forget_loaded, get_embedder,
-    list_embedders, register, unregister,
+    BUILD_DEFAULTS, QUERY_PREFERENCE, Availability, EmbedderSpec, availability, embedder_spec, forget_loaded,
+    get_embedder, list_embedders, list_models, model_version, register, unregister,
 )
 from . import builtin  # noqa: F401  (registers tfidf, minilm, efficientnet-lite0)
-
-try:  # the hub model zoo (CLIP, BiomedCLIP, ResNet, DenseNet, ViT, DINOv2)
-    from . import zoo  # noqa: F401
-except ImportError:  # pragma: no cover - zoo module not present yet
-    pass
+from . import zoo  # noqa: F401  (registers the hub models: CLIP, BiomedCLIP, ResNet, DenseNet, ViT, DINOv2)
 
 __all__ = [
     "Embedder", "EmbedderSpec", "Availability", "TEXT", "IMAGE", "l2_normalise", "register", "unregister",
-    "list_embedders", "embedder_spec", "availability", "get_embedder", "forget_loaded",
+    "list_embedders", "embedder_spec", "availability", "get_embedder", "model_version", "list_models", "forget_loaded",
+    "BUILD_DEFAULTS", "QUERY_PREFERENCE",
 ]

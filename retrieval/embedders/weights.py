@@ -7,28 +7,48 @@ takes ~30 s to fail, so the app never probes models one by one.
 from __future__ import annotations
 
 import functools
-import os
+import hashlib
 import socket
 from pathlib import Path
 
+from ..settings import hub_offline, load_settings
 from .registry import Availability
 
 MODEL_DIR_ENV = "XRAY_MODEL_DIR"  # XRAY_MODEL_DIR/<model name>/ holds downloaded weights for offline use
 HUB_HOST = "huggingface.co"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+CONFIG_SUFFIXES = (".json",)
 
 
 def local_folder(name: str) -> Path | None:
     """`$XRAY_MODEL_DIR/<name>` when it exists and is not empty."""
-    root = os.environ.get(MODEL_DIR_ENV)
+    root = load_settings().model_dir
     if not root:
         return None
     folder = Path(root).expanduser() / name
     return folder if folder.is_dir() and any(folder.iterdir()) else None
 
 
+def digest(name: str, hub_id: str) -> str:
+    """A cheap identity of the weights found here, without loading them: for a local folder the names and
+    sizes of its weight files and the bytes of its configs (so the same files elsewhere are the same
+    weights); for the Hugging Face cache the snapshot revision; else the hub id's latest."""
+    folder = local_folder(name)
+    if folder is not None:
+        content = hashlib.sha256()
+        for path in sorted(folder.iterdir()):
+            if path.suffix in WEIGHT_SUFFIXES:
+                content.update(f"{path.name}:{path.stat().st_size}\n".encode())
+            elif path.suffix in CONFIG_SUFFIXES:
+                content.update(path.name.encode() + b"\0" + path.read_bytes())
+        return f"local-{content.hexdigest()[:12]}"
+    revision = cached_revision(hub_id)
+    return f"hub-{revision[:12]}" if revision else "hub-latest"
+
+
 def hub_offline_reason() -> str | None:
     """None when the hub can be reached; otherwise why not (checked once per process)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         return "HF_HUB_OFFLINE is set"
     return _probe_hub()
 
@@ -42,14 +62,22 @@ def _probe_hub() -> str | None:
         return f"the Hugging Face Hub cannot be reached ({error.__class__.__name__})"
 
 
-def in_hub_cache(hub_id: str) -> bool:
-    """True when a snapshot of `hub_id` is already in the local Hugging Face cache."""
+def cached_revision(hub_id: str) -> str | None:
+    """The newest snapshot revision of `hub_id` in the local Hugging Face cache, or None."""
     try:
         from huggingface_hub import scan_cache_dir
 
-        return any(repo.repo_id == hub_id for repo in scan_cache_dir().repos)
+        for repo in scan_cache_dir().repos:
+            if repo.repo_id == hub_id and repo.revisions:
+                return max(repo.revisions, key=lambda revision: revision.last_modified).commit_hash
     except Exception:
-        return False
+        return None
+    return None
+
+
+def in_hub_cache(hub_id: str) -> bool:
+    """True when a snapshot of `hub_id` is already in the local Hugging Face cache."""
+    return cached_revision(hub_id) is not None
 
 
 def resolve(name: str, hub_id: str) -> tuple[str | None, Availability]:

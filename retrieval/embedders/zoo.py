@@ -8,7 +8,6 @@ torch, transformers, open_clip and timm are imported inside the loaders, so impo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ DINOV2_SMALL_HUB_ID = "facebook/dinov2-small"
 # the clear mismatches without hiding weak matches (image->image cosines are far higher and never near it).
 CLIP_MIN_SCORE = 0.15
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
 
 
@@ -52,26 +50,12 @@ class ZooEmbedder(Embedder):
         location, state = weights.resolve(name, hub_id)
         if location is None:
             raise EmbedderUnavailable(f"Model {name!r} is not available here: {state.reason}")
-        self.name, self.hub_id, self.batch_size = name, hub_id, batch_size
+        self.name, self.hub_id, self.batch_size = name, hub_id, batch_size  # name: errors raised while loading
         self.location = location
         self.folder = Path(location) if location != hub_id else None  # None: by hub id (cache or hub)
         # Never let a cached hub model probe an unreachable hub first (each from_pretrained would stall).
         self.local_files_only = self.folder is not None or weights.hub_offline_reason() is not None
         self._device = weights.device()
-        self._fingerprint = ""
-
-    def _remember(self, config: Any) -> None:
-        """Fingerprint the loaded configuration (and, for a local folder, its weight files) for `version()`."""
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-        if self.folder is not None:
-            for path in sorted(self.folder.iterdir()):
-                if path.suffix in WEIGHT_SUFFIXES:
-                    digest.update(f"{path.name}:{path.stat().st_size}".encode())
-        self._fingerprint = digest.hexdigest()[:12]
-
-    def version(self) -> str:
-        source = "local" if self.folder is not None else "hub"
-        return f"{self.name}:{self.hub_id}:{source}-{self._fingerprint}"
 
     def _embed(self, items: Sequence, encode: Callable[[list], Any]) -> np.ndarray:
         """Run `encode` (a batch of items -> (n, d) tensor) over `items` in `batch_size` chunks."""
@@ -98,12 +82,6 @@ def _require_all_weights(name: str, location: str, info: dict) -> None:
             f"the weights in {location} do not cover {len(problems)} parameter(s) of {name} ({shown}); "
             f"refusing to run with random weights. Download the complete model again."
         )
-
-
-def _transformers_config(config) -> dict:
-    """A transformers config as a dict without the fields that name a path or a library version."""
-    return {key: value for key, value in config.to_dict().items()
-            if not key.startswith("_") and key != "transformers_version"}
 
 
 @dataclass(frozen=True)
@@ -134,9 +112,6 @@ CLS_AND_MEAN_PATCH = Pooling("CLS token concatenated with the mean patch token",
 class HFVisionEmbedder(ZooEmbedder):
     """A transformers vision backbone (ResNet, ViT, DINOv2) with its own image processor and a pooling."""
 
-    modalities = frozenset({IMAGE})
-    indexes = IMAGE
-
     def __init__(self, name: str, hub_id: str, model_class: str, pooling: Pooling, batch_size: int = 32,
                  **model_kwargs) -> None:
         super().__init__(name, hub_id, batch_size)
@@ -151,7 +126,6 @@ class HFVisionEmbedder(ZooEmbedder):
         self._model = model.eval().to(self._device)
         self._pooling = pooling
         self.dim = pooling.width(model.config)
-        self._remember({"model": model_class, "pooling": pooling.describe, **_transformers_config(model.config)})
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         def encode(batch):
@@ -171,9 +145,6 @@ def _projected(output):
 class CLIPEmbedder(ZooEmbedder):
     """transformers CLIPModel: images and texts in one space (true text-to-image search)."""
 
-    modalities = frozenset({IMAGE, TEXT})
-    indexes = IMAGE
-
     def __init__(self, name: str, hub_id: str, batch_size: int = 16) -> None:
         super().__init__(name, hub_id, batch_size)
         from transformers import CLIPModel, CLIPProcessor
@@ -186,7 +157,6 @@ class CLIPEmbedder(ZooEmbedder):
         self._model = model.eval().to(self._device)
         self._max_tokens = model.config.text_config.max_position_embeddings  # 77 for OpenAI CLIP
         self.dim = model.config.projection_dim
-        self._remember(_transformers_config(model.config))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         def encode(batch):
@@ -222,9 +192,6 @@ class OpenCLIPEmbedder(ZooEmbedder):
     when that model's config.json and tokenizer files sit in the same folder they are used, so nothing is fetched.
     """
 
-    modalities = frozenset({IMAGE, TEXT})
-    indexes = IMAGE
-
     def __init__(self, name: str, hub_id: str, batch_size: int = 16) -> None:
         super().__init__(name, hub_id, batch_size)
         import open_clip
@@ -252,7 +219,6 @@ class OpenCLIPEmbedder(ZooEmbedder):
             ) from error
         self._model, self._preprocess = model.eval(), preprocess
         self.dim = int(config["model_cfg"]["embed_dim"])
-        self._remember(config)
 
     def _load_tokenizer(self, open_clip, source: str, text_cfg: dict):
         folder_has_tokenizer = self.folder is not None and any(
@@ -284,9 +250,6 @@ class TimmEmbedder(ZooEmbedder):
     model.safetensors or pytorch_model.bin, loaded with timm's `local-dir:` source.
     """
 
-    modalities = frozenset({IMAGE})
-    indexes = IMAGE
-
     def __init__(self, name: str, hub_id: str, batch_size: int = 32) -> None:
         super().__init__(name, hub_id, batch_size)
         import timm
@@ -301,9 +264,6 @@ class TimmEmbedder(ZooEmbedder):
         self._transform = create_transform(**data_config, is_training=False)
         self._model = model.eval().to(self._device)
         self.dim = int(model.num_features)
-        cfg = {key: value for key, value in model.pretrained_cfg.items()
-               if key not in ("file", "source", "hf_hub_id", "state_dict")}
-        self._remember({"pretrained_cfg": cfg, "data": data_config, "num_features": self.dim})
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
@@ -333,44 +293,35 @@ def _check(name: str, hub_id: str, module: str, package: str,
     return check
 
 
-register(EmbedderSpec(
-    name="clip-vit-b32", family="CLIP", modalities=(IMAGE, TEXT), indexes=IMAGE, dim=512, weights=CLIP_HUB_ID,
-    default_min_score=CLIP_MIN_SCORE,
-    description="Text-to-image and image-to-image search in OpenAI CLIP ViT-B/32's joint space (general photos).",
-    factory=partial(CLIPEmbedder, "clip-vit-b32", CLIP_HUB_ID),
-    check=_check("clip-vit-b32", CLIP_HUB_ID, "transformers", "transformers"),
-))
-register(EmbedderSpec(
-    name="biomedclip", family="BiomedCLIP", modalities=(IMAGE, TEXT), indexes=IMAGE, dim=512,
-    weights=BIOMEDCLIP_HUB_ID, default_min_score=CLIP_MIN_SCORE,
-    description="Text-to-image and image-to-image search with BiomedCLIP (PubMed figures, PubMedBERT text tower).",
-    factory=partial(OpenCLIPEmbedder, "biomedclip", BIOMEDCLIP_HUB_ID),
-    check=_check("biomedclip", BIOMEDCLIP_HUB_ID, "open_clip", "open-clip-torch",
-                 required_files=("open_clip_config.json",)),
-))
-register(EmbedderSpec(
-    name="resnet50", family="ResNet", modalities=(IMAGE,), indexes=IMAGE, dim=2048, weights=RESNET50_HUB_ID,
-    description="Image-to-image search with ImageNet ResNet-50 pooled features (classifier dropped).",
-    factory=partial(HFVisionEmbedder, "resnet50", RESNET50_HUB_ID, "ResNetModel", POOLER_OUTPUT, 32),
-    check=_check("resnet50", RESNET50_HUB_ID, "transformers", "transformers"),
-))
-register(EmbedderSpec(
-    name="densenet121", family="DenseNet", modalities=(IMAGE,), indexes=IMAGE, dim=1024,
-    weights=DENSENET121_HUB_ID,
-    description="Image-to-image search with ImageNet DenseNet-121 pooled features (timm, the CheXNet backbone).",
-    factory=partial(TimmEmbedder, "densenet121", DENSENET121_HUB_ID, 32),
-    check=_check("densenet121", DENSENET121_HUB_ID, "timm", "timm"),
-))
-register(EmbedderSpec(
-    name="vit-b16", family="ViT", modalities=(IMAGE,), indexes=IMAGE, dim=768, weights=VIT_B16_HUB_ID,
-    description="Image-to-image search with the CLS token of ImageNet-21k ViT-B/16.",
-    factory=partial(HFVisionEmbedder, "vit-b16", VIT_B16_HUB_ID, "ViTModel", CLS_TOKEN, 16,
-                    add_pooling_layer=False),
-    check=_check("vit-b16", VIT_B16_HUB_ID, "transformers", "transformers"),
-))
-register(EmbedderSpec(
-    name="dinov2-small", family="DINOv2", modalities=(IMAGE,), indexes=IMAGE, dim=768, weights=DINOV2_SMALL_HUB_ID,
-    description="Image-to-image search with self-supervised DINOv2 ViT-S/14 (CLS + mean patch token).",
-    factory=partial(HFVisionEmbedder, "dinov2-small", DINOV2_SMALL_HUB_ID, "Dinov2Model", CLS_AND_MEAN_PATCH, 32),
-    check=_check("dinov2-small", DINOV2_SMALL_HUB_ID, "transformers", "transformers"),
-))
+def _register(name: str, family: str, hub_id: str, modalities: tuple[str, ...], dim: int, description: str,
+              loader, *loader_args, module: str = "transformers", package: str = "transformers",
+              required_files: tuple[str, ...] = (), min_score: float = 0.0, **loader_kwargs) -> None:
+    """One zoo entry: the version names the hub repo, and the weights found here are digested cheaply."""
+    register(EmbedderSpec(
+        name=name, family=family, modalities=modalities, indexes=IMAGE, dim=dim, weights=hub_id,
+        description=description, default_min_score=min_score, version=f"{name}:{hub_id}",
+        weights_digest=partial(weights.digest, name, hub_id),
+        factory=partial(loader, name, hub_id, *loader_args, **loader_kwargs),
+        check=_check(name, hub_id, module, package, required_files),
+    ))
+
+
+_register("clip-vit-b32", "CLIP", CLIP_HUB_ID, (IMAGE, TEXT), 512,
+          "Text-to-image and image-to-image search in OpenAI CLIP ViT-B/32's joint space (general photos).",
+          CLIPEmbedder, min_score=CLIP_MIN_SCORE)
+_register("biomedclip", "BiomedCLIP", BIOMEDCLIP_HUB_ID, (IMAGE, TEXT), 512,
+          "Text-to-image and image-to-image search with BiomedCLIP (PubMed figures, PubMedBERT text tower).",
+          OpenCLIPEmbedder, module="open_clip", package="open-clip-torch",
+          required_files=("open_clip_config.json",), min_score=CLIP_MIN_SCORE)
+_register("resnet50", "ResNet", RESNET50_HUB_ID, (IMAGE,), 2048,
+          "Image-to-image search with ImageNet ResNet-50 pooled features (classifier dropped).",
+          HFVisionEmbedder, "ResNetModel", POOLER_OUTPUT, 32)
+_register("densenet121", "DenseNet", DENSENET121_HUB_ID, (IMAGE,), 1024,
+          "Image-to-image search with ImageNet DenseNet-121 pooled features (timm, the CheXNet backbone).",
+          TimmEmbedder, 32, module="timm", package="timm")
+_register("vit-b16", "ViT", VIT_B16_HUB_ID, (IMAGE,), 768,
+          "Image-to-image search with the CLS token of ImageNet-21k ViT-B/16.",
+          HFVisionEmbedder, "ViTModel", CLS_TOKEN, 16, add_pooling_layer=False)
+_register("dinov2-small", "DINOv2", DINOV2_SMALL_HUB_ID, (IMAGE,), 768,
+          "Image-to-image search with self-supervised DINOv2 ViT-S/14 (CLS + mean patch token).",
+          HFVisionEmbedder, "Dinov2Model", CLS_AND_MEAN_PATCH, 32)

@@ -1,0 +1,300 @@
+"""The one owner of a built index: its folder, its generations, the typed manifest and every file inside.
+
+    DIR/current -> generations/<id>/      (a symlink, replaced atomically)
+    <generation>/manifest.json            what was built, from which collection, with which models
+    <generation>/dataset/                 the Dataset (metadata, images, one vector column per model)
+    <generation>/faiss/<model>.faiss      one flat inner-product index per model
+    <generation>/models/<model>/          fitted state (TF-IDF vocabulary)
+    <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
+
+No other module joins a path inside a generation: they ask `IndexGeneration`. A build writes a new
+generation and `IndexFolder.publish` switches `current` only when it is complete, so a build killed midway
+leaves the previous index untouched and loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BrokenIndex, NoIndex
+
+MANIFEST_VERSION = 2  # 2: typed manifest, collection named instead of an absolute path
+REBUILD = "rebuild it with `python -m retrieval build --collection PATH --index DIR`"
+
+
+@dataclass
+class ModelEntry:
+    """One model of a built index: what it is, which weights made the vectors, how the build went."""
+
+    family: str
+    modalities: list[str]
+    indexes: str  # what a row contributes: "image" or "text"
+    dim: int
+    version: str  # identity of the weights (the registry's); a different version re-embeds
+    default_min_score: float = 0.0
+    metric: str = "cosine (inner product of unit vectors)"
+    faiss_factory: str = "Flat"
+    rows: int = 0
+    embedded: int = 0  # vectors computed by the build that wrote this generation
+    reused: int = 0  # vectors taken over from the previous generation
+    seconds: float = 0.0
+    corpus_digest: str | None = None  # models fitted on the collection: the texts they were fitted on
+
+    def embeds(self, modality: str) -> bool:
+        return modality in self.modalities
+
+
+@dataclass
+class Manifest:
+    """What a generation holds. The collection is named (folder name or Hub id), never by a machine's path."""
+
+    collection: str
+    fingerprint: str  # sha256 over every row's metadata, in file-name order
+    rows: int
+    models: dict[str, ModelEntry]
+    categories: dict[str, int] = field(default_factory=dict)
+    quick_fingerprint: str | None = None  # names, sizes and mtimes of a local folder: the cheap "unchanged?"
+    skip_invalid: bool = False
+    skipped_rows: dict[str, str] = field(default_factory=dict)  # file_name -> why
+    created_at: str = ""
+    libraries: dict[str, str] = field(default_factory=dict)
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict, where: Path) -> "Manifest":
+        if not isinstance(payload, dict) or payload.get("manifest_version") != MANIFEST_VERSION:
+            version = payload.get("manifest_version") if isinstance(payload, dict) else None
+            raise BrokenIndex(f"{where} has manifest version {version}, this program reads {MANIFEST_VERSION}; "
+                              f"{REBUILD}.")
+        try:
+            known = {f.name for f in fields(ModelEntry)}
+            models = {name: ModelEntry(**{k: v for k, v in entry.items() if k in known})
+                      for name, entry in payload["models"].items()}
+            known = {f.name for f in fields(cls)}
+            return cls(**{**{k: v for k, v in payload.items() if k in known}, "models": models})
+        except (KeyError, TypeError, AttributeError) as error:
+            raise BrokenIndex(f"{where} is incomplete ({error}); {REBUILD}.") from error
+
+
+class IndexGeneration:
+    """One complete (or being written) build: every path inside it, and reading and writing its artefacts."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._manifest: Manifest | None = None
+
+    def __repr__(self) -> str:
+        return f"IndexGeneration({str(self.folder)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    # --- paths (nobody else builds them) ---------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.folder / "dataset"
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.folder / "evaluation.json"
+
+    @property
+    def scratch_path(self) -> Path:
+        """Working space of the build that writes this generation (removed before it is published)."""
+        return self.folder / ".cache"
+
+    def faiss_path(self, model: str) -> Path:
+        return self.folder / "faiss" / f"{model}.faiss"
+
+    def state_path(self, model: str) -> Path:
+        """Fitted state of a model fitted on the collection (TF-IDF)."""
+        return self.folder / "models" / model
+
+    # --- the manifest ---------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            try:
+                payload = json.loads(self.manifest_path.read_text())
+            except FileNotFoundError:
+                raise BrokenIndex(f"The index at {self.folder} has no manifest; {REBUILD}.") from None
+            except json.JSONDecodeError as error:
+                raise BrokenIndex(f"{self.manifest_path} is damaged ({error}); {REBUILD}.") from error
+            self._manifest = Manifest.from_dict(payload, self.manifest_path)
+        return self._manifest
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_json_atomic(self.manifest_path, manifest.to_dict())
+        self._manifest = manifest
+
+    # --- the Dataset, its vectors and FAISS files ----------------------------------------------------------
+    def load_dataset(self, verify: bool = True):
+        """The Dataset of this generation, checked against the manifest's row count (`verify=False`: while
+        the build that writes it has no manifest yet)."""
+        import datasets
+
+        try:
+            dataset = datasets.load_from_disk(str(self.dataset_path))
+        except Exception as error:
+            raise BrokenIndex(f"The dataset in {self.folder} cannot be read ({error}); {REBUILD}.") from error
+        if verify and len(dataset) != self.manifest.rows:
+            raise BrokenIndex(f"The index in {self.folder} is inconsistent: the manifest says {self.manifest.rows} "
+                              f"rows, the dataset has {len(dataset)}; {REBUILD}.")
+        return dataset
+
+    def save_dataset(self, dataset) -> None:
+        dataset.save_to_disk(str(self.dataset_path))
+
+    def vectors(self, model: str, dataset=None) -> np.ndarray:
+        """The model's vector column, (rows, dim) float32 in row order."""
+        dataset = self.load_dataset() if dataset is None else dataset
+        column = dataset.with_format("numpy", columns=[model])[model]
+        return np.ascontiguousarray(np.asarray(column, dtype=np.float32))
+
+    def write_faiss(self, dataset, model: str) -> None:
+        """Build and save the model's exact inner-product index over its vector column."""
+        import faiss
+
+        self.faiss_path(model).parent.mkdir(parents=True, exist_ok=True)
+        dataset.add_faiss_index(column=model, metric_type=faiss.METRIC_INNER_PRODUCT)
+        dataset.save_faiss_index(model, str(self.faiss_path(model)))
+        dataset.drop_index(model)
+
+    def attach_faiss(self, dataset, model: str) -> None:
+        """Load the model's FAISS file onto `dataset` (as index `model`), refusing one that does not match."""
+        path = self.faiss_path(model)
+        if not path.is_file():
+            raise BrokenIndex(f"The FAISS index for {model!r} is missing ({path}); {REBUILD}.")
+        try:
+            dataset.load_faiss_index(model, str(path))
+        except ValueError as error:  # datasets refuses an index whose size differs from the dataset's
+            raise BrokenIndex(f"The FAISS index for {model!r} does not match the dataset ({error}); "
+                              f"{REBUILD}.") from error
+        except Exception as error:
+            raise BrokenIndex(f"The FAISS index for {model!r} cannot be read ({error}); {REBUILD}.") from error
+        index = dataset.get_index(model).faiss_index
+        expected = self.manifest.models[model].dim, self.manifest.rows
+        if (index.d, index.ntotal) != expected:
+            raise BrokenIndex(f"The FAISS index for {model!r} has {index.ntotal} vectors of dimension {index.d}; "
+                              f"the manifest says {expected[1]} of {expected[0]}. {REBUILD[0].upper()}{REBUILD[1:]}.")
+
+    def damage(self) -> str | None:
+        """Why this generation cannot be served as it is, or None when every artefact matches the manifest.
+        Reads the Arrow and FAISS headers only: no model is loaded, no vector decoded."""
+        import faiss
+        import pyarrow as pa
+
+        try:
+            manifest = self.manifest
+            rows = 0
+            for path in sorted(self.dataset_path.glob("*.arrow")):
+                with pa.memory_map(str(path)) as source:
+                    rows += pa.ipc.open_stream(source).read_all().num_rows
+            for name, entry in manifest.models.items():
+                index = faiss.read_index(str(self.faiss_path(name)), faiss.IO_FLAG_MMAP)
+                if (index.ntotal, index.d) != (manifest.rows, entry.dim):
+                    return f"the FAISS index of {name} holds {index.ntotal} x {index.d}"
+        except Exception as error:
+            return str(error)
+        if rows != manifest.rows:
+            return f"the dataset holds {rows} rows, the manifest says {manifest.rows}"
+        return None
+
+    # --- the evaluation summary -------------------------------------------------------------------------
+    def read_evaluation(self) -> dict:
+        """The summary written by `evaluate` ({} when the index has not been evaluated or it is unreadable)."""
+        try:
+            payload = json.loads(self.evaluation_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def write_evaluation(self, summary: dict) -> Path:
+        """Merge `summary` into the stored one (per-model figures of earlier runs stay) and write atomically."""
+        previous = self.read_evaluation()
+        merged = dict(summary)
+        for key in ("models", "baselines"):
+            if isinstance(previous.get(key), dict):
+                merged[key] = {**previous[key], **summary.get(key, {})}
+        write_json_atomic(self.evaluation_path, merged)
+        return self.evaluation_path
+
+
+class IndexFolder:
+    """An index folder: its generations and the atomic `current` switch between them."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"IndexFolder({str(self.root)!r})"
+
+    @property
+    def _generations(self) -> Path:
+        return self.root / "generations"
+
+    def current(self) -> IndexGeneration | None:
+        """The generation `current` points to, or None when no build has completed yet."""
+        link = self.root / "current"
+        return IndexGeneration(link.resolve()) if link.exists() else None
+
+    def require_current(self) -> IndexGeneration:
+        generation = self.current()
+        if generation is None:
+            raise NoIndex(f"No index in {self.root}; build one with "
+                              f"`python -m retrieval build --collection PATH --index {self.root}`.")
+        return generation
+
+    def new_generation(self) -> IndexGeneration:
+        self._generations.mkdir(parents=True, exist_ok=True)
+        folder = self._generations / (f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
+                                      f"{time.monotonic_ns() % 10**6:06d}")
+        folder.mkdir()
+        return IndexGeneration(folder)
+
+    def publish(self, generation: IndexGeneration, keep: int = 1) -> None:
+        """Point `current` at `generation` atomically, then delete all but the newest `keep` older ones."""
+        shutil.rmtree(generation.scratch_path, ignore_errors=True)
+        temporary = self.root / f".current.{os.getpid()}"
+        if temporary.is_symlink() or temporary.exists():
+            temporary.unlink()
+        os.symlink(Path("generations") / generation.name, temporary)
+        os.replace(temporary, self.root / "current")  # rename(2) is atomic: readers see the old or the new
+        self.prune(keep=keep)
+
+    def discard(self, generation: IndexGeneration) -> None:
+        """Remove an unpublished generation (a failed or interrupted build)."""
+        shutil.rmtree(generation.folder, ignore_errors=True)
+
+    def prune(self, keep: int = 1) -> None:
+        """Remove abandoned (unpublished, e.g. killed) and old generations, keeping `current` and `keep` others."""
+        current = self.current()
+        folders = sorted((p for p in self._generations.glob("*") if p.is_dir()), reverse=True)
+        others = [p for p in folders if current is None or p.resolve() != current.folder]
+        for folder in others[keep:]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename: readers see the old file or the new, never half."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2))
+    os.replace(temporary, path)
+
+
+__all__ = ["IndexFolder", "IndexGeneration", "Manifest", "ModelEntry", "MANIFEST_VERSION", "write_json_atomic"]

@@ -1,0 +1,92 @@
+"""Results and collection statistics as the page shows them: gallery captions, Markdown tables, examples."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
+THUMBNAIL_SIDE = 384  # gallery images; the details panel shows the stored image (long side <= 1024)
+THUMBNAIL_CACHE = 512  # recently shown thumbnails kept decoded (~150 KB each)
+THUMBNAIL_THREADS = 2  # decoding releases the GIL: one thread per core
+MODEL_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status")
+MODEL_COLUMN_WIDTHS = [150, 150, 100, 70, 300, 430]  # px
+
+
+class Thumbnails:
+    """Gallery-sized copies of stored images, decoded in parallel and the recent ones kept."""
+
+    def __init__(self, load):
+        self._load = load  # id -> PIL image
+        self._pool = ThreadPoolExecutor(max_workers=THUMBNAIL_THREADS, thread_name_prefix="thumbnails")
+        self._one = functools.lru_cache(maxsize=THUMBNAIL_CACHE)(self._make)
+
+    def __call__(self, ids: list[str]) -> list:
+        return list(self._pool.map(self._one, ids))
+
+    def _make(self, item_id: str):
+        image = self._load(item_id)
+        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        return image
+
+
+def caption(hit) -> str:
+    """"#1 · 0.83 · knee · kl-2 · OAI": rank, score, category, label, short source."""
+    source = hit.source.split(" (")[0]
+    if len(source) > CAPTION_SOURCE_CHARS:  # cut at a word: "Knee Osteoarthritis Dataset…"
+        source = source[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
+    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", hit.category, hit.label, source) if part)
+
+
+def details_markdown(record: dict) -> str:
+    """Every field of a result as a two-column table (links clickable)."""
+    def cell(value) -> str:
+        text = str(value).replace("|", "\\|").replace("\n", " ")
+        return f"[{text}]({text})" if text.startswith(("http://", "https://")) else text
+
+    return "| Field | Value |\n|---|---|\n" + "\n".join(f"| {key} | {cell(value)} |" for key, value in record.items())
+
+
+def model_tables(rows: list[dict]) -> tuple[dict, dict | None]:
+    """The Models tab's two tables as Dataframe arguments: the models, and their evaluation figures (None
+    before the index has been evaluated)."""
+    models = {"value": [[row[key] for key in MODEL_COLUMNS] for row in rows], "headers": list(MODEL_COLUMNS),
+              "column_widths": MODEL_COLUMN_WIDTHS}
+    figures = list(dict.fromkeys(key for row in rows for key in row if key not in MODEL_COLUMNS))
+    if not any(row.get(key) is not None for row in rows for key in figures):
+        return models, None
+    values = [[row["name"], *("" if row.get(key) is None else row[key] for key in figures)]
+              for row in rows if any(row.get(key) is not None for key in figures)]
+    return models, {"value": values, "headers": ["name", *figures]}
+
+
+def collection_markdown(stats: dict) -> tuple[str, str, str]:
+    """Three tables: images per category, per category and label, and per source with licence and link."""
+    counts = [f"**{stats['rows']} images** in {len(stats['categories'])} categories.", "",
+              "| Category | Images |", "|---|---:|"]
+    counts += [f"| {category} | {count} |" for category, count in stats["categories"].items()]
+    labels = ["| Category / label | Images |", "|---|---:|"]
+    labels += [f"| {label} | {count} |" for label, count in stats["labels"].items()]
+    sources = ["| Source | Images | Licence | Link |", "|---|---:|---|---|"]
+    for source, entry in stats["sources"].items():
+        licences = ", ".join(f"{name} ({count})" if len(entry["licenses"]) > 1 else name
+                             for name, count in entry["licenses"].items())
+        link = f"[{entry['url']}]({entry['url']})" if entry["url"] else ""
+        sources.append(f"| {source} | {entry['images']} | {licences} | {link} |")
+    return "\n".join(counts), "\n".join(labels), "\n".join(sources)
+
+
+def example_files(engine) -> list[tuple[str, str]]:
+    """One image per category, written to a temporary folder at start-up: (path, category)."""
+    folder = Path(tempfile.mkdtemp(prefix="xray-examples-"))
+    first: dict[str, str] = {}
+    for item_id in engine.ids:
+        first.setdefault(engine.record(item_id)["category"], item_id)
+    examples = []
+    for category in engine.categories:
+        path = folder / f"{category}.png"
+        engine.image(first[category]).save(path)
+        examples.append((str(path), category))
+    return examples
