@@ -59,7 +59,8 @@ def resolve_models(models: Iterable[str] | str | None,
     """The models to build and those skipped (with why). "all" means every available registered model;
     None the previous build's models, else the registry's build defaults that are available here."""
     if models is None:
-        names = list(previous.models) if previous else list(BUILD_DEFAULTS)
+        registered = set(list_embedders())  # a default model this program lacks is simply not built
+        names = list(previous.models) if previous else [name for name in BUILD_DEFAULTS if name in registered]
     elif isinstance(models, str):
         names = list_embedders() if models == "all" else [m.strip() for m in models.split(",") if m.strip()]
     else:

@@ -116,6 +116,17 @@ def test_a_hub_dataset_id_goes_through_load_dataset(synthetic_collection, tmp_pa
     assert engine.image("knee/k0").mode == "L"
 
 
+def test_a_build_without_named_models_builds_the_defaults_available_here(synthetic_collection, tmp_path,
+                                                                       monkeypatch):
+    from retrieval.embedders import BUILD_DEFAULTS, availability, list_embedders
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    report = build_index(synthetic_collection, tmp_path / "index", **quiet)
+    expected = [name for name in BUILD_DEFAULTS if name in list_embedders() and availability(name).ready]
+    assert list(report.models) == expected and {"tfidf", "minilm", "efficientnet-lite0"} <= set(expected)
+    assert set(report.skipped_models) == {name for name in BUILD_DEFAULTS if name in list_embedders()} - set(expected)
+
+
 def test_unknown_and_unavailable_models_are_refused_before_any_work(synthetic_collection, tmp_path, monkeypatch):
     with pytest.raises(UnknownEmbedder, match="choose from"):
         build_index(synthetic_collection, tmp_path / "index", models=["nope"], **quiet)
