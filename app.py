@@ -17,9 +17,9 @@ from typing import NamedTuple
 import gradio as gr
 
 from retrieval import RetrievalError, SearchEngine, build_index, load_settings
-from ui import PAGE_CSS, PAGE_JS
+from ui import PAGE_CSS, PAGE_JS, startup
 from ui.gradio_cache import write_cache_atomically
-from ui.render import Thumbnails, caption, collection_markdown, details_markdown, example_files, model_tables
+from ui import render
 
 write_cache_atomically()
 
@@ -43,7 +43,7 @@ class Handlers:
     def __init__(self, engine: SearchEngine):
         self.engine = engine
         self.example_files: list[str] = []
-        self._thumbnails = Thumbnails(engine.image)
+        self._thumbnails = render.Thumbnails(engine.thumbnail)
 
     def search_text(self, query: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                     min_score: float | None = None):
@@ -112,7 +112,7 @@ class Handlers:
     def pick(self, records: list[dict], event: gr.SelectData):
         """A clicked result: its id, its image and its full metadata."""
         record = records[event.index]
-        return record["id"], self.engine.image(record["id"]), details_markdown(record)
+        return record["id"], self.engine.image(record["id"]), render.details_markdown(record)
 
     def preview(self, path: str | None):
         """The uploaded file as the search sees it (DICOM included); nothing when it is not an image."""
@@ -136,7 +136,7 @@ class Handlers:
 
     def _results(self, result):
         hits = result.hits
-        gallery = list(zip(self._thumbnails([hit.id for hit in hits]), map(caption, hits)))
+        gallery = list(zip(self._thumbnails([hit.id for hit in hits]), map(render.caption, hits)))
         status = f"{len(hits)} result{'s' if len(hits) != 1 else ''} — click one for details and more like it." \
             if hits else EMPTY
         return gallery, result.records(), status
@@ -218,7 +218,7 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
     """The whole app over one loaded index; `launch()` serves it."""
     handlers = Handlers(engine)
     stats = engine.collection_stats()
-    examples = example_files(engine)
+    examples = render.example_files(engine)
     handlers.example_files = [path for path, _ in examples]
     with gr.Blocks(title="X-Ray Search", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# X-Ray Search\nFind radiographs by text or by example image among {len(engine)} images "
@@ -255,19 +255,19 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         image_results = _results_view("Results", "image-results")
                 image_details = _details_panel("image")
             with gr.Tab("Models", id="models"):
-                gr.Markdown("Every registered model, with where its weights come from. Models that are not "
-                            "available here are listed but not offered in the search tabs.")
+                gr.Markdown(render.MODELS_INTRO)
                 usable = [name for name in engine.models if name not in engine.unavailable]
                 default_model = gr.Dropdown(usable, value=engine.default_model(TEXT), elem_id="default-model",
                                             label="Default model for searches",
                                             info="Becomes the model of the search tabs that can use it.")
-                models, figures = model_tables(handlers.models())
+                models, figures = render.model_tables(handlers.models())
                 gr.Dataframe(**models, interactive=False, wrap=True, max_height=800, elem_id="models-table")
                 if figures:  # the index has been evaluated (python -m retrieval evaluate)
                     gr.Markdown("Retrieval quality measured on this index (`python -m retrieval evaluate`):")
                     gr.Dataframe(**figures, interactive=False, elem_id="evaluation-table")
+                gr.Markdown(render.cards_markdown(engine.training_cards()), elem_id="training-cards")
             with gr.Tab("Collection", id="collection"):
-                counts, labels, sources = collection_markdown(stats)
+                counts, labels, sources = render.collection_markdown(stats)
                 with gr.Row(elem_id="collection-stats"):
                     gr.Markdown(counts)
                     gr.Markdown(labels)
@@ -322,12 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     except RetrievalError as error:
         return _fail(f"error: {error}", 2)
     parser = argparse.ArgumentParser(description="X-Ray Search web app. " + DISCLAIMER.replace("**", ""))
-    parser.add_argument("--index", default=settings.index, help="index folder (default: $XRAY_INDEX or index/)")
-    parser.add_argument("--collection", default=settings.collection,
-                        help="collection folder or Hugging Face dataset id: build or refresh the index from it "
-                             "first (default: $XRAY_COLLECTION)")
-    parser.add_argument("--host", default=settings.host,
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
+    parser.add_argument("--index", default=settings.index, help="folder or hf://datasets/OWNER/NAME ($XRAY_INDEX)")
+    parser.add_argument("--collection", default=settings.collection, help="build or refresh the index from this "
+                        "collection folder or Hugging Face dataset id first (default: $XRAY_COLLECTION)")
+    parser.add_argument("--host", default=settings.host, help="address (default 127.0.0.1; 0.0.0.0 on a Space)")
     parser.add_argument("--port", type=int, default=settings.port, help="port to listen on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     parser.add_argument("--mcp", action="store_true", help="also serve the searches as MCP tools (/gradio_api/mcp/)")
@@ -335,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mcp and importlib.util.find_spec("mcp") is None:
         return _fail('--mcp needs the MCP package: pip install "mcp>=1.21,<2"', 2)
     try:
+        if startup.on_space() and (args.collection or not SearchEngine.exists(args.index)):  # build or help page
+            return startup.serve_on_space(args, build_index, SearchEngine, build_demo, launch, NO_INDEX)
         if args.collection:
             build_index(args.collection, args.index)  # progress bars in the console; unchanged -> instant
         elif not SearchEngine.exists(args.index):
             return _fail(NO_INDEX.format(index=Path(args.index).as_posix()), 2)
-        engine = SearchEngine(args.index)  # FAISS, or Milvus when XRAY_STORE=milvus (retrieval.settings)
+        engine = SearchEngine(args.index, warm_up=True)  # models load while the page starts
     except RetrievalError as error:
         return _fail(f"error: {error}", 1)
     launch(build_demo(engine), args.host, args.port, share=args.share, mcp=args.mcp)

@@ -1,5 +1,5 @@
-"""`python -m retrieval VERB`: validate, build, search, models, evaluate — a table of verbs, each a few lines
-over the library (heavy modules are imported inside the verb that needs them)."""
+"""`python -m retrieval VERB`: validate, build, search, models, evaluate, publish — a table of verbs, each a
+few lines over the library (heavy modules are imported inside the verb that needs them)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,15 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .training import train_model
+
+    report = train_model(args.collection, args.out, epochs=args.epochs, folds=args.folds, seed=args.seed,
+                         progress=not args.json, log=lambda message: print(message, file=sys.stderr))
+    print(json.dumps(report, indent=2) if args.json else f"Wrote the model to {args.out}.")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_index
     from .plots import write_outputs
@@ -94,6 +103,19 @@ def cmd_evaluate(args) -> int:
     else:
         print(evaluation_text(evaluation))
         print(f"Wrote {len(written)} files to {args.out}/ and the summary for the app to {summary}.")
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish, push
+
+    report = publish(args.index, args.out, licenses=args.licenses, title=args.title, as_dataset=args.as_dataset,
+                     include_research_models=args.include_research_models, collection=args.collection,
+                     log=lambda message: print(message, file=sys.stderr))
+    if args.push:  # needs a Hub token (hf auth login, or HF_TOKEN)
+        print(f"Uploaded: {push(args.out, args.push, as_dataset=args.as_dataset)}")
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
     return 0
 
 
@@ -171,6 +193,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--json", action="store_true")
     commands["models"] = cmd_models
 
+    p = verbs.add_parser("train", help="train the xray-lite0 retrieval model (image + text) on a collection")
+    p.add_argument("--collection", required=True, help="collection folder (imagefolder layout or category folders)")
+    p.add_argument("--out", default="assets/models/xray-lite0", help="model folder to write "
+                                                                     "(default: assets/models/xray-lite0)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    p.add_argument("--folds", type=int, default=3, help="cross-source folds for early stopping and the card's "
+                                                        "figures (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same weights")
+    p.add_argument("--json", action="store_true", help="print the training report as JSON")
+    commands["train"] = cmd_train
+
     p = verbs.add_parser("evaluate", help="measure retrieval quality per model (tables, JSON, plots)")
     p.add_argument("--index", default="index", help="index folder (default: index/)")
     p.add_argument("--models", help="comma-separated models of the index (default: all of them); the TF-IDF "
@@ -180,6 +213,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--grid-queries", type=int, default=6, help="queries shown in each result grid (default 6)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
     commands["evaluate"] = cmd_evaluate
+
+    p = verbs.add_parser("publish", help="write a complete Hugging Face Space (or Hub dataset) of an index, "
+                                         "keeping only the images a licence policy allows")
+    p.add_argument("--index", default="index", help="index folder to publish (default: index/)")
+    p.add_argument("--out", required=True, help="folder to write (new, empty, or written by publish before)")
+    p.add_argument("--licenses", choices=["open", "noncommercial", "all"], default="open",
+                   help="open (default): CC0, public domain, CC-BY(-SA), MIT/Apache/BSD; noncommercial: also "
+                        "CC-BY-NC* and research-only terms; all: also unknown licences (check them first)")
+    p.add_argument("--title", default="X-Ray Search", help="the Space's (or dataset's) title")
+    p.add_argument("--as-dataset", action="store_true", help="write the index alone as a Hub dataset folder "
+                                                             "(serve it with --index hf://datasets/OWNER/NAME)")
+    p.add_argument("--include-research-models", action="store_true",
+                   help="also ship trained models whose training images are outside the policy")
+    p.add_argument("--collection", help="collection folder whose SOURCES.md describes the sources (default: "
+                                        "found from the index's collection name, e.g. ../shared/NAME)")
+    p.add_argument("--push", metavar="OWNER/NAME", help="then upload the folder to this Space (or dataset) "
+                                                        "with huggingface_hub (needs a token)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    commands["publish"] = cmd_publish
     return parser, commands
 
 

@@ -14,11 +14,14 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import CollectionError
 from .files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
+from .images import thumbnail_bytes
+from .labels import label_words
 
 METADATA_FILE = "metadata.csv"
 FIELDS = ("file_name", "category", "label", "view", "caption", "source", "source_url", "license")
 REQUIRED_FIELDS = ("file_name", "category")
-TEXT_FIELDS = ("category", "label", "view", "caption", "source")  # what text models read of a row
+TEXT_FIELDS = ("category", "label", "view", "caption")  # what text models read: the image, never its dataset
+ROW_TEXT_VERSION = 2  # bump when row_text changes: an index built with another text re-embeds it
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 # Categories the product knows; others are accepted with a warning (a typo like "chets" shows up there).
 KNOWN_CATEGORIES = (
@@ -58,9 +61,15 @@ def row_id(file_name: str) -> str:
 
 
 def row_text(record) -> str:
-    """The metadata text that text models embed: category, label, view, caption and source."""
+    """The metadata text that text models embed: what the image shows (category, the label in words, view,
+    caption). The source is left out, so a dataset's name ("... Severity Grading") never decides a ranking;
+    it stays a filter and a displayed field."""
     get = record.get if isinstance(record, dict) else lambda f, d="": getattr(record, f, d)
-    return " . ".join(str(get(field, "") or "").strip() for field in TEXT_FIELDS if str(get(field, "") or "").strip())
+    values = {field: str(get(field, "") or "").strip() for field in TEXT_FIELDS}
+    words = label_words(values["category"], values["label"])
+    if words and values["label"] and words.lower() != values["label"].lower():
+        values["label"] = f"{words} ({values['label']})"  # the code stays findable: "kl-4"
+    return " . ".join(value for value in values.values() if value)
 
 
 def text_digest(text: str) -> str:
@@ -213,6 +222,7 @@ def rows_to_dataset(rows: list[Row], encode: Callable[[Row], tuple[bytes, str]],
         "text": datasets.Value("string"),
         "image_sha256": datasets.Value("string"),
         "image": datasets.Image(),
+        "thumbnail": datasets.Value("binary"),  # a small JPEG rendered once, so results never re-render
     })
 
     def generate(count):  # `count` only keys datasets' generator cache; the cache dir is ours and fresh
@@ -220,7 +230,7 @@ def rows_to_dataset(rows: list[Row], encode: Callable[[Row], tuple[bytes, str]],
         for row in iterator:
             data, sha = encode(row)
             yield {"id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": sha,
-                   "image": {"bytes": data, "path": None}}
+                   "image": {"bytes": data, "path": None}, "thumbnail": thumbnail_bytes(data, row.id)}
 
     return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache_dir),
                                            gen_kwargs={"count": len(rows)})

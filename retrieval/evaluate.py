@@ -60,6 +60,7 @@ CATEGORY, LABEL = "category", "label"
 LEVELS = (CATEGORY, LABEL)
 FIGURES = tuple(f"p@{k}" for k in KS) + (f"map@{K}", f"r@{K}", f"hit@{K}")
 _CHUNK = 1024  # query rows scored per matrix product
+CROSS_SOURCE_FOLDS = 3  # whole sources per fold
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Evaluation:
     image: dict[str, dict] = field(default_factory=dict)  # model -> leave-one-out figures
     random: dict = field(default_factory=dict)
     text: dict = field(default_factory=dict)
+    cross_source: dict = field(default_factory=dict)  # folds, and per image model the held-out-source figures
     created_at: str = ""
     seconds: float = 0.0
     # kept for the plots and grids, left out of the JSON
@@ -116,17 +118,21 @@ class Evaluation:
         return {"index": self.index_dir, "generation": self.generation, "rows": self.rows,
                 "created_at": self.created_at, "seconds": round(self.seconds, 1), "ks": list(KS),
                 "categories": self.categories, "near_duplicates": self.near_duplicates,
-                "image_queries": self.image, "random": self.random, "text_queries": self.text}
+                "image_queries": self.image, "random": self.random, "text_queries": self.text,
+                "cross_source": self.cross_source}
 
     def summary(self) -> dict:
         """The per-model figures the app's Models tab shows. Every model lists the same keys in the same
         order, headline figures first (None where a figure does not apply), so a table of the first few
         columns lines up."""
-        headline = [f"{prefix}_{level}_p@5" for prefix in ("image", "text") for level in LEVELS]
+        headline = [f"{prefix}_{level}_p@5" for prefix in ("cross_source", "image", "text") for level in LEVELS]
         models, baselines = {}, {}
         for name, result in self.image.items():
             prefix = "metadata" if result["input"] == "metadata" else "image"
             entry = {key: None for key in headline}
+            held_out = self.cross_source.get("models", {}).get(name)
+            for level in LEVELS:
+                entry[f"cross_source_{level}_p@5"] = held_out["cross_source"][level]["p@5"] if held_out else None
             text = self.text.get("models", {}).get(name)
             for level in LEVELS:
                 entry.update({f"image_{level}_{key}": result[level][key] if prefix == "image" else None
@@ -191,6 +197,7 @@ def evaluate_index(index: "str | Path | SearchEngine" = "index", models: list[st
 
     _leave_one_out(evaluation, keys, thumbnails, partners, progress)
     _text_to_image(evaluation, keys, version, queries_file, progress)
+    _cross_source(evaluation, records)
     evaluation.created_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     evaluation.seconds = time.perf_counter() - started
     return evaluation
@@ -255,6 +262,44 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
     if not text_models:
         evaluation.text["skipped"] = "no text-capable model in this index"
     evaluation.text["random"] = {level: _random_text(targets[level], len(ids)) for level in LEVELS}
+
+
+def _cross_source(evaluation: Evaluation, records: list[dict], k: int = CROSS_SOURCE_FOLDS) -> None:
+    """Whole sources held out: each fold's rows query an index of the other folds' rows only. A model that
+    was fitted on this collection is judged by the fold models of its training card (never by vectors of a
+    model that saw the held-out rows); a model fitted on nothing here, by its stored vectors."""
+    from .embedders import training_card
+    from .training.data import Item, fingerprint
+    from .training.protocols import cross_source, cross_source_folds, no_relevant_report
+
+    items = [Item(id=r["id"], file_name=r["file_name"], path="", category=(r["category"] or "").lower(),
+                  label=(r["label"] or "").lower(), source=r["source"] or "unknown", caption=r["caption"] or "")
+             for r in records]
+    if len({item.source for item in items}) < 2:
+        evaluation.cross_source = {"skipped": "the collection has fewer than 2 sources"}
+        return
+    folds = cross_source_folds(items, k=k, seed=0)
+    evaluation.cross_source = {
+        "folds": int(folds.max()) + 1, "seed": 0,
+        "sources": {item.source: int(fold) for item, fold in zip(items, folds)},
+        "no_relevant_row": no_relevant_report(items, folds), "models": {}}
+    data = fingerprint(items)
+    engine = evaluation.engine
+    for name in evaluation.models:
+        if _indexes(engine, name) != "image":
+            continue
+        card = training_card(name)
+        if card and card.get("data_fingerprint") == data and card.get("cross_source"):
+            evaluation.cross_source["models"][name] = {
+                "from": "the training card's fold models (each fold's rows unseen by the model that embedded them)",
+                "cross_source": card["cross_source"]}
+            continue
+        vectors = engine.vectors(name)
+        result = cross_source(items, lambda train, vectors=vectors: vectors, folds)
+        evaluation.cross_source["models"][name] = {
+            "from": "stored vectors (a model fitted on none of these rows)" if not card else
+                    "stored vectors of a model trained on another collection (optimistic if it saw these rows)",
+            "cross_source": result.summary(items)}
 
 
 def _indexes(engine, name: str) -> str:

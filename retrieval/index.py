@@ -18,7 +18,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .collection import METADATA_FILE, collection_rows, encode_for_storage, is_local, scan_files
+from .collection import (
+    METADATA_FILE, ROW_TEXT_VERSION, collection_rows, encode_for_storage, is_local, scan_files,
+)
 from .embedders import (
     BUILD_DEFAULTS, IMAGE, availability, embedder_spec, get_embedder, list_embedders, model_version,
 )
@@ -26,8 +28,10 @@ from .errors import CollectionError, EmbedderUnavailable, RetrievalError
 from .images import load_image
 from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
 
+IMAGE_CHUNK = 64  # images decoded ahead of the model (a few MB of pixels)
+TEXT_CHUNK = 256
 RESERVED_COLUMNS = {"id", "file_name", "category", "label", "view", "caption", "source", "source_url",
-                    "license", "text", "image_sha256", "image"}
+                    "license", "text", "image_sha256", "image", "thumbnail"}
 
 
 @dataclass
@@ -37,6 +41,8 @@ class ModelBuild:
     reused: int  # vectors taken from the previous build
     seconds: float
     corpus_digest: str | None = None  # for models fitted on the collection: what they were fitted on
+    faiss_factory: str = "Flat"
+    recall_at_10: float | None = None
 
 
 @dataclass
@@ -96,6 +102,7 @@ def quick_fingerprint(source: str | Path) -> str | None:
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     if (root / METADATA_FILE).is_file():
         digest.update((root / METADATA_FILE).read_bytes())
+    digest.update(f"row text {ROW_TEXT_VERSION}".encode())  # the texts derived from the metadata, too
     return digest.hexdigest()
 
 
@@ -231,7 +238,8 @@ def _build_generation(rows, names, generation: IndexGeneration, previous_generat
     dataset = generation.load_dataset(verify=False)  # the saved copy, not the scratch one
     shutil.rmtree(generation.scratch_path, ignore_errors=True)
     for name in names:
-        generation.write_faiss(dataset, name)
+        choice = generation.write_faiss(dataset, name)
+        report.models[name].faiss_factory, report.models[name].recall_at_10 = choice.factory, choice.recall_at_10
     return report
 
 
@@ -251,21 +259,29 @@ def corpus_digest(texts: list[str]) -> str:
 
 def _embed_rows(embedder, indexes: str, raw_images, rows: list[int], out: np.ndarray, progress: bool,
                 name: str) -> None:
+    """Embed `rows` into `out`. One thread decodes the next chunk while the model runs on this one: the
+    model's own threads keep both cores, so more decoders would only compete with it."""
     from tqdm.auto import tqdm
 
-    size = embedder.batch_size
-    with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(rows), desc=f"embed {name}", unit="row",
-                                                          disable=not progress) as bar:
-        for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
-            batch = raw_images[chunk]
-            if indexes == IMAGE:
-                # stored bytes are never DICOM (rendered to PNG at read time): name them by id, not file name
-                images = list(pool.map(lambda item: load_image(item[0]["bytes"], item[1]),
-                                       zip(batch["image"], batch["id"])))
-                out[chunk] = embedder.embed_images(images)
-            else:
-                out[chunk] = embedder.embed_texts(batch["text"])
+    size = IMAGE_CHUNK if indexes == IMAGE else TEXT_CHUNK
+
+    def read(chunk: list[int]):
+        batch = raw_images[chunk]
+        if indexes != IMAGE:
+            return batch["text"]
+        # stored bytes are never DICOM (rendered to PNG at read time): name them by id, not file name
+        return [load_image(image["bytes"], item_id, max_side=embedder.decode_side)
+                for image, item_id in zip(batch["image"], batch["id"])]
+
+    chunks = [rows[start:start + size] for start in range(0, len(rows), size)]
+    with ThreadPoolExecutor(max_workers=1) as decoder, tqdm(total=len(rows), desc=f"embed {name}", unit="row",
+                                                             disable=not progress) as bar:
+        pending = decoder.submit(read, chunks[0]) if chunks else None
+        for position, chunk in enumerate(chunks):
+            items = pending.result()
+            if position + 1 < len(chunks):
+                pending = decoder.submit(read, chunks[position + 1])
+            out[chunk] = embedder.embed_images(items) if indexes == IMAGE else embedder.embed_texts(items)
             bar.update(len(chunk))
 
 
@@ -305,7 +321,7 @@ def _manifest(source, quick, skip_invalid, report: BuildReport, rows, names) -> 
             family=spec.family, modalities=list(spec.modalities), indexes=spec.indexes, dim=built.dim,
             version=model_version(name), default_min_score=spec.default_min_score, rows=report.rows,
             embedded=built.embedded, reused=built.reused, seconds=round(built.seconds, 3),
-            corpus_digest=built.corpus_digest)
+            corpus_digest=built.corpus_digest, faiss_factory=built.faiss_factory, recall_at_10=built.recall_at_10)
     return Manifest(
         collection=collection_name(source), fingerprint=content.hexdigest(), rows=report.rows, models=models,
         categories=dict(Counter(row.category for row in rows)), quick_fingerprint=quick,

@@ -1,6 +1,7 @@
 """The one owner of a built index: its folder, its generations, the typed manifest and every file inside.
 
     DIR/current -> generations/<id>/      (a symlink, replaced atomically)
+    DIR/CURRENT                           instead of the link in a published copy (Hub repos keep no symlinks)
     <generation>/manifest.json            what was built, from which collection, with which models
     <generation>/dataset/                 the Dataset (metadata, images, one vector column per model)
     <generation>/faiss/<model>.faiss      one flat inner-product index per model
@@ -26,6 +27,7 @@ import numpy as np
 from .errors import BrokenIndex, NoIndex
 
 MANIFEST_VERSION = 2  # 2: typed manifest, collection named instead of an absolute path
+CURRENT_FILE = "CURRENT"  # names the current generation where a symlink cannot be kept
 REBUILD = "rebuild it with `python -m retrieval build --collection PATH --index DIR`"
 
 
@@ -40,7 +42,8 @@ class ModelEntry:
     version: str  # identity of the weights (the registry's); a different version re-embeds
     default_min_score: float = 0.0
     metric: str = "cosine (inner product of unit vectors)"
-    faiss_factory: str = "Flat"
+    faiss_factory: str = "Flat"  # exact; "HNSW32,efSearch=…" for a large collection (ann.py)
+    recall_at_10: float | None = None  # of an approximate index against exact search, measured at build
     rows: int = 0
     embedded: int = 0  # vectors computed by the build that wrote this generation
     reused: int = 0  # vectors taken over from the previous generation
@@ -166,14 +169,17 @@ class IndexGeneration:
         column = dataset.with_format("numpy", columns=[model])[model]
         return np.ascontiguousarray(np.asarray(column, dtype=np.float32))
 
-    def write_faiss(self, dataset, model: str) -> None:
-        """Build and save the model's exact inner-product index over its vector column."""
+    def write_faiss(self, dataset, model: str):
+        """Build and save the model's inner-product index over its vector column: exact for a collection of
+        ordinary size, HNSW tuned to a recall target beyond (ann.py). Returns the choice (factory, recall)."""
         import faiss
 
+        from .ann import choose_index
+
+        choice = choose_index(self.vectors(model, dataset))
         self.faiss_path(model).parent.mkdir(parents=True, exist_ok=True)
-        dataset.add_faiss_index(column=model, metric_type=faiss.METRIC_INNER_PRODUCT)
-        dataset.save_faiss_index(model, str(self.faiss_path(model)))
-        dataset.drop_index(model)
+        faiss.write_index(choice.index, str(self.faiss_path(model)))
+        return choice
 
     def attach_faiss(self, dataset, model: str) -> None:
         """Load the model's FAISS file onto `dataset` (as index `model`), refusing one that does not match."""
@@ -249,9 +255,27 @@ class IndexFolder:
         return self.root / "generations"
 
     def current(self) -> IndexGeneration | None:
-        """The generation `current` points to, or None when no build has completed yet."""
+        """The generation `current` points to, or None when no build has completed yet. Without the link, the
+        generation a CURRENT file names (a copy that cannot keep symlinks: a Space, a Hub dataset snapshot)."""
         link = self.root / "current"
-        return IndexGeneration(link.resolve()) if link.exists() else None
+        return IndexGeneration(link.resolve()) if link.exists() else self._named_current()
+
+    def _named_current(self) -> IndexGeneration | None:
+        """The generation named in the CURRENT text file (written by `publish_portable`), if it exists."""
+        try:
+            name = Path((self.root / CURRENT_FILE).read_text().strip()).name
+        except OSError:
+            return None
+        folder = self._generations / name
+        return IndexGeneration(folder.resolve()) if name and folder.is_dir() else None
+
+    def publish_portable(self, generation: IndexGeneration) -> None:
+        """Name `generation` in a CURRENT text file (atomically) instead of the `current` symlink: for a folder
+        that is copied where symlinks do not survive (Hub repositories keep files, not links)."""
+        shutil.rmtree(generation.scratch_path, ignore_errors=True)
+        temporary = self.root / f".{CURRENT_FILE}.{os.getpid()}"
+        temporary.write_text(generation.name + "\n")
+        os.replace(temporary, self.root / CURRENT_FILE)
 
     def require_current(self) -> IndexGeneration:
         generation = self.current()

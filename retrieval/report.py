@@ -19,6 +19,7 @@ def evaluation_text(self: Evaluation) -> str:
              f"{self.created_at}, {self.seconds:.0f} s)",
              f"Near duplicates (pHash distance <= {duplicates['max_bits']} bits): {duplicates['pairs']} pairs "
              f"over {duplicates['rows']} rows, taken out of each other's ranked lists.", ""]
+    lines += cross_source_text(self.cross_source)
     header = ["model", "input", "queries", *(f"P@{k}" for k in KS), f"mAP@{K}", f"R@{K}", f"hit@{K}"]
     for level in LEVELS:
         title = "same category" if level == CATEGORY else "same (category, label), labelled rows only"
@@ -68,6 +69,31 @@ def evaluation_text(self: Evaluation) -> str:
 
 def _fmt(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def cross_source_text(cross: dict) -> list[str]:
+    """The honest measure first: whole sources held out, P@5 per category and per source."""
+    if not cross.get("models"):
+        return [f"Cross-source: {cross.get('skipped', 'no image model')}.", ""]
+    lines = [f"Cross-source ({cross['folds']} folds of whole sources; each held-out image queries an index of "
+             f"the OTHER folds' rows only; queries with no relevant row there are left out), P@5:"]
+    names = list(cross["models"])
+    levels = ("category", "label")
+    header = ["", *(f"{display_name(n)} {level[:3]}" for n in names for level in levels)]
+
+    def cells(pick) -> list[str]:
+        return [_fmt(pick(cross["models"][n]["cross_source"][level])) for n in names for level in levels]
+
+    rows = [["all queries", *cells(lambda block: block["p@5"])],
+            ["mean over sources", *cells(lambda block: block["p@5_mean_over_sources"])]]
+    categories = sorted({c for n in names for c in cross["models"][n]["cross_source"]["category"]["per_category"]})
+    rows += [[f"  {c}", *cells(lambda block, c=c: block["per_category"].get(c, {}).get("p@5"))] for c in categories]
+    sources = sorted(cross["sources"])
+    rows += [[f"  fold {cross['sources'][s]}: {s[:48]}", *cells(lambda block, s=s: block["per_source"].get(s, {}).get("p@5"))]
+             for s in sources]
+    lines += [format_table(header, rows)]
+    lines += [f"  {display_name(n)}: {cross['models'][n]['from']}" for n in names]
+    return lines + [""]
 
 
 def _cells(figures: dict) -> list[str]:

@@ -17,21 +17,26 @@ import numpy as np
 from PIL import Image
 
 from .collection import FIELDS
-from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, get_embedder, list_embedders
+from .embedders import (
+    IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, get_embedder, list_embedders, training_card,
+)
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
-from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, ImageSource, load_image
+from .hub import resolve_index
+from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, THUMBNAIL_SIDE, ImageSource, load_image
 from .layout import IndexFolder, IndexGeneration, Manifest
 from .vectorstore import VectorStore, VectorStoreFactory, faiss_store
 
 K_MIN, K_MAX, K_DEFAULT = 1, 20, 5
 MAX_QUERY_CHARS = 1000
+TIE = 1e-6  # scores this close are a tie (identical vectors: identical metadata text, duplicate images)
+DUPLICATE_MARGIN = 0.05  # a repeated metadata text yields to another text scoring at most this much lower
 VOTE_NEIGHBOURS = 10  # neighbours that vote for the suggested category of an image query
 SUGGESTION_NOTE = ("Share of similarity-weighted votes among the nearest images: a retrieval statistic, "
                    "not a diagnosis.")
 # The evaluation figure that picks a modality's default model when the index has been evaluated. Image
 # models are ranked by how they do on sources they have not seen, never by in-collection figures.
 DEFAULT_BY_FIGURE = {IMAGE: "cross_source_category_p@5", TEXT: "text_category_p@5"}
-MODEL_TABLE_FIGURES = 4  # evaluation figures shown per model in `model_table` (headline first)
+MODEL_TABLE_FIGURES = 6  # evaluation figures shown per model in `model_table` (headline first)
 
 
 @dataclass
@@ -92,17 +97,20 @@ class SearchEngine:
     SUGGESTION_NOTE = SUGGESTION_NOTE
 
     def __init__(self, index_dir: str | Path = "index", models: list[str] | None = None,
-                 vector_store: VectorStoreFactory | None = None):
+                 vector_store: VectorStoreFactory | None = None, warm_up: bool = False):
         """`models`: the index's models to serve (default: all). `vector_store`: a factory
-        `(generation, dataset, models) -> VectorStore`; default FAISS, or Milvus when XRAY_STORE=milvus."""
+        `(generation, dataset, models) -> VectorStore`; default FAISS, or Milvus when XRAY_STORE=milvus.
+        `warm_up`: load the query models in a background thread now, so the first query does not wait."""
         import datasets
 
-        self.index_dir = Path(index_dir)
+        self.index_dir = resolve_index(index_dir)  # a folder, or hf://datasets/owner/name downloaded once
         self.generation: IndexGeneration = IndexFolder(self.index_dir).require_current()
         self.manifest: Manifest = self.generation.manifest
         dataset = self.generation.load_dataset()
         self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
+        self._thumbnails = dataset.select_columns(["thumbnail"]) if "thumbnail" in dataset.column_names else None
         self._meta = {name: dataset[name] for name in ("id", *FIELDS)}
+        self._texts = dataset["text"]
         self._row_of = {row_id: row for row, row_id in enumerate(self._meta["id"])}
         self._rows_in: dict[str, np.ndarray] = defaultdict(lambda: np.empty(0, dtype=np.int64))
         for category, rows in _group(self._meta["category"]).items():
@@ -122,6 +130,16 @@ class SearchEngine:
         self._dataset = dataset
         self._locks = defaultdict(threading.Lock)
         self._fitted: dict = {}
+        if warm_up:
+            threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
+
+    def warm_up(self) -> None:
+        """Load every model that can embed a query (a failure is left for the query to report)."""
+        for name in dict.fromkeys([*self.models_for(TEXT), *self.models_for(IMAGE)]):
+            try:
+                self._embed(name, lambda embedder: np.zeros(0))
+            except Exception:  # noqa: BLE001 - the query that needs the model reports why
+                pass
 
     def _check_model(self, name: str) -> None:
         try:
@@ -135,8 +153,9 @@ class SearchEngine:
 
     @staticmethod
     def exists(index_dir: str | Path) -> bool:
-        """True when a build has completed in `index_dir` (cheap: reads no artefact)."""
-        return IndexFolder(index_dir).current() is not None
+        """True when a build has completed in `index_dir` (cheap: reads no artefact; an hf:// location is
+        downloaded here, once per process)."""
+        return IndexFolder(resolve_index(index_dir)).current() is not None
 
     # --- what the index offers -------------------------------------------------------------------------
     @property
@@ -169,7 +188,15 @@ class SearchEngine:
         scored = {name: value for name, value in scored.items() if _is_figure(value)}
         if scored:
             return max(scored, key=scored.get)
-        return next((name for name in QUERY_PREFERENCE[modality] if name in usable), usable[0] if usable else None)
+        preferred = [name for name in QUERY_PREFERENCE[modality] if name in usable and self._earned(name, modality)]
+        return next(iter(preferred), usable[0] if usable else None)
+
+    @staticmethod
+    def _earned(name: str, modality: str) -> bool:
+        """A model trained here leads the image search only if its card shows it beat the frozen baseline on
+        held-out sources; pretrained models keep their place in the preference order."""
+        card = training_card(name)
+        return card is None or modality != IMAGE or bool(card.get("beats_frozen_cross_source"))
 
     def default_min_score(self, model: str | None) -> float:
         entry = self.manifest.models.get(model or "")
@@ -206,11 +233,17 @@ class SearchEngine:
             except UnknownEmbedder:  # in the index, but no longer registered in this program
                 family, embeds, dim, weights = built.family, built.modalities, None, ""
             row = {"name": name, "family": family, "embeds": " + ".join(embeds),
-                   "dim": built.dim if built else dim, "weights": weights, "status": self._status(name)}
+                   "dim": built.dim if built else dim, "weights": weights, "status": self._status(name),
+                   "index": _index_description(built)}
             measured = evaluation.get(name, {})
             row.update({key: round(measured[key], 3) if _is_figure(measured.get(key)) else None for key in figures})
             rows.append(row)
         return rows
+
+    def training_cards(self) -> dict[str, str]:
+        """{model: its training card as Markdown} for the index's models that were trained by this project."""
+        cards = {name: training_card(name) for name in self._models}
+        return {name: card.get("markdown", "") for name, card in cards.items() if card}
 
     def _status(self, name: str) -> str:
         if name in self.unavailable:
@@ -231,6 +264,14 @@ class SearchEngine:
         row = self._row(item_id)
         data = self._images[row]["image"]["bytes"]
         return load_image(data, item_id)  # stored bytes are PNG/JPEG, never DICOM: named by id, not file name
+
+    def thumbnail(self, item_id: str) -> Image.Image:
+        """A gallery-sized copy of the stored image (long side <= 384 px), rendered when the index was built."""
+        if self._thumbnails is None:  # an index built before thumbnails were stored
+            picture = self.image(item_id)
+            picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            return picture
+        return Image.open(io.BytesIO(self._thumbnails[self._row(item_id)]["thumbnail"]))
 
     def image_bytes(self, item_id: str) -> bytes:
         buffer = io.BytesIO()
@@ -267,8 +308,8 @@ class SearchEngine:
         """Rows most similar to an image (PIL image, file path or bytes), with a suggested category."""
         if image is None:
             raise BadQuery("Upload an image to search with.")
-        picture = load_image(image)
         name = self._model(model or self.default_model(IMAGE), IMAGE)
+        picture = load_image(image, max_side=get_embedder(name).decode_side)  # decoded as the build decoded
         vector = self._embed(name, lambda embedder: embedder.embed_images([picture]))
         hits = self._search(name, vector, k, category, min_score)
         return SearchResult(hits, name, self._vote(name, vector))
@@ -328,12 +369,62 @@ class SearchEngine:
 
     def _search(self, name, vector, k, category, min_score, exclude: int | None = None) -> list[Hit]:
         k, category, min_score = self._check(k, category, min_score, name)
-        found = self.store.search(name, vector[0], k, category=category, exclude=exclude)
+        metadata = self.manifest.models[name].indexes == TEXT
+        found = self._break_ties(self._complete_ties(name, vector[0], 2 * k if metadata else k, category, exclude))
+        if metadata:  # many rows share one text: show another finding rather than the same text five times
+            found = self._spread_duplicates(found)
         hits = []
-        for row, score in found:
+        for row, score in found[:k]:
             if score >= min_score:
                 hits.append(self._hit(row, score, len(hits) + 1))
         return hits
+
+    def _complete_ties(self, name, vector, k, category, exclude) -> list[tuple[int, float]]:
+        """The k nearest rows and every row tied with the k-th (rows with identical text tie exactly)."""
+        fetch = min(len(self), 2 * k)
+        while True:
+            found = self.store.search(name, vector, fetch, category=category, exclude=exclude)
+            if len(found) <= k or found[-1][1] < found[k - 1][1] - TIE or fetch >= len(self):
+                return found
+            fetch = min(len(self), 4 * fetch)
+
+    def _spread_duplicates(self, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """A row whose text is already shown waits behind a row with another text scoring within
+        DUPLICATE_MARGIN of it."""
+        pending, ordered, shown = list(found), [], set()
+        while pending:
+            choice = 0
+            if self._texts[pending[0][0]] in shown:
+                choice = next((i for i, (row, score) in enumerate(pending) if self._texts[row] not in shown
+                               and score >= pending[0][1] - DUPLICATE_MARGIN), 0)
+            row, score = pending.pop(choice)
+            shown.add(self._texts[row])
+            ordered.append((row, score))
+        return ordered
+
+    def _break_ties(self, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Best first; rows tied on score alternate between labels (then sources), then go by id, so a tie
+        shows different findings rather than five identical texts, in the same order on every store."""
+        ordered, start = [], 0
+        while start < len(found):
+            stop = start
+            while stop < len(found) and found[stop][1] >= found[start][1] - TIE:
+                stop += 1
+            group = sorted(found[start:stop], key=lambda item: self._meta["id"][item[0]])
+            by_label: dict[str, list] = defaultdict(list)
+            for item in group:
+                by_label[self._meta["label"][item[0]]].append(item)
+            turns = []
+            for lane, members in enumerate(by_label.values()):  # each label's rows alternate sources
+                seen: Counter = Counter()
+                spread = []
+                for position, item in enumerate(members):
+                    spread.append((seen[self._meta["source"][item[0]]], position, item))
+                    seen[self._meta["source"][item[0]]] += 1
+                turns += [(turn, lane, item) for turn, (*_, item) in enumerate(sorted(spread, key=lambda s: s[:2]))]
+            ordered += [item for *_, item in sorted(turns, key=lambda turn: turn[:2])]
+            start = stop
+        return ordered
 
     def _hit(self, row: int, score: float, rank: int) -> Hit:
         return Hit(id=self._meta["id"][row], rank=rank, score=score, row=row,
@@ -372,6 +463,15 @@ def store_from_settings(settings) -> VectorStoreFactory:
 
     return milvus_store(settings.milvus_uri, collection=settings.milvus_collection, sync=settings.milvus_sync,
                         index=settings.milvus_index, token=settings.milvus_token, db_name=settings.milvus_db)
+
+
+def _index_description(entry) -> str:
+    """How a model's vectors are searched: "exact" or the approximate index with its measured recall."""
+    if entry is None:
+        return ""
+    if entry.recall_at_10 is None:
+        return f"{entry.faiss_factory} (exact)"
+    return f"{entry.faiss_factory}, recall@10 {entry.recall_at_10:.3f} (measured at build)"
 
 
 def _is_figure(value) -> bool:

@@ -67,6 +67,20 @@ def test_every_figure_is_a_share(evaluation):
             assert value is None or 0.0 <= value <= 1.0, (key, value)
 
 
+def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evaluation):
+    cross = evaluation.cross_source
+    records = [evaluation.engine.record(i) for i in evaluation.engine.ids]
+    assert set(cross["sources"]) == {r["source"] for r in records}  # every source in exactly one fold
+    assert cross["folds"] == 3 and set(cross["sources"].values()) == {0, 1, 2}
+    assert set(cross["models"]) == {"efficientnet-lite0"}  # the text models index metadata, not pixels
+    held_out = cross["models"]["efficientnet-lite0"]["cross_source"]
+    loo = evaluation.image["efficientnet-lite0"][CATEGORY]["p@5"]
+    assert 0.0 <= held_out["category"]["p@5"] <= loo  # the honest figure is never above the in-collection one
+    assert held_out["category"]["queries"] + held_out["category"]["excluded_no_relevant"] == evaluation.rows
+    assert evaluation.summary()["models"]["efficientnet-lite0"]["cross_source_category_p@5"] == \
+        held_out["category"]["p@5"]
+
+
 def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
     assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", RAW_PIXELS}
     assert set(evaluation.text["models"]) == {"tfidf", "minilm"}  # the text-capable models of the index

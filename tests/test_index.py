@@ -47,6 +47,30 @@ def test_build_writes_dataset_vectors_faiss_indexes_and_manifest(synthetic_colle
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
+def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(synthetic_collection, tmp_path,
+                                                                             monkeypatch):
+    from retrieval import ann
+
+    monkeypatch.setattr(ann, "EXACT_LIMIT", 3)  # "large" = more than 3 rows, so six synthetic rows qualify
+    build_index(synthetic_collection, tmp_path / "index", models=["brightness"], **quiet)
+    entry = IndexFolder(tmp_path / "index").current().manifest.models["brightness"]
+    assert entry.faiss_factory.startswith("HNSW") and entry.recall_at_10 >= ann.RECALL_TARGET
+    engine = SearchEngine(tmp_path / "index")
+    assert {hit.category for hit in engine.similar("chest/c0", k=2, min_score=-1)} == {"chest"}
+    assert "recall@10" in next(row["index"] for row in engine.model_table() if row["name"] == "brightness")
+
+
+def test_each_row_stores_a_small_thumbnail_for_the_gallery(synthetic_collection, tmp_path):
+    build_index(synthetic_collection, tmp_path / "index", models=["brightness"], **quiet)
+    engine = SearchEngine(tmp_path / "index")
+    for item_id in engine.ids:
+        thumbnail = engine.thumbnail(item_id)
+        assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 384
+        assert max(thumbnail.size) == min(384, max(engine.image(item_id).size))  # same picture, smaller
+    dataset = IndexFolder(tmp_path / "index").current().load_dataset()
+    assert max(len(data) for data in dataset["thumbnail"]) <= 25_000
+
+
 def test_a_second_build_embeds_nothing_and_one_new_image_embeds_one(synthetic_collection, tmp_path):
     index = tmp_path / "index"
     first = build_index(synthetic_collection, index, models=MODELS, **quiet)

@@ -10,7 +10,7 @@ import pytest
 from conftest import COLLECTION, REPO, synthetic_image
 from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
-from retrieval.search import SearchEngine
+from retrieval.search import DUPLICATE_MARGIN, SearchEngine
 
 
 @pytest.fixture
@@ -48,9 +48,12 @@ def test_semantic_text_search_finds_the_right_images(subset_engine, query, relev
 
 
 def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
-    hits = subset_engine.search_text("chest radiograph", model="minilm", k=8)
+    hits = subset_engine.similar(subset_engine.ids[0], model="efficientnet-lite0", k=8)
     assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    hits = subset_engine.search_text("chest radiograph", model="minilm", k=8)  # metadata: repeats may yield
+    assert hits[0].score == max(hit.score for hit in hits)
+    assert all(b.score <= a.score + DUPLICATE_MARGIN for a, b in zip(hits.hits, hits.hits[1:]))
     record = hits[0].to_dict()
     assert set(record) == {"id", "rank", "score", "file_name", "category", "label", "view", "caption", "source",
                            "source_url", "license"}
@@ -136,3 +139,47 @@ def test_the_cli_search_prints_json_results(subset_index):
     bad = subprocess.run([sys.executable, "-m", "retrieval", "search", "--index", str(subset_index), "--text", ""],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert bad.returncode == 2 and "empty" in bad.stderr
+
+
+def test_tied_results_alternate_findings_in_a_stable_order(tmp_path, fake_models):
+    from conftest import write_collection
+
+    rows = [{"file_name": f"knee/k{i}.png", "category": "knee", "label": label, "caption": "knee radiograph",
+             "source": source, "kind": "stripes"}
+            for i, (label, source) in enumerate([("kl-0", "a"), ("kl-0", "a"), ("kl-0", "b"), ("kl-4", "a")])]
+    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["keywords"],
+                progress=False, log=lambda *_: None)
+    engine = SearchEngine(tmp_path / "index")
+    hits = engine.search_text("knee", model="keywords", k=4)
+    assert len({round(hit.score, 6) for hit in hits}) == 1  # the keyword vectors of all four rows are equal
+    assert [hit.id for hit in hits] == ["knee/k0", "knee/k3", "knee/k2", "knee/k1"]  # kl-0, kl-4, then source b
+    assert [hit.id for hit in engine.search_text("knee", model="keywords", k=2)] == ["knee/k0", "knee/k3"]
+
+
+def test_metadata_text_describes_the_image_not_its_dataset(tmp_path):
+    from conftest import write_collection
+
+    rows = [{"file_name": "knee/k0.png", "category": "knee", "label": "kl-4", "caption": "knee radiograph",
+             "source": "Severity Grading Dataset", "kind": "stripes"},
+            {"file_name": "knee/k1.png", "category": "knee", "label": "kl-1", "caption": "knee radiograph",
+             "source": "Severity Grading Dataset", "kind": "stripes"}]
+    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["tfidf"],
+                progress=False, log=lambda *_: None)
+    engine = SearchEngine(tmp_path / "index")
+    assert engine.search_text("severe osteoarthritis", model="tfidf", k=2)[0].label == "kl-4"
+    assert engine.search_text("grading dataset", model="tfidf", k=2).hits == []  # the source is not searched
+    assert engine.record("knee/k0")["source"] == "Severity Grading Dataset"  # but it is shown
+
+
+def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tmp_path, fake_models):
+    from conftest import write_collection
+
+    rows = [{"file_name": f"knee/a{i}.png", "category": "knee", "label": "kl-1", "caption": "knee radiograph",
+             "kind": "stripes"} for i in range(3)]
+    rows.append({"file_name": "knee/b.png", "category": "knee", "label": "kl-4",
+                 "caption": "knee knee radiograph chest", "kind": "stripes"})  # 4 x knee + 1 x chest: cos 0.97
+    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["keywords"],
+                progress=False, log=lambda *_: None)
+    hits = SearchEngine(tmp_path / "index").search_text("knee", model="keywords", k=4)
+    assert [hit.id for hit in hits] == ["knee/a0", "knee/b", "knee/a1", "knee/a2"]
+    assert hits[1].score < hits[2].score  # shown earlier although it scores a little lower

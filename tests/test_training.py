@@ -1,0 +1,149 @@
+"""retrieval.training: one epoch on a small real subset writes a loadable, verified model folder; same seed,
+same weights; the embedder puts images and texts in one unit-vector space; folds keep sources whole."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+COLLECTION = Path(__file__).resolve().parents[1].parent / "shared" / "xray-collection"
+FIELDS = ["file_name", "category", "label", "view", "caption", "source", "source_url", "license"]
+PER_CATEGORY = 8
+
+pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+
+def _rows() -> list[dict]:
+    if not (COLLECTION / "metadata.csv").is_file():
+        pytest.skip(f"the real collection is not at {COLLECTION}")
+    with (COLLECTION / "metadata.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> Path:
+    """PER_CATEGORY rows per category, dealt round-robin over its sources (sorted by file name), symlinked."""
+    by_category: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in sorted(_rows(), key=lambda r: r["file_name"]):
+        by_category[row["category"]][row["source"]].append(row)
+    keep = []
+    for category in sorted(by_category):
+        queues = [list(v) for _, v in sorted(by_category[category].items())]
+        picked = 0
+        while picked < PER_CATEGORY and any(queues):
+            for queue in queues:
+                if queue and picked < PER_CATEGORY:
+                    keep.append(queue.pop(0))
+                    picked += 1
+    target = tmp_path_factory.mktemp("subset")
+    for row in keep:
+        link = target / row["file_name"]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(COLLECTION / row["file_name"])
+    with (target / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(keep)
+    return target
+
+
+def _train(subset: Path, out: Path) -> dict:
+    from retrieval.training import train_model
+
+    return train_model(subset, out, epochs=1, folds=3, seed=0, progress=False, log=lambda *a: None,
+                       augmented_views=1, in_source_folds=2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(subset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "xray-lite0"
+    report = _train(subset, out)
+    assert report["data"]["rows"] == 6 * PER_CATEGORY
+    return out
+
+
+def test_one_epoch_writes_a_complete_folder(model_dir: Path):
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"model.safetensors", "config.json", "training_card.md", "training_card.json"} <= names
+    assert not any(name.startswith(".") for name in os.listdir(model_dir.parent))  # no temp/work folders left
+    assert (model_dir / "model.safetensors").stat().st_size <= 10 * 2**20
+    config = json.loads((model_dir / "config.json").read_text())
+    assert len(config["version"]) == 64 and config["dim"] > 0
+    card = (model_dir / "training_card.md").read_text()
+    assert "Research and education only: trained on research-only images; not a diagnostic device." in card
+    assert config["version"] in card
+    report = json.loads((model_dir / "training_card.json").read_text())
+    assert report["evaluation"]["cross_source"]["frozen"]["category"]["queries"] > 0
+
+
+def test_same_seed_gives_identical_weights(subset, model_dir: Path, tmp_path: Path):
+    again = tmp_path / "xray-lite0"
+    _train(subset, again)
+    assert (again / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+
+
+def test_embedder_puts_images_and_texts_in_one_unit_space(subset, model_dir: Path):
+    from retrieval.images import load_image
+    from retrieval.training.embedder import XRayLite0Embedder
+
+    embedder = XRayLite0Embedder(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert embedder.name == "xray-lite0" and embedder.dim == config["dim"] and embedder.version() == config["version"]
+    assert embedder.modalities == {"image", "text"} and embedder.indexes == "image"
+    paths = sorted(subset.rglob("*.jpg"))[:3] + sorted(subset.rglob("*.png"))[:2]
+    images = embedder.embed_images([load_image(p) for p in paths])
+    texts = embedder.embed_texts(["knee osteoarthritis", "a chest x-ray"])
+    for vectors, n in ((images, len(paths)), (texts, 2)):
+        assert vectors.shape == (n, config["dim"]) and vectors.dtype == np.float32
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert np.isfinite(texts @ images.T).all()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_damaged_weights_are_refused(model_dir: Path, tmp_path: Path, damage: str):
+    from retrieval.training.embedder import XRayLite0Embedder
+
+    copy = tmp_path / "xray-lite0"
+    shutil.copytree(model_dir, copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match=r"model\.safetensors is truncated or altered.*retrain"):
+        XRayLite0Embedder(copy)
+
+
+def test_source_folds_keep_sources_whole_and_spread_categories():
+    from retrieval.training.data import read_items
+    from retrieval.training.folds import assign_source_folds, source_fold_of_rows
+
+    items = read_items(COLLECTION) if (COLLECTION / "metadata.csv").is_file() else pytest.skip("no collection")
+    for seed in (0, 1, 2):
+        assignment = assign_source_folds(items, 3, seed)
+        assert assignment == assign_source_folds(items, 3, seed)  # deterministic
+        folds = source_fold_of_rows(items, assignment)
+        by_source, by_category = defaultdict(set), defaultdict(set)
+        sources_of = defaultdict(set)
+        for item, fold in zip(items, folds.tolist()):
+            by_source[item.source].add(fold)
+            by_category[item.category].add(fold)
+            sources_of[item.category].add(item.source)
+        assert all(len(f) == 1 for f in by_source.values())
+        assert len(set(folds.tolist())) == 3
+        for category, sources in sources_of.items():
+            if len(sources) >= 2:
+                assert len(by_category[category]) >= 2, category
