@@ -56,7 +56,7 @@ class Handlers:
             category: only this category (e.g. "knee"); empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
         Returns:
-            The result images captioned "#rank · score · category · label · source"; the results as JSON (id,
+            The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.
         """
         return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score))
@@ -72,7 +72,7 @@ class Handlers:
             category: only this category (e.g. "chest"); empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
         Returns:
-            The result images captioned "#rank · score · category · label · source"; the results as JSON (id,
+            The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); the suggested category: vote
             shares of the nearest images (a retrieval statistic, not a diagnosis); a status line.
         """
@@ -91,7 +91,7 @@ class Handlers:
             category: only this category; empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
         Returns:
-            The result images captioned "#rank · score · category · label · source"; the results as JSON (id,
+            The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.
         """
         return self._results(self._ask(self.engine.similar, item_id, model, k, category, min_score))

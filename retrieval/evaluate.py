@@ -105,6 +105,7 @@ class Evaluation:
     random: dict = field(default_factory=dict)
     text: dict = field(default_factory=dict)
     cross_source: dict = field(default_factory=dict)  # folds, and per image model the held-out-source figures
+    trained_here: set = field(default_factory=set)  # models trained on exactly these rows (their card says so)
     created_at: str = ""
     seconds: float = 0.0
     # kept for the plots and grids, left out of the JSON
@@ -134,8 +135,9 @@ class Evaluation:
             for level in LEVELS:
                 entry[f"cross_source_{level}_p@5"] = held_out["cross_source"][level]["p@5"] if held_out else None
             text = self.text.get("models", {}).get(name)
+            seen = result.get("in_sample", False)  # trained on these rows: its leave-one-out is not shown here
             for level in LEVELS:
-                entry.update({f"image_{level}_{key}": result[level][key] if prefix == "image" else None
+                entry.update({f"image_{level}_{key}": result[level][key] if prefix == "image" and not seen else None
                               for key in FIGURES})
                 entry.update({f"text_{level}_{key}": text[level][key] if text else None for key in FIGURES})
             for level in LEVELS:
@@ -195,9 +197,11 @@ def evaluate_index(index: "str | Path | SearchEngine" = "index", models: list[st
                          "examples": [[ids[i], ids[j], d] for i, j, d in pairs[:20]]},
         engine=engine, models=names, queries=queries)
 
+    items = _items(records)
+    evaluation.trained_here = _trained_on(items, evaluation.models)
     _leave_one_out(evaluation, keys, thumbnails, partners, progress)
     _text_to_image(evaluation, keys, version, queries_file, progress)
-    _cross_source(evaluation, records)
+    _cross_source(evaluation, items)
     evaluation.created_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     evaluation.seconds = time.perf_counter() - started
     return evaluation
@@ -215,7 +219,8 @@ def _leave_one_out(evaluation: Evaluation, keys: dict, thumbnails: np.ndarray, p
         vectors = thumbnails if name == RAW_PIXELS else engine.vectors(name)
         ranked = rank_leave_one_out(vectors, K, partners)
         evaluation.ranked[name] = ranked
-        result = {"input": kind, "baseline": name in (RAW_PIXELS, BASELINE_TEXT_MODEL)}
+        result = {"input": kind, "baseline": name in (RAW_PIXELS, BASELINE_TEXT_MODEL),
+                  "in_sample": name in evaluation.trained_here}  # a model trained on these rows: optimistic
         result.update(_judge_leave_one_out(ranked, keys, partners))
         result["with_near_duplicates"] = _judge_leave_one_out(rank_leave_one_out(vectors, K, {}), keys, {})
         result["per_category"] = {
@@ -264,17 +269,31 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
     evaluation.text["random"] = {level: _random_text(targets[level], len(ids)) for level in LEVELS}
 
 
-def _cross_source(evaluation: Evaluation, records: list[dict], k: int = CROSS_SOURCE_FOLDS) -> None:
+def _items(records: list[dict]):
+    """The rows as the training protocols see them (same order as the index)."""
+    from .training.data import Item
+
+    return [Item(id=r["id"], file_name=r["file_name"], path="", category=(r["category"] or "").lower(),
+                 label=(r["label"] or "").lower(), source=r["source"] or "unknown", caption=r["caption"] or "")
+            for r in records]
+
+
+def _trained_on(items, models: list[str]) -> set[str]:
+    """The models whose training card says they were trained on exactly these rows."""
+    from .embedders import training_card
+    from .training.data import fingerprint
+
+    data = fingerprint(items)
+    return {name for name in models if (training_card(name) or {}).get("data_fingerprint") == data}
+
+
+def _cross_source(evaluation: Evaluation, items: list, k: int = CROSS_SOURCE_FOLDS) -> None:
     """Whole sources held out: each fold's rows query an index of the other folds' rows only. A model that
     was fitted on this collection is judged by the fold models of its training card (never by vectors of a
     model that saw the held-out rows); a model fitted on nothing here, by its stored vectors."""
     from .embedders import training_card
-    from .training.data import Item, fingerprint
     from .training.protocols import cross_source, cross_source_folds, no_relevant_report
 
-    items = [Item(id=r["id"], file_name=r["file_name"], path="", category=(r["category"] or "").lower(),
-                  label=(r["label"] or "").lower(), source=r["source"] or "unknown", caption=r["caption"] or "")
-             for r in records]
     if len({item.source for item in items}) < 2:
         evaluation.cross_source = {"skipped": "the collection has fewer than 2 sources"}
         return
@@ -283,16 +302,19 @@ def _cross_source(evaluation: Evaluation, records: list[dict], k: int = CROSS_SO
         "folds": int(folds.max()) + 1, "seed": 0,
         "sources": {item.source: int(fold) for item, fold in zip(items, folds)},
         "no_relevant_row": no_relevant_report(items, folds), "models": {}}
-    data = fingerprint(items)
     engine = evaluation.engine
     for name in evaluation.models:
         if _indexes(engine, name) != "image":
             continue
         card = training_card(name)
-        if card and card.get("data_fingerprint") == data and card.get("cross_source"):
+        if name in evaluation.trained_here and card.get("cross_source"):
+            protocols = card.get("evaluation", {})
             evaluation.cross_source["models"][name] = {
                 "from": "the training card's fold models (each fold's rows unseen by the model that embedded them)",
-                "cross_source": card["cross_source"]}
+                "cross_source": card["cross_source"],
+                # what the training run compared on the same folds, and its in-source out-of-fold protocol
+                "compared": _variants(protocols.get("cross_source", {})),
+                "in_source_out_of_fold": _variants(protocols.get("in_source_out_of_fold", {}))}
             continue
         vectors = engine.vectors(name)
         result = cross_source(items, lambda train, vectors=vectors: vectors, folds)
@@ -300,6 +322,13 @@ def _cross_source(evaluation: Evaluation, records: list[dict], k: int = CROSS_SO
             "from": "stored vectors (a model fitted on none of these rows)" if not card else
                     "stored vectors of a model trained on another collection (optimistic if it saw these rows)",
             "cross_source": result.summary(items)}
+
+
+def _variants(protocol: dict) -> dict:
+    """The entries of a training card's protocol that are figures of a variant (not folds or notes)."""
+    return {variant: figures for variant, figures in protocol.items()
+            if isinstance(figures, dict) and all(isinstance(figures.get(level), dict) and "p@5" in figures[level]
+                                                 for level in LEVELS)}
 
 
 def _indexes(engine, name: str) -> str:

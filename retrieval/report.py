@@ -25,7 +25,8 @@ def evaluation_text(self: Evaluation) -> str:
         title = "same category" if level == CATEGORY else "same (category, label), labelled rows only"
         lines.append(f"Leave-one-out (each row queries the others with its stored vector; input = what the "
                      f"vector encodes), relevant = {title}:")
-        rows = [[display_name(name), result["input"], *_cells(result[level])]
+        rows = [[display_name(name) + (" (in-sample: trained on these rows, optimistic)" if result.get("in_sample")
+                                       else ""), result["input"], *_cells(result[level])]
                 for name, result in self.image.items()]
         rows.append(["random ranking (expected)", "-", *_cells(self.random[level])])
         lines += [format_table(header, rows), ""]
@@ -59,7 +60,8 @@ def evaluation_text(self: Evaluation) -> str:
         rows = []
         for name, result in self.text["models"].items():
             for level in LEVELS:
-                rows.append([display_name(name), result["searches"], level, *_cells(result[level])])
+                seen = " (its images in-sample)" if name in self.trained_here else ""
+                rows.append([display_name(name) + seen, result["searches"], level, *_cells(result[level])])
         for level in LEVELS:
             rows.append(["random ranking (expected)", "-", level, *_cells(self.text["random"][level])])
         lines += [format_table(["model", "searches", "level", *header[2:]], rows), ""]
@@ -93,6 +95,14 @@ def cross_source_text(cross: dict) -> list[str]:
              for s in sources]
     lines += [format_table(header, rows)]
     lines += [f"  {display_name(n)}: {cross['models'][n]['from']}" for n in names]
+    for name in names:  # a model trained here: the variants its training compared, both protocols
+        entry = cross["models"][name]
+        for protocol, title in (("compared", "cross-source"), ("in_source_out_of_fold", "in-source out-of-fold")):
+            if entry.get(protocol):
+                lines += ["", f"{display_name(name)}, training card, {title} P@5 (category / label, all queries):"]
+                lines.append(format_table(["variant", "category", "label"], [
+                    [variant, _fmt(figures["category"]["p@5"]), _fmt(figures["label"]["p@5"])]
+                    for variant, figures in entry[protocol].items()]))
     return lines + [""]
 
 

@@ -109,8 +109,8 @@ class SearchEngine:
         dataset = self.generation.load_dataset()
         self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
         self._thumbnails = dataset.select_columns(["thumbnail"]) if "thumbnail" in dataset.column_names else None
-        self._meta = {name: dataset[name] for name in ("id", *FIELDS)}
-        self._texts = dataset["text"]
+        self._meta = {name: list(dataset[name]) for name in ("id", *FIELDS)}  # plain lists: read per hit
+        self._texts = list(dataset["text"])
         self._row_of = {row_id: row for row, row_id in enumerate(self._meta["id"])}
         self._rows_in: dict[str, np.ndarray] = defaultdict(lambda: np.empty(0, dtype=np.int64))
         for category, rows in _group(self._meta["category"]).items():
@@ -372,7 +372,7 @@ class SearchEngine:
         metadata = self.manifest.models[name].indexes == TEXT
         found = self._break_ties(self._complete_ties(name, vector[0], 2 * k if metadata else k, category, exclude))
         if metadata:  # many rows share one text: show another finding rather than the same text five times
-            found = self._spread_duplicates(found)
+            found = self._spread_duplicates(found, k)
         hits = []
         for row, score in found[:k]:
             if score >= min_score:
@@ -388,11 +388,11 @@ class SearchEngine:
                 return found
             fetch = min(len(self), 4 * fetch)
 
-    def _spread_duplicates(self, found: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """A row whose text is already shown waits behind a row with another text scoring within
+    def _spread_duplicates(self, found: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        """The first k: a row whose text is already shown waits behind a row with another text scoring within
         DUPLICATE_MARGIN of it."""
         pending, ordered, shown = list(found), [], set()
-        while pending:
+        while pending and len(ordered) < k:
             choice = 0
             if self._texts[pending[0][0]] in shown:
                 choice = next((i for i, (row, score) in enumerate(pending) if self._texts[row] not in shown

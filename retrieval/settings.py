@@ -13,7 +13,7 @@ from .errors import RetrievalError
 
 # name -> (default, meaning); the README's table is this one.
 VARIABLES: dict[str, tuple[str, str]] = {
-    "XRAY_INDEX": ("index", "index folder the app serves"),
+    "XRAY_INDEX": ("index", "index the app serves: a folder, or hf://datasets/OWNER/NAME (downloaded once)"),
     "XRAY_COLLECTION": ("", "collection folder or Hugging Face dataset id to build or refresh the index from "
                             "before serving"),
     "XRAY_MODEL_DIR": ("", "folder of model weights, one sub-folder per model name (offline use of hub models)"),

@@ -21,7 +21,7 @@ COLLECTION = SHARED / "xray-collection"
 DICOM_SAMPLES = SHARED / "dicom-samples"
 FIELDS = ["file_name", "category", "label", "view", "caption", "source", "source_url", "license"]
 PER_CATEGORY = 20
-OFFLINE_MODELS = ["tfidf", "minilm", "efficientnet-lite0"]
+OFFLINE_MODELS = ["tfidf", "minilm", "efficientnet-lite0", "xray-lite0"]  # xray-lite0: assets/models/
 
 
 def require_collection() -> Path:

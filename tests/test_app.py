@@ -1,5 +1,5 @@
 """The app's public API, called with gradio_client: the app is served in-process on a free localhost port over
-an index of a real subset of the collection (tfidf, minilm, efficientnet-lite0)."""
+an index of a real subset of the collection (tfidf, minilm, efficientnet-lite0, xray-lite0)."""
 
 from __future__ import annotations
 
@@ -176,6 +176,15 @@ def test_models_lists_every_registered_model(client, engine):
     assert rows["minilm"]["embeds"] == "text" and rows["efficientnet-lite0"]["embeds"] == "image"
     for name, row in rows.items():
         assert row["status"] == "ready" or row["status"].startswith(("not available here: ", "not in this index"))
+
+
+def test_the_trained_model_answers_text_and_image_queries_from_pixels(client, knee_file):
+    _, records, _ = client.predict("knee radiograph", model="xray-lite0", k=5, api_name="/search_text")
+    assert len(records) == 5 and sum(r["category"] == "knee" for r in records) >= 3  # images, never captions
+    _, path = knee_file
+    _, records, suggestion, _ = client.predict(handle_file(str(path)), model="xray-lite0", k=5,
+                                               api_name="/search_image")
+    assert records[0]["category"] == "knee" and suggestion["label"] == "knee"
 
 
 def test_models_show_the_evaluation_figures_of_the_index(engine, monkeypatch):

@@ -72,7 +72,8 @@ def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evalu
     records = [evaluation.engine.record(i) for i in evaluation.engine.ids]
     assert set(cross["sources"]) == {r["source"] for r in records}  # every source in exactly one fold
     assert cross["folds"] == 3 and set(cross["sources"].values()) == {0, 1, 2}
-    assert set(cross["models"]) == {"efficientnet-lite0"}  # the text models index metadata, not pixels
+    assert set(cross["models"]) == {"efficientnet-lite0", "xray-lite0"}  # text models index metadata, not pixels
+    assert "another collection" in cross["models"]["xray-lite0"]["from"]  # trained on the whole collection: said
     held_out = cross["models"]["efficientnet-lite0"]["cross_source"]
     loo = evaluation.image["efficientnet-lite0"][CATEGORY]["p@5"]
     assert 0.0 <= held_out["category"]["p@5"] <= loo  # the honest figure is never above the in-collection one
@@ -82,8 +83,8 @@ def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evalu
 
 
 def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
-    assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", RAW_PIXELS}
-    assert set(evaluation.text["models"]) == {"tfidf", "minilm"}  # the text-capable models of the index
+    assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", "xray-lite0", RAW_PIXELS}
+    assert set(evaluation.text["models"]) == {"tfidf", "minilm", "xray-lite0"}  # the text-capable models
     assert evaluation.image["efficientnet-lite0"][CATEGORY]["queries"] == evaluation.rows
     labelled = sum(1 for i in evaluation.engine.ids if evaluation.engine.record(i)["label"])
     assert evaluation.image["efficientnet-lite0"][LABEL]["queries"] <= labelled < evaluation.rows

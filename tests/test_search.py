@@ -183,3 +183,12 @@ def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tm
     hits = SearchEngine(tmp_path / "index").search_text("knee", model="keywords", k=4)
     assert [hit.id for hit in hits] == ["knee/a0", "knee/b", "knee/a1", "knee/a2"]
     assert hits[1].score < hits[2].score  # shown earlier although it scores a little lower
+
+
+def test_the_default_models_follow_the_evaluation_then_the_preference_order(subset_engine, monkeypatch):
+    monkeypatch.setattr(subset_engine, "evaluation", lambda: {})  # not evaluated: the registry's order
+    assert subset_engine.default_model("text") == "minilm"  # a row's own words first, while it has them
+    assert subset_engine.default_model("image") == "xray-lite0"  # its card: it beat the frozen model on unseen sources
+    monkeypatch.setattr(subset_engine, "evaluation", lambda: {
+        "efficientnet-lite0": {"cross_source_category_p@5": 0.8}, "xray-lite0": {"cross_source_category_p@5": 0.7}})
+    assert subset_engine.default_model("image") == "efficientnet-lite0"  # evaluated: the better one across sources

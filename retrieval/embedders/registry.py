@@ -48,8 +48,8 @@ class EmbedderSpec:
 # The models a build indexes when none are named (those not available here are skipped, with the reason),
 # and the order in which a query picks its model when the index has no evaluation to choose by.
 BUILD_DEFAULTS = ("tfidf", "minilm", "efficientnet-lite0", "xray-lite0", "biomedclip", "dinov2-small")
-QUERY_PREFERENCE = {
-    TEXT: ("xray-lite0", "biomedclip", "minilm", "tfidf"),
+QUERY_PREFERENCE = {  # text: a row's own words beat any image-text model while the collection has them
+    TEXT: ("minilm", "biomedclip", "xray-lite0", "tfidf"),
     IMAGE: ("xray-lite0", "biomedclip", "dinov2-small", "efficientnet-lite0"),
 }
 

@@ -52,8 +52,11 @@ def _card() -> dict | None:
         return None
     card = json.loads((folder / "training_card.json").read_text(encoding="utf-8"))
     markdown = folder / "training_card.md"
-    card["markdown"] = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
-    return card
+    held_out = card.get("evaluation", {}).get("cross_source", {})
+    return {**card, "markdown": markdown.read_text(encoding="utf-8") if markdown.is_file() else "",
+            "data_fingerprint": card.get("data", {}).get("fingerprint"),
+            "cross_source": held_out.get("trained"),  # figures of fold models that never saw the held-out rows
+            "beats_frozen_cross_source": card.get("shipped") == "trained head"}
 
 
 def _factory():

@@ -10,8 +10,6 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..embedders.base import IMAGE, TEXT, Embedder, l2_normalise
-
 MODEL_NAME = "xray-lite0"
 MODEL_DIR_ENV = "XRAY_MODEL_DIR"
 REPO = Path(__file__).resolve().parents[2]  # parent of the retrieval package
@@ -27,6 +25,11 @@ def model_folder() -> Path | None:
         if (folder / "config.json").is_file():
             return folder
     return None
+
+
+# Imported after model_folder on purpose: the registry (retrieval.embedders) asks model_folder() while it is
+# being imported, which may happen in the middle of importing this module (circular import).
+from ..embedders.base import IMAGE, TEXT, Embedder, l2_normalise  # noqa: E402
 
 
 class XRayLite0Embedder(Embedder):

@@ -118,8 +118,10 @@ def write_model_folder(out_dir: Path, tensors: dict, config: dict, extra_files: 
         for name, text in extra_files.items():
             (temp / name).write_text(text.replace("{version}", config["version"]), encoding="utf-8")
         for path in temp.iterdir():
+            path.chmod(0o644)  # mkstemp/mkdtemp are private by default; a model folder is shared read-only
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+        temp.chmod(0o755)
         old = None
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
