@@ -100,7 +100,10 @@ def test_embedder_puts_images_and_texts_in_one_unit_space(subset, model_dir: Pat
     embedder = XRayLite0Embedder(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     assert embedder.name == "xray-lite0" and embedder.dim == config["dim"] and embedder.version() == config["version"]
-    assert embedder.modalities == {"image", "text"} and embedder.indexes == "image"
+    from retrieval.embedders import embedder_spec
+
+    spec = embedder_spec("xray-lite0")  # what it embeds and indexes is said once, by its registry entry
+    assert set(spec.modalities) == {"image", "text"} and spec.indexes == "image"
     paths = sorted(subset.rglob("*.jpg"))[:3] + sorted(subset.rglob("*.png"))[:2]
     images = embedder.embed_images([load_image(p) for p in paths])
     texts = embedder.embed_texts(["knee osteoarthritis", "a chest x-ray"])

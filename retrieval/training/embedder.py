@@ -3,7 +3,6 @@ queries in one space). Not registered here; the registry owner does that."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]  # parent of the retrieval package
 def model_folder() -> Path | None:
     """`$XRAY_MODEL_DIR/xray-lite0/` when it holds a config.json, else `<repo>/assets/models/xray-lite0/`
     when it does; None when neither exists."""
-    root = os.environ.get(MODEL_DIR_ENV)
+    from ..settings import load_settings
+
+    root = load_settings().model_dir
     candidates = [Path(root).expanduser() / MODEL_NAME] if root else []
     candidates.append(REPO / "assets" / "models" / MODEL_NAME)
     for folder in candidates:
@@ -29,16 +30,14 @@ def model_folder() -> Path | None:
 
 # Imported after model_folder on purpose: the registry (retrieval.embedders) asks model_folder() while it is
 # being imported, which may happen in the middle of importing this module (circular import).
-from ..embedders.base import IMAGE, TEXT, Embedder, l2_normalise  # noqa: E402
+from ..embedders.base import Embedder, l2_normalise  # noqa: E402
 
 
 class XRayLite0Embedder(Embedder):
     """EfficientNet-Lite0 (packaged ImageNet weights, frozen) + a head fitted on radiographs, and a MiniLM text
     head trained against it: image search and text-on-pixels search in one space."""
 
-    name = MODEL_NAME
-    modalities = frozenset({IMAGE, TEXT})
-    indexes = IMAGE
+    name = MODEL_NAME  # what it embeds and indexes is its registry entry's (embedders/trained.py)
     batch_size = 16
 
     def __init__(self, folder: str | Path | None = None) -> None:

@@ -137,7 +137,6 @@ def write_model_folder(out_dir: Path, tensors: dict, config: dict, extra_files: 
 
 def load_model_folder(folder: Path):
     """(config, image_head, text_head) after checking the weight file's sha256 against config['version']."""
-    import torch
     from safetensors.torch import load_file
 
     folder = Path(folder)

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data import Item
-from .folds import assign_source_folds, source_fold_of_rows, stratified_folds
+from .folds import assign_source_folds, source_fold_of_rows
 
 K_PRECISION = 5
 K_MAP = 10

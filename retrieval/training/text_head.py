@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import Item
-from .model import TEXT_MODEL, make_text_head
+from .model import make_text_head
 
 # Paraphrases per (category, label); generic templates cover any other label. Clinical synonyms only:
 # written from the label vocabulary, not from the evaluation query file.
