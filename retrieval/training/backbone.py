@@ -27,6 +27,11 @@ def backbone_file() -> Path:
 
 @lru_cache(maxsize=4)
 def file_sha256(path: str) -> str:
+    """sha256 of a file that does not change while the process runs (the packaged backbone): cached."""
+    return sha256_file(Path(path))
+
+
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

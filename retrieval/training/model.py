@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbone import FEATURE_SLICES
+from .backbone import FEATURE_SLICES, sha256_file  # sha256_file: the weights' version
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -83,14 +82,6 @@ def make_text_head(dim: int, hidden: int = 512):
             return torch.nn.functional.normalize(self.net(x) + self.skip(x), dim=1)
 
     return TextHead()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_tensors(image_head, text_head) -> dict:

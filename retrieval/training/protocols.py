@@ -133,21 +133,19 @@ def cross_source_folds(items: Sequence[Item], k: int = 3, seed: int = 0) -> np.n
 def cross_source(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray) -> QueryResults:
     """Each held-out fold's rows query an index of the OTHER folds' rows, with vectors from a model fitted on
     the other folds only. Queries with no relevant row in that index are excluded from the means (counted)."""
-    keys = _keys(items)
-    per_level: dict = {}
-    rows = []
-    for fold in sorted(set(folds.tolist())):
-        train = np.nonzero(folds != fold)[0]
-        held = np.nonzero(folds == fold)[0]
-        vectors = embed(train)
-        _search(items, vectors, held, train, False, per_level, keys)
-        rows.append(held)
-    return _finish(rows, per_level)
+    return _out_of_fold(items, embed, folds, whole_collection=False)
 
 
 def in_source_out_of_fold(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray) -> QueryResults:
     """Stratified folds: held-out rows (vectors from a model fitted on the other folds) query the whole
     collection minus themselves."""
+    return _out_of_fold(items, embed, folds, whole_collection=True)
+
+
+def _out_of_fold(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray,
+                 whole_collection: bool) -> QueryResults:
+    """For each fold: fit on the others, then its rows query the other folds' rows (or every row but
+    themselves)."""
     keys = _keys(items)
     per_level: dict = {}
     rows = []
@@ -156,7 +154,7 @@ def in_source_out_of_fold(items: Sequence[Item], embed: FoldEmbedder, folds: np.
         train = np.nonzero(folds != fold)[0]
         held = np.nonzero(folds == fold)[0]
         vectors = embed(train)
-        _search(items, vectors, held, everything, True, per_level, keys)
+        _search(items, vectors, held, everything if whole_collection else train, whole_collection, per_level, keys)
         rows.append(held)
     return _finish(rows, per_level)
 
