@@ -130,6 +130,7 @@ class SearchEngine:
         self._dataset = dataset
         self._locks = defaultdict(threading.Lock)
         self._fitted: dict = {}
+        self._evaluation: tuple | None = None  # (file stamp, figures)
         if warm_up:
             threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
 
@@ -213,9 +214,16 @@ class SearchEngine:
         return self.manifest.models[model].family
 
     def evaluation(self) -> dict[str, dict]:
-        """Per-model figures of `python -m retrieval evaluate` on this index ({} before it has run)."""
-        models = self.generation.read_evaluation().get("models", {})
-        return models if isinstance(models, dict) else {}
+        """Per-model figures of `python -m retrieval evaluate` on this index ({} before it has run); read again
+        only when the file changes (a query without a model asks for it)."""
+        try:
+            stamp = self.generation.evaluation_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._evaluation is None or self._evaluation[0] != stamp:
+            models = self.generation.read_evaluation().get("models", {}) if stamp is not None else {}
+            self._evaluation = (stamp, models if isinstance(models, dict) else {})
+        return self._evaluation[1]
 
     def model_table(self) -> list[dict]:
         """Every registered model and every model of the index: family, what it embeds, dimension, weights,

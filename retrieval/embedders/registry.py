@@ -58,6 +58,7 @@ _SPECS: dict[str, EmbedderSpec] = {}
 _LOADED: dict[str, Embedder] = {}
 _AVAILABILITY: dict[str, Availability] = {}
 _VERSIONS: dict[str, str] = {}
+_CARDS: dict[str, dict | None] = {}
 _LOCK = threading.RLock()
 
 
@@ -68,6 +69,7 @@ def register(spec: EmbedderSpec) -> EmbedderSpec:
         _LOADED.pop(spec.name, None)
         _AVAILABILITY.pop(spec.name, None)
         _VERSIONS.pop(spec.name, None)
+        _CARDS.pop(spec.name, None)
     return spec
 
 
@@ -144,15 +146,19 @@ def get_embedder(name: str) -> Embedder:
 
 
 def training_card(name: str) -> dict | None:
-    """The training card of a model trained on a collection (None for pretrained or fitted-at-build models)."""
+    """The training card of a model trained on a collection (None for pretrained or fitted-at-build models).
+    Read once per process, like the model it describes."""
     try:
         spec = embedder_spec(name)
     except UnknownEmbedder:
         return None
-    try:
-        return spec.card() if spec.card is not None else None
-    except Exception:  # an unreadable card is no card
-        return None
+    with _LOCK:
+        if name not in _CARDS:
+            try:
+                _CARDS[name] = spec.card() if spec.card is not None else None
+            except Exception:  # an unreadable card is no card
+                _CARDS[name] = None
+        return _CARDS[name]
 
 
 def list_models(modality: str | None = None) -> list[dict]:
@@ -174,6 +180,7 @@ def forget_loaded() -> None:
         _LOADED.clear()
         _AVAILABILITY.clear()
         _VERSIONS.clear()
+        _CARDS.clear()
 
 
 __all__ = [
