@@ -10,26 +10,23 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import gradio as gr
 
 from retrieval import RetrievalError, SearchEngine, build_index, load_settings
-from ui import PAGE_CSS, PAGE_JS, startup
+from ui import PAGE_CSS, PAGE_JS, components, explore, links, render, startup
+from ui.components import SHOW, Controls, ResultsView
 from ui.gradio_cache import write_cache_atomically
-from ui import render
 
 write_cache_atomically()
 
-TEXT, IMAGE = SearchEngine.TEXT, SearchEngine.IMAGE
-K_MIN, K_MAX, K_DEFAULT = SearchEngine.K_MIN, SearchEngine.K_MAX, SearchEngine.K_DEFAULT
+TEXT, IMAGE, K_DEFAULT = SearchEngine.TEXT, SearchEngine.IMAGE, SearchEngine.K_DEFAULT
 SEARCH_CONCURRENCY = 2  # searches running at once (2 CPU cores); the rest wait in the queue
+SEARCH = dict(concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)  # every search shares the 2 slots
 QUEUE_SIZE = 64  # waiting requests beyond this are refused at once instead of piling up
 EMPTY = "**No images above the threshold** — lower it or try another query."
-DISCLAIMER = ("For research and education only — **not a diagnostic device**. "
-              "It finds similar images; it never diagnoses.")
+DISCLAIMER = "For research and education only — **not a diagnostic device**. It finds similar images; it never diagnoses."
 TEXT_EXAMPLES = ["chest x-ray", "knee fracture", "dental panoramic", "hand radiograph of a child",
                  "knee osteoarthritis severe", "spine scoliosis", "wrist fracture", "covid-19 pneumonia"]
 
@@ -62,23 +59,66 @@ class Handlers:
         return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score))
 
     def search_image(self, image: str | None, model: str | None = None, k: int = K_DEFAULT,
-                     category: str | None = None, min_score: float | None = None):
+                     category: str | None = None, min_score: float | None = None, text: str = "",
+                     text_weight: float = SearchEngine.TEXT_WEIGHT_DEFAULT):
         """Find radiographs in the collection that look like an example image, and suggest its category.
 
         Args:
             image: the example image file (PNG, JPEG, TIFF, DICOM...).
-            model: image model, e.g. "efficientnet-lite0"; default: the best one.
+            model: image model, e.g. "xray-lite0"; default: the best one.
             k: how many results, 1 to 20.
             category: only this category (e.g. "chest"); empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
+            text: optional words that steer the image query, e.g. "severe" (models that embed images and text).
+            text_weight: how much the words count, 0 to 1 (0: the image alone).
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); the suggested category: vote
             shares of the nearest images (a retrieval statistic, not a diagnosis); a status line.
         """
-        found = self._ask(self.engine.search_image, image, model, k, category, min_score)
+        found = self._ask(self.engine.search_image, image, model, k, category, min_score, text=text or None,
+                          text_weight=text_weight)
         gallery, records, status = self._results(found)
         return gallery, records, found.suggestion or None, status
+
+    def refine(self, query: str | None, relevant: list[str], irrelevant: list[str], model: str | None = None,
+               k: int = K_DEFAULT, category: str | None = None, min_score: float | None = None,
+               image: str | None = None, exclude_judged: bool = False):
+        """Search again with relevance feedback: the query moved toward results marked relevant, away from others.
+
+        Args:
+            query: the original query: a text, or a collection id; empty when `image` is given.
+            relevant: ids of results marked relevant.
+            irrelevant: ids of results marked not relevant.
+            model: the model of the original search; default: the best one for the query.
+            k: how many results, 1 to 20.
+            category: only this category; empty for all.
+            min_score: results below this cosine similarity (0 to 1) are left out.
+            image: the original query image file, when the search was by image.
+            exclude_judged: leave the marked results out, to see new ones.
+        Returns:
+            The result images with captions; the results as JSON (id, rank, score, category, label...); a status line.
+        """
+        return self._results(self._ask(self.engine.refine, image or query, model, k, category, min_score,
+                                       relevant=list(relevant or []), irrelevant=list(irrelevant or []),
+                                       exclude_judged=bool(exclude_judged)))
+
+    def explain(self, query_image: str | None, result_id: str, model: str | None = None, query_id: str = ""):
+        """Why a result is similar to a query: both images with heat maps of the regions that drive their similarity.
+
+        Args:
+            query_image: the query image file; or empty, with `query_id` naming a collection image.
+            result_id: the id of the result to compare, as returned in the "id" field of a search result.
+            model: the image model that compared them, e.g. "xray-lite0"; default: the best image model.
+            query_id: the id of a collection image used as the query instead of a file.
+        Returns:
+            The query and the result overlaid with their heat maps (where the model looks, never a finding); a note.
+        """
+        def explain(query, **_):  # a typed id is looked up in the index, never read as a server path
+            query = query or (self.engine.record(query_id)["id"] if query_id else None)
+            return self.engine.explain(query, result_id, model=model or None)
+        why = self._ask(explain, query_image, model, 0, 0, 0)
+        return why.query_overlay, why.result_overlay, f"{explore.WHY_NOTE}\n\n**{why.model}**, score {why.score:.3f}."
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                 min_score: float | None = None):
@@ -97,10 +137,10 @@ class Handlers:
         return self._results(self._ask(self.engine.similar, item_id, model, k, category, min_score))
 
     @staticmethod
-    def _ask(search, query, model, k, category, min_score):
+    def _ask(search, query, model, k, category, min_score, **options):
         """One engine search; the library's errors become a visible message (an AppError through the API)."""
         try:
-            return search(query, model=model or None, k=k, category=category or None, min_score=min_score)
+            return search(query, model=model or None, k=k, category=category or None, min_score=min_score, **options)
         except RetrievalError as error:
             raise gr.Error(str(error), print_exception=False) from error
 
@@ -109,8 +149,10 @@ class Handlers:
         it is ready here (with the reason when not). Only models with status "ready" can answer queries."""
         return self.engine.model_table()
 
-    def pick(self, records: list[dict], event: gr.SelectData):
-        """A clicked result: its id, its image and its full metadata."""
+    def pick(self, records: list[dict], mode: str, event: gr.SelectData):
+        """A clicked result: its id, its image and its full metadata (a click that marks it stops here, quietly)."""
+        if mode != SHOW:
+            raise gr.Error("marked", visible=False, print_exception=False)
         record = records[event.index]
         return record["id"], self.engine.image(record["id"]), render.details_markdown(record)
 
@@ -143,75 +185,19 @@ class Handlers:
 
 
 # --- layout and wiring ------------------------------------------------------------------------------
-@dataclass
-class ResultsView:
-    status: gr.Markdown
-    gallery: gr.Gallery
-    table: gr.JSON  # also what a click on the gallery reads (a gr.State output would break the MCP tools)
-
-    @property
-    def outputs(self) -> list:
-        return [self.gallery, self.table, self.status]
-
-
-class Controls(NamedTuple):
-    model: gr.Dropdown
-    k: gr.Slider
-    category: gr.Dropdown
-    min_score: gr.Slider
-
-
-def _results_view(label: str, elem_id: str) -> ResultsView:
-    status = gr.Markdown(label="search_status", elem_id=f"{elem_id}-status")
-    gallery = gr.Gallery(label=label, columns=4, object_fit="contain", allow_preview=False, format="jpeg",
-                         interactive=False, elem_id=elem_id, elem_classes="result-gallery")
-    with gr.Accordion("Results as JSON", open=False):
-        table = gr.JSON(label="results_json", show_label=False)
-    # an empty result leaves only the status line ("no images above the threshold..."), not a blank gallery
-    table.change(lambda records: gr.update(visible=records != []), table, gallery, api_visibility="private",
-                 queue=False)
-    return ResultsView(status, gallery, table)
-
-
-def _controls(handlers: Handlers, modality: str, prefix: str) -> Controls:
-    engine = handlers.engine
-    choices = [(f"{name} — {engine.family(name)}", name) for name in engine.models_for(modality)]
-    default = engine.default_model(modality)
-    model = gr.Dropdown(choices, value=default, label=f"{modality.capitalize()} model", elem_id=f"{prefix}-model",
-                        info=engine.describe(default))
-    k = gr.Slider(K_MIN, K_MAX, value=K_DEFAULT, step=1, precision=0, label="Results (top-k)")
-    min_score = gr.Slider(0.0, 1.0, value=engine.default_min_score(default), step=0.01, label="Minimum score",
-                          info="Cosine similarity; changing the model resets it to that model's default.")
-    category = gr.Dropdown([("All categories", "")] + [(c, c) for c in engine.categories], value="",
-                           label="Category")
-    model.change(handlers.model_chosen, model, [model, min_score], api_visibility="private")
-    return Controls(model, k, category, min_score)
-
-
-def _details_panel(prefix: str):
-    gr.Markdown("### Selected result and more like it\nClick a result to see it here with its metadata and the "
-                "images nearest to it; click one of those to keep exploring.")
-    with gr.Row():
-        with gr.Column(scale=1):
-            image = gr.Image(label="Selected image", type="pil", interactive=False, height=320,
-                             elem_id=f"{prefix}-selected")
-            item_id = gr.Textbox(label="Selected id", interactive=False)
-            record = gr.Markdown(label="metadata", elem_id=f"{prefix}-metadata", elem_classes="details")
-        with gr.Column(scale=2):
-            more = _results_view("More like this", f"{prefix}-more")
-    return item_id, image, record, more
-
-
-def _wire_selection(handlers: Handlers, main: ResultsView, details, controls: Controls, image_controls: Controls,
-                    api_name: str | None) -> None:
+def _wire_selection(handlers: Handlers, main: ResultsView, details: components.Details, controls: Controls,
+                    image_controls: Controls, api_name: str | None, mode=None):
     """Clicking a result (in the results or in "more like this") shows it and runs "more like this" from it,
-    with the image model of the image tab."""
-    item_id, image, record, more = details
-    for view, name in ((main, api_name), (more, None)):
-        view.gallery.select(handlers.pick, view.table, [item_id, image, record], api_visibility="private").then(
-            handlers.similar, [item_id, image_controls.model, controls.k, controls.category, image_controls.min_score],
-            more.outputs, api_name=name, api_visibility="public" if name else "private", concurrency_id="search",
-            concurrency_limit=SEARCH_CONCURRENCY)
+    with the image model of the image tab, unless the click marks it for Refine (`mode`). Returns the first click."""
+    picked = None
+    for view, name, click in ((main, api_name, mode), (details.more, None, None)):
+        event = view.gallery.select(handlers.pick, [view.table, click or gr.State(SHOW)],
+                                    [details.item_id, details.image, details.record], api_visibility="private")
+        event.success(handlers.similar, [details.item_id, image_controls.model, controls.k, controls.category,
+                                         image_controls.min_score], details.more.outputs, api_name=name,
+                      api_visibility="public" if name else "private", **SEARCH)
+        picked = picked or event
+    return picked
 
 
 def build_demo(engine: SearchEngine) -> gr.Blocks:
@@ -224,19 +210,22 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
         gr.Markdown(f"# X-Ray Search\nFind radiographs by text or by example image among {len(engine)} images "
                     f"from public datasets ({', '.join(engine.categories)}); click a result for more like it.")
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
-        with gr.Tabs():
+        link_status = gr.Markdown(elem_id="link-status")
+        with gr.Tabs() as tabs:
             with gr.Tab("Text search", id="text"):
                 with gr.Row():
                     with gr.Column(scale=1):
                         query = gr.Textbox(label="Query", placeholder="e.g. knee fracture — press Enter to search",
                                            elem_id="text-query")
                         text_button = gr.Button("Search", variant="primary", elem_id="text-search")
-                        text_controls = _controls(handlers, TEXT, "text")
+                        text_controls = components.controls(engine, TEXT, "text", handlers.model_chosen)
                         text_examples = gr.Examples(TEXT_EXAMPLES, inputs=query, label="Example queries",
                                                     cache_examples=False, api_visibility="private")
                     with gr.Column(scale=2):
-                        text_results = _results_view("Results", "text-results")
-                text_details = _details_panel("text")
+                        text_results = components.results_view("Results", "text-results")
+                        text_feedback = components.feedback_row("text")
+                        links.link_row("text", query, text_controls)
+                text_details = components.details_panel("text")
             with gr.Tab("Image search", id="image"):
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -245,53 +234,68 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         gr.Markdown(f"Accepted: {engine.UPLOAD_FORMATS}; up to {engine.MAX_UPLOAD_BYTES // 2**20} MB.")
                         preview = gr.Image(label="Query as searched", type="pil", interactive=False, height=220)
                         image_button = gr.Button("Search", variant="primary", elem_id="image-search")
-                        image_controls = _controls(handlers, IMAGE, "image")
+                        image_controls = components.controls(engine, IMAGE, "image", handlers.model_chosen)
+                        words, weight = components.words_box(engine, image_controls.model)
                         example_gallery = gr.Gallery(examples, label="Examples from the collection (click to search)",
                                                      columns=3, height=300, allow_preview=False, interactive=False,
                                                      elem_id="image-examples")
                     with gr.Column(scale=2):
                         suggestion = gr.Label(label="Suggested category", num_top_classes=3, elem_id="suggestion")
                         gr.Markdown(engine.SUGGESTION_NOTE)
-                        image_results = _results_view("Results", "image-results")
-                image_details = _details_panel("image")
+                        image_results = components.results_view("Results", "image-results")
+                        image_feedback = components.feedback_row("image")
+                        links.link_row("image", image_results.table, image_controls)
+                why_show, why_id, *why_outputs = explore.why_panel("image")
+                image_details = components.details_panel("image")
+            with gr.Tab("Map", id="map"):
+                map_parts = explore.map_tab(engine, handlers, image_controls.model, query_file)
+                map_details = components.details_panel("map") if map_parts else None
             with gr.Tab("Models", id="models"):
-                gr.Markdown(render.MODELS_INTRO)
-                usable = [name for name in engine.models if name not in engine.unavailable]
-                default_model = gr.Dropdown(usable, value=engine.default_model(TEXT), elem_id="default-model",
-                                            label="Default model for searches",
-                                            info="Becomes the model of the search tabs that can use it.")
-                models, figures = render.model_tables(handlers.models())
-                gr.Dataframe(**models, interactive=False, wrap=True, max_height=800, elem_id="models-table")
-                if figures:  # the index has been evaluated (python -m retrieval evaluate)
-                    gr.Markdown("Retrieval quality measured on this index (`python -m retrieval evaluate`):")
-                    gr.Dataframe(**figures, interactive=False, elem_id="evaluation-table")
-                gr.Markdown(render.cards_markdown(engine.training_cards()), elem_id="training-cards")
+                default_model = components.models_tab(engine, handlers.models())
             with gr.Tab("Collection", id="collection"):
-                counts, labels, sources = render.collection_markdown(stats)
-                with gr.Row(elem_id="collection-stats"):
-                    gr.Markdown(counts)
-                    gr.Markdown(labels)
-                gr.Markdown(sources, elem_classes="nowrap-head")
+                components.collection_tab(stats)
 
-        # wiring: the four public endpoints carry api_name; everything else is private
-        text_outputs = text_results.outputs
+        # wiring: the public endpoints carry api_name; everything else is private
         text_inputs = [query, *text_controls]
-        gr.on([text_button.click, query.submit], handlers.search_text, text_inputs, text_outputs,
-              api_name="search_text", concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
-        text_examples.load_input_event.then(handlers.search_text, text_inputs, text_outputs,
+        gr.on([text_button.click, query.submit], handlers.search_text, text_inputs, text_results.outputs,
+              api_name="search_text", **SEARCH)
+        text_examples.load_input_event.then(handlers.search_text, text_inputs, text_results.outputs,
                                             api_visibility="private", concurrency_id="search")
-        image_inputs = [query_file, *image_controls]
+        image_inputs = [query_file, *image_controls, words, weight]
         image_outputs = [image_results.gallery, image_results.table, suggestion, image_results.status]
-        gr.on([image_button.click, query_file.upload], handlers.search_image, image_inputs, image_outputs,
-              api_name="search_image", concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
+        gr.on([image_button.click, query_file.upload, words.submit], handlers.search_image, image_inputs,
+              image_outputs, api_name="search_image", **SEARCH)
         query_file.change(handlers.preview, query_file, preview, api_visibility="private")
         example_gallery.select(handlers.use_example, None, query_file, api_visibility="private").then(
             handlers.search_image, image_inputs, image_outputs, api_visibility="private", concurrency_id="search")
-        _wire_selection(handlers, image_results, image_details, image_controls, image_controls, "similar")
-        _wire_selection(handlers, text_results, text_details, text_controls, image_controls, None)
+        picked = _wire_selection(handlers, image_results, image_details, image_controls, image_controls, "similar",
+                                 image_feedback.click)
+        _wire_selection(handlers, text_results, text_details, text_controls, image_controls, None, text_feedback.click)
+        # why similar: the query and the selected result with their heat maps; the toggle shows them plain
+        why_inputs, why = [query_file, image_details.item_id, image_controls.model, why_show], explore.why_view(
+            engine, handlers.explain)
+        picked.success(handlers.explain, [query_file, image_details.item_id, image_controls.model, why_id],
+                       why_outputs, api_name="explain", **SEARCH).success(
+            explore.plain_when_off(engine), why_inputs, why_outputs, api_visibility="private", queue=False)
+        why_show.change(why, why_inputs, why_outputs, api_visibility="private", concurrency_id="search")
+        # refine: the original query and the marks (the API endpoint first: it takes the name "refine")
+        components.refine_endpoint(engine, handlers.refine, **SEARCH)
+        for feedback, view, first, image, controls in (
+                (text_feedback, text_results, query, gr.State(None), text_controls),
+                (image_feedback, image_results, gr.State(""), query_file, image_controls)):
+            components.wire_feedback(view, feedback)
+            feedback.button.click(handlers.refine, [first, feedback.relevant, feedback.irrelevant, *controls, image,
+                                                    feedback.exclude], view.outputs, api_visibility="private", **SEARCH)
+        if map_parts:
+            map_model, map_colour, plot, refresh, map_view = map_parts
+            _wire_selection(handlers, map_view, map_details, image_controls, image_controls, None)
+            query_file.change(refresh, [map_model, map_colour, query_file], plot, api_visibility="private")
         default_model.change(handlers.choose_default, default_model, [text_controls.model, image_controls.model],
                              api_visibility="private")
         gr.api(handlers.models, api_name="models")
+        opener, outputs = links.opener(handlers, tabs, link_status, (query, text_controls, text_results.outputs),
+                                       (query_file, image_controls, image_outputs))
+        demo.load(opener, None, outputs, api_visibility="private", **SEARCH)
     return demo
 
 
@@ -304,13 +308,6 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bo
 
 
 # --- command line -----------------------------------------------------------------------------------
-NO_INDEX = """No index in {index}/ and no collection to build one from. Either build it first:
-    python -m retrieval build --collection ../shared/xray-collection --index {index}
-or build and serve in one step:
-    python app.py --collection ../shared/xray-collection
-(--collection also takes a Hugging Face dataset id; on a Space, set the variable XRAY_COLLECTION.)"""
-
-
 def _fail(message: str, code: int) -> int:
     print(message, file=sys.stderr)
     return code
@@ -334,15 +331,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fail('--mcp needs the MCP package: pip install "mcp>=1.21,<2"', 2)
     try:
         if startup.on_space() and (args.collection or not SearchEngine.exists(args.index)):  # build or help page
-            return startup.serve_on_space(args, build_index, SearchEngine, build_demo, launch, NO_INDEX)
+            return startup.serve_on_space(args, build_index, SearchEngine, build_demo, launch, startup.NO_INDEX)
         if args.collection:
             build_index(args.collection, args.index)  # progress bars in the console; unchanged -> instant
         elif not SearchEngine.exists(args.index):
-            return _fail(NO_INDEX.format(index=Path(args.index).as_posix()), 2)
-        engine = SearchEngine(args.index, warm_up=True)  # models load while the page starts
+            return _fail(startup.NO_INDEX.format(index=Path(args.index).as_posix()), 2)
+        engine = SearchEngine(args.index)
     except RetrievalError as error:
         return _fail(f"error: {error}", 1)
-    launch(build_demo(engine), args.host, args.port, share=args.share, mcp=args.mcp)
+    demo = build_demo(engine)
+    launch(demo, args.host, args.port, share=args.share, mcp=args.mcp, prevent_thread_lock=True)
+    engine.warm_up(background=True)  # the models load with the page already up: it starts sooner
+    demo.block_thread()
     return 0
 
 

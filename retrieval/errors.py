@@ -27,6 +27,10 @@ class UnsupportedModality(RetrievalError):
     """A model asked to embed something it cannot (e.g. text with an image-only model)."""
 
 
+class NoSpatialFeatures(RetrievalError):
+    """A model with no map of where in the image its features come from (a text model), so no heat map."""
+
+
 class BadQuery(RetrievalError, ValueError):
     """A query or search option that cannot be answered (empty text, k out of range, unknown category...)."""
 

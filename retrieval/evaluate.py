@@ -61,6 +61,7 @@ LEVELS = (CATEGORY, LABEL)
 FIGURES = tuple(f"p@{k}" for k in KS) + (f"map@{K}", f"r@{K}", f"hit@{K}")
 _CHUNK = 1024  # query rows scored per matrix product
 CROSS_SOURCE_FOLDS = 3  # whole sources per fold
+FEEDBACK_JUDGED = 10  # results a person judges in one round of relevance feedback
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class Evaluation:
             for level in LEVELS:
                 entry.update({f"metadata_{level}_{key}": result[level][key] if prefix == "metadata" else None
                               for key in FIGURES})
+            feedback = result.get("feedback") or {}
+            for key in ("gain", "residual_gain"):
+                entry[f"feedback_{key}_label_p@5"] = None if seen else feedback.get(key)
             entry["indexes"] = "text" if prefix == "metadata" else "image"
             (baselines if name == RAW_PIXELS else models)[name] = entry
         return {"created_at": self.created_at, "rows": self.rows,
@@ -230,6 +234,8 @@ def _leave_one_out(evaluation: Evaluation, keys: dict, thumbnails: np.ndarray, p
         counts = metrics.confusion_matrix(np.broadcast_to(categories[:, None], ranked.shape)[found],
                                           categories[ranked[found]], evaluation.categories)
         result["confusion"] = {"categories": evaluation.categories, "counts": counts.tolist()}
+        if kind == "image":
+            result["feedback"] = feedback_gain(vectors, ranked, keys[LABEL], partners)
         evaluation.image[name] = result
     evaluation.random = {level: _random_expectation(keys[level], partners) for level in LEVELS}
 
@@ -392,6 +398,47 @@ def rank_leave_one_out(vectors: np.ndarray, k: int, exclude: dict[int, set[int]]
         top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
         ranked[start:stop, :width] = np.where(np.isfinite(top_scores), top, -1)
     return ranked
+
+
+def feedback_gain(vectors: np.ndarray, ranked: np.ndarray, key: np.ndarray, partners: dict[int, set[int]],
+                  judged: int = FEEDBACK_JUDGED) -> dict:
+    """What one round of relevance feedback gains: every labelled row's top `judged` results are judged by label
+    (as a person marking them would), its vector moved by Rocchio (feedback.py) and its neighbours ranked again.
+
+    "p@5" is what the person sees after refining (the judged rows may come back: they are what they marked);
+    "residual p@5" leaves the judged rows out of both rankings (the plain one's ranks judged+1..judged+5), the
+    usual fair measure, since only rows nobody has looked at yet are new information."""
+    from .feedback import rocchio_rows
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    counts = _leave_one_out_counts(key, partners)
+    queries = np.flatnonzero((key != "") & (counts > 0) & (ranked[:, judged - 1] >= 0))
+    if not len(queries):
+        return {"queries": 0}
+    seen = ranked[queries, :judged]
+    relevant = key[seen] == key[queries][:, None]
+    refined = rocchio_rows(vectors, queries, seen, relevant)
+    depth = judged + 5
+    plain = rank_leave_one_out(vectors, depth, partners)[queries]
+    after, residual = np.full((len(queries), 5), -1), np.full((len(queries), 5), -1)
+    for start in range(0, len(queries), _CHUNK):
+        scores = refined[start:start + _CHUNK] @ vectors.T
+        for i, row in enumerate(queries[start:start + _CHUNK]):
+            scores[i, [row, *partners.get(row, ())]] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        after[start:start + _CHUNK] = order[:, :5]
+        for i, ranking in enumerate(order):
+            fresh = [r for r in ranking if r not in set(seen[start + i])][:5]
+            residual[start + i, :len(fresh)] = fresh
+
+    def precision(rows: np.ndarray) -> float:
+        return _round(np.mean((rows >= 0) & (key[np.maximum(rows, 0)] == key[queries][:, None])))
+
+    plain_p5, after_p5 = precision(plain[:, :5]), precision(after)
+    plain_residual, after_residual = precision(plain[:, judged:depth]), precision(residual)
+    return {"queries": int(len(queries)), "judged": judged, "label_p@5": plain_p5, "refined_label_p@5": after_p5,
+            "gain": _round(after_p5 - plain_p5), "residual_label_p@5": plain_residual,
+            "refined_residual_label_p@5": after_residual, "residual_gain": _round(after_residual - plain_residual)}
 
 
 def figures(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:

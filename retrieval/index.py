@@ -1,7 +1,9 @@
-"""Build an index: collection -> validated rows -> Dataset -> one vector column + FAISS index per model.
+"""Build an index: collection -> validated rows -> Dataset -> one vector column + FAISS index per model, and a
+2-D map of the collection per image model.
 
 Only stale vectors are embedded: vectors are cached by content (image hash or metadata text) and model
-version, so an unchanged collection embeds nothing and one new image embeds one image.
+version, so an unchanged collection embeds nothing and one new image embeds one image. A map is projected
+again only when its model's vectors changed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class ModelBuild:
     corpus_digest: str | None = None  # for models fitted on the collection: what they were fitted on
     faiss_factory: str = "Flat"
     recall_at_10: float | None = None
+    map_digest: str | None = None  # image models: the vectors their 2-D map was projected from
+    map_seconds: float = 0.0  # projecting (0 when the previous map was taken over)
 
 
 @dataclass
@@ -125,7 +129,7 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
     quick = quick_fingerprint(source)
     if (not force and previous and quick and previous.quick_fingerprint == quick
             and previous.skip_invalid == skip_invalid and _same_models(previous, names)
-            and _intact(previous_generation, log)):
+            and _has_maps(previous_generation) and _intact(previous_generation, log)):
         log(f"Index in {folder.root} is up to date ({previous.rows} rows, models {', '.join(names)}).")
         return BuildReport(str(folder.root), previous_generation.name, previous.rows, up_to_date=True,
                            skipped_models=skipped_models, seconds=time.perf_counter() - started)
@@ -146,7 +150,8 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
     report.index_dir, report.generation = str(folder.root), generation.name
     report.seconds = time.perf_counter() - started
     log(f"Built {report.rows} rows into {index_dir} in {report.seconds:.1f} s: " + ", ".join(
-        f"{n} ({m.embedded} embedded, {m.reused} reused, {m.seconds:.1f} s)" for n, m in report.models.items()))
+        f"{n} ({m.embedded} embedded, {m.reused} reused, {m.seconds:.1f} s"
+        + (f"; map {m.map_seconds:.1f} s)" if m.map_digest else ")") for n, m in report.models.items()))
     return report
 
 
@@ -173,6 +178,13 @@ def _intact(generation: IndexGeneration, log) -> bool:
     if damage:
         log(f"The index in {generation.folder} is damaged ({damage}); rebuilding it.")
     return damage is None
+
+
+def _has_maps(generation: IndexGeneration) -> bool:
+    """False when an image model has no stored map (an index built before maps existed, or a copy that left
+    them out): the build then adds it, reusing every vector."""
+    models = generation.manifest.models
+    return all(generation.has_map(name) for name, entry in models.items() if entry.indexes == IMAGE)
 
 
 def _previous_manifest(generation: IndexGeneration | None) -> Manifest | None:
@@ -240,7 +252,44 @@ def _build_generation(rows, names, generation: IndexGeneration, previous_generat
     for name in names:
         choice = generation.write_faiss(dataset, name)
         report.models[name].faiss_factory, report.models[name].recall_at_10 = choice.factory, choice.recall_at_10
+    _write_maps(generation, dataset, names, previous_generation, previous, report, progress)
     return report
+
+
+def _write_maps(generation: IndexGeneration, dataset, names, previous_generation, previous, report: BuildReport,
+                progress: bool) -> None:
+    """Project each image model's vectors to the 2-D map of the collection. A model whose vectors are the ones
+    the previous map was projected from takes that map over: t-SNE costs seconds, a copy nothing."""
+    from tqdm.auto import tqdm
+
+    from .projection import map_key, project
+
+    image_models = [name for name in names if embedder_spec(name).indexes == IMAGE]
+    with tqdm(image_models, desc="map", unit="model", disable=not progress) as bar:
+        for name in bar:
+            began = time.perf_counter()
+            vectors = generation.vectors(name, dataset)
+            key = map_key(vectors)
+            if _reuse_map(generation, name, key, previous_generation, previous):
+                bar.set_description(f"map {name} (vectors unchanged: kept)")
+            else:
+                bar.set_description(f"map {name} (t-SNE of {len(vectors)} rows)")
+                generation.write_map(name, project(vectors))
+            report.models[name].map_digest = key
+            report.models[name].map_seconds = time.perf_counter() - began
+
+
+def _reuse_map(generation: IndexGeneration, name: str, key: str, previous_generation, previous) -> bool:
+    """Copy the previous generation's map of `name` when it was projected from these very vectors."""
+    old = previous.models.get(name) if previous else None
+    if old is None or old.map_digest != key:
+        return False
+    try:
+        previous_generation.read_map(name)  # refuses a missing or damaged file
+        generation.reuse_map(name, previous_generation)
+    except (OSError, RetrievalError):  # project again
+        return False
+    return True
 
 
 def _fit_or_restore(embedder, corpus: str, previous_generation, previous, name, reusable, texts) -> dict:
@@ -321,7 +370,8 @@ def _manifest(source, quick, skip_invalid, report: BuildReport, rows, names) -> 
             family=spec.family, modalities=list(spec.modalities), indexes=spec.indexes, dim=built.dim,
             version=model_version(name), default_min_score=spec.default_min_score, rows=report.rows,
             embedded=built.embedded, reused=built.reused, seconds=round(built.seconds, 3),
-            corpus_digest=built.corpus_digest, faiss_factory=built.faiss_factory, recall_at_10=built.recall_at_10)
+            corpus_digest=built.corpus_digest, faiss_factory=built.faiss_factory, recall_at_10=built.recall_at_10,
+            map_digest=built.map_digest)
     return Manifest(
         collection=collection_name(source), fingerprint=content.hexdigest(), rows=report.rows, models=models,
         categories=dict(Counter(row.category for row in rows)), quick_fingerprint=quick,

@@ -6,6 +6,7 @@
     <generation>/dataset/                 the Dataset (metadata, images, one vector column per model)
     <generation>/faiss/<model>.faiss      one flat inner-product index per model
     <generation>/models/<model>/          fitted state (TF-IDF vocabulary)
+    <generation>/maps/<model>.npy         an image model's 2-D map of the collection (projection.py)
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
 
 No other module joins a path inside a generation: they ask `IndexGeneration`. A build writes a new
@@ -49,6 +50,7 @@ class ModelEntry:
     reused: int = 0  # vectors taken over from the previous generation
     seconds: float = 0.0
     corpus_digest: str | None = None  # models fitted on the collection: the texts they were fitted on
+    map_digest: str | None = None  # the vectors its 2-D map was projected from; None: no map (text, older index)
 
     def embeds(self, modality: str) -> bool:
         return modality in self.modalities
@@ -127,6 +129,9 @@ class IndexGeneration:
     def state_path(self, model: str) -> Path:
         """Fitted state of a model fitted on the collection (TF-IDF)."""
         return self.folder / "models" / model
+
+    def map_path(self, model: str) -> Path:
+        return self.folder / "maps" / f"{model}.npy"
 
     # --- the manifest ---------------------------------------------------------------------------------
     @property
@@ -215,11 +220,48 @@ class IndexGeneration:
                 index = faiss.read_index(str(self.faiss_path(name)), faiss.IO_FLAG_MMAP)
                 if (index.ntotal, index.d) != (manifest.rows, entry.dim):
                     return f"the FAISS index of {name} holds {index.ntotal} x {index.d}"
+                if self.has_map(name):  # a missing map is no damage: the index serves without it
+                    shape = np.load(self.map_path(name), mmap_mode="r").shape  # the header only
+                    if shape != (manifest.rows, 2):
+                        return f"the map of {name} holds {shape}"
         except Exception as error:
             return str(error)
         if rows != manifest.rows:
             return f"the dataset holds {rows} rows, the manifest says {manifest.rows}"
         return None
+
+    # --- the 2-D map of the collection, per image model ---------------------------------------------------
+    def has_map(self, model: str) -> bool:
+        """True when a map of `model` is stored. An index built before maps existed, or a copy that left them
+        out, has none: it serves without a map, and the next build adds it."""
+        entry = self.manifest.models.get(model)
+        return entry is not None and entry.map_digest is not None and self.map_path(model).is_file()
+
+    def read_map(self, model: str) -> np.ndarray:
+        """The model's map: every row's 2-D position, float32 (rows, 2) in row order."""
+        try:
+            positions = np.load(self.map_path(model))
+        except (OSError, ValueError) as error:
+            raise BrokenIndex(f"The map of {model!r} cannot be read ({error}); {REBUILD}.") from error
+        if positions.shape != (self.manifest.rows, 2):
+            raise BrokenIndex(f"The map of {model!r} holds {positions.shape} points, the index has "
+                              f"{self.manifest.rows} rows; {REBUILD}.")
+        return positions.astype(np.float32, copy=False)
+
+    def write_map(self, model: str, positions: np.ndarray) -> None:
+        """Store the model's map atomically (a reader sees the old file or the new, never half)."""
+        self._replace_map(model, lambda temporary: np.save(temporary, np.asarray(positions, dtype=np.float32)))
+
+    def reuse_map(self, model: str, previous: "IndexGeneration") -> None:
+        """Take over `previous`'s map of `model` as it is (same bytes, same mtime): its vectors are unchanged."""
+        self._replace_map(model, lambda temporary: shutil.copy2(previous.map_path(model), temporary))
+
+    def _replace_map(self, model: str, write) -> None:
+        path = self.map_path(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")  # np.save keeps a name ending .npy
+        write(temporary)
+        os.replace(temporary, path)
 
     # --- the evaluation summary -------------------------------------------------------------------------
     def read_evaluation(self) -> dict:

@@ -231,7 +231,8 @@ class MilvusStore(VectorStore):
         if category is not None:
             terms.append(f"category == {_literal(category)}")
         if exclude is not None:
-            terms.append(f"id != {_literal(self._ids[exclude])}")
+            rows = np.atleast_1d(np.asarray(exclude, dtype=np.int64)).tolist()
+            terms.append(f"id not in [{', '.join(_literal(self._ids[row]) for row in rows)}]")
         query = [np.asarray(vector, dtype=np.float32).reshape(-1).tolist()]
         limit = min(int(k) + 1, MAX_LIMIT)  # one more than asked shows whether the k-th score's tie goes on
         while True:

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]  # the checkout whose app is publishe
 SPACE_CODE = ("app.py", "retrieval", "ui", "requirements.txt")  # what a Space needs to run the app
 ASSET_MODELS = Path("assets") / "models"
 TRAINING_CARD = "training_card.json"
-LFS_PATTERNS = ("*.arrow", "*.faiss")  # plus every other file over LFS_THRESHOLD, by its path
+LFS_PATTERNS = ("*.arrow", "*.faiss", "*.npy")  # plus every other file over LFS_THRESHOLD, by its path
 LFS_THRESHOLD = 10 * 2**20  # the Hub refuses plain git files over 10 MB
 REPORT_FILE = "PUBLISH.json"  # what was kept and left out; also marks a folder this command may replace
 SHORT_DESCRIPTION = "Find similar radiographs by text or by example image."
@@ -338,6 +338,7 @@ def _write_generation(source: IndexGeneration, manifest: Manifest, folder: Index
 
     from .embedders import embedder_spec
     from .index import corpus_digest
+    from .projection import map_key, project
 
     dataset = source.load_dataset()
     keep, kept, excluded = [], defaultdict(Counter), defaultdict(Counter)
@@ -381,6 +382,10 @@ def _write_generation(source: IndexGeneration, manifest: Manifest, folder: Index
             refitted[name].save_state(generation.state_path(name))
         elif source.state_path(name).is_dir():
             shutil.copytree(source.state_path(name), generation.state_path(name))
+        if entries[name].indexes == "image" and source.has_map(name):  # the Map tab, projected on the kept rows
+            vectors = generation.vectors(name, saved)
+            generation.write_map(name, project(vectors))
+            entries[name] = replace(entries[name], map_digest=map_key(vectors))
     records = saved.select_columns(list(FIELDS)).to_list()
     generation.write_manifest(replace(
         manifest, fingerprint=metadata_fingerprint(records), rows=len(saved), models=entries,

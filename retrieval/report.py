@@ -30,6 +30,7 @@ def evaluation_text(self: Evaluation) -> str:
                 for name, result in self.image.items()]
         rows.append(["random ranking (expected)", "-", *_cells(self.random[level])])
         lines += [format_table(header, rows), ""]
+    lines += feedback_text(self)
     lines.append("Near duplicates left in (how much they would inflate the figures):")
     rows = [[display_name(name), level, result["with_near_duplicates"][level]["p@1"],
              result[level]["p@1"], result["with_near_duplicates"][level][f"map@{K}"], result[level][f"map@{K}"]]
@@ -68,6 +69,25 @@ def evaluation_text(self: Evaluation) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 @staticmethod
+
+def feedback_text(self: Evaluation) -> list[str]:
+    """One round of relevance feedback beside the plain leave-one-out label P@5, per image model."""
+    rows = []
+    for name, result in self.image.items():
+        feedback = result.get("feedback") or {}
+        if feedback.get("queries"):
+            seen = " (in-sample, optimistic)" if result.get("in_sample") else ""
+            rows.append([display_name(name) + seen, feedback["queries"], *(_fmt(feedback[key]) for key in (
+                "label_p@5", "refined_label_p@5", "gain", "residual_label_p@5", "refined_residual_label_p@5",
+                "residual_gain"))])
+    if not rows:
+        return []
+    judged = next(r["feedback"]["judged"] for r in self.image.values() if (r.get("feedback") or {}).get("queries"))
+    return [f"Relevance feedback (Rocchio, one round): each labelled row's top {judged} judged by label, the query "
+            f"moved, ranked again. Residual = the judged rows left out of both rankings:",
+            format_table(["model", "queries", "label P@5", "refined", "gain", "residual P@5", "refined residual",
+                          "residual gain"], rows), ""]
+
 
 def _fmt(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

@@ -20,7 +20,9 @@ from .collection import FIELDS
 from .embedders import (
     IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, get_embedder, list_embedders, training_card,
 )
+from .embedders.base import l2_normalise
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
+from .feedback import rocchio
 from .hub import resolve_index
 from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, THUMBNAIL_SIDE, ImageSource, load_image
 from .layout import IndexFolder, IndexGeneration, Manifest
@@ -29,6 +31,7 @@ from .vectorstore import VectorStore, VectorStoreFactory, faiss_store
 K_MIN, K_MAX, K_DEFAULT = 1, 20, 5
 MAX_QUERY_CHARS = 1000
 TIE = 1e-6  # scores this close are a tie (identical vectors: identical metadata text, duplicate images)
+TEXT_WEIGHT_DEFAULT = 0.5  # an image query's words weigh this much when given (the image the rest): a slider
 DUPLICATE_MARGIN = 0.05  # a repeated metadata text yields to another text scoring at most this much lower
 VOTE_NEIGHBOURS = 10  # neighbours that vote for the suggested category of an image query
 SUGGESTION_NOTE = ("Share of similarity-weighted votes among the nearest images: a retrieval statistic, "
@@ -95,6 +98,7 @@ class SearchEngine:
     K_MIN, K_MAX, K_DEFAULT = K_MIN, K_MAX, K_DEFAULT
     MAX_UPLOAD_BYTES, UPLOAD_FORMATS = MAX_FILE_BYTES, SUPPORTED_FORMATS
     SUGGESTION_NOTE = SUGGESTION_NOTE
+    TEXT_WEIGHT_DEFAULT = TEXT_WEIGHT_DEFAULT
 
     def __init__(self, index_dir: str | Path = "index", models: list[str] | None = None,
                  vector_store: VectorStoreFactory | None = None, warm_up: bool = False):
@@ -132,11 +136,16 @@ class SearchEngine:
         self._fitted: dict = {}
         self._evaluation: tuple | None = None  # (file stamp, figures)
         if warm_up:
-            threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
+            self.warm_up(background=True)
 
-    def warm_up(self) -> None:
-        """Load every model that can embed a query (a failure is left for the query to report)."""
-        for name in dict.fromkeys([*self.models_for(TEXT), *self.models_for(IMAGE)]):
+    def warm_up(self, background: bool = False) -> None:
+        """Load every model that can embed a query, the default ones first (a failure is left for the query to
+        report). `background`: in a daemon thread, returning at once (a server warms up once it is listening)."""
+        if background:
+            threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
+            return
+        first = [name for name in (self.default_model(TEXT), self.default_model(IMAGE)) if name]
+        for name in dict.fromkeys([*first, *self.models_for(TEXT), *self.models_for(IMAGE)]):
             try:
                 self._embed(name, lambda embedder: np.zeros(0))
             except Exception:  # noqa: BLE001 - the query that needs the model reports why
@@ -312,24 +321,115 @@ class SearchEngine:
         return SearchResult(self._search(name, vector, k, category, min_score), name)
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
-                     category: str | None = None, min_score: float | None = None) -> SearchResult:
-        """Rows most similar to an image (PIL image, file path or bytes), with a suggested category."""
+                     category: str | None = None, min_score: float | None = None, text: str | None = None,
+                     text_weight: float = TEXT_WEIGHT_DEFAULT) -> SearchResult:
+        """Rows most similar to an image (PIL image, file path or bytes), with a suggested category.
+
+        `text` (models that embed both, see `models_for_image_and_text`) adds a direction to the image query:
+        (1 - text_weight) * image + text_weight * text, both unit vectors, the sum scaled to unit length. No
+        text, or a weight of 0, is the plain image query."""
         if image is None:
             raise BadQuery("Upload an image to search with.")
         name = self._model(model or self.default_model(IMAGE), IMAGE)
-        picture = load_image(image, max_side=get_embedder(name).decode_side)  # decoded as the build decoded
-        vector = self._embed(name, lambda embedder: embedder.embed_images([picture]))
+        vector = self._image_vector(name, image)
+        if text is not None and not isinstance(text, str):
+            raise BadQuery(f"The text added to an image query must be a string; got {text!r}.")
+        text = " ".join((text or "").split())
+        if text:
+            vector = self._add_text(name, vector, text, text_weight)
         hits = self._search(name, vector, k, category, min_score)
         return SearchResult(hits, name, self._vote(name, vector))
+
+    def models_for_image_and_text(self) -> list[str]:
+        """Models that embed both images and texts in one space: an image query can take words too."""
+        return [name for name in self.models_for(IMAGE) if self.manifest.models[name].embeds(TEXT)]
+
+    def refine(self, query: ImageSource, relevant: list[str] = (), irrelevant: list[str] = (),
+               model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
+               min_score: float | None = None, exclude_judged: bool = False) -> SearchResult:
+        """One round of relevance feedback (Rocchio, weights in feedback.py): the query's vector moved toward
+        the rows marked relevant and away from those marked irrelevant, searched again.
+
+        `query`: the original query — a collection id, a text (a string that is not an id), or an image (PIL
+        image, path or bytes). `exclude_judged` leaves the judged rows (and an id query's own row) out of the
+        results, to see new ones."""
+        relevant, irrelevant = self._judged(relevant, "relevant"), self._judged(irrelevant, "irrelevant")
+        if set(relevant) & set(irrelevant):
+            raise BadQuery("An image cannot be marked both relevant and not relevant.")
+        if not relevant and not irrelevant:
+            raise BadQuery("Mark at least one result as relevant or not relevant to refine the search.")
+        exclude = {*relevant, *irrelevant} if exclude_judged else set()
+        if isinstance(query, str) and query in self._row_of:
+            row = self._row(query)
+            name = self._model(model or self._any_model(), None)
+            vector = self.store.vector(name, row)[None, :]
+            exclude.add(row)
+        elif isinstance(query, str):
+            text = " ".join(query.split())
+            if not text:
+                raise BadQuery("Give the original query: a text, a collection id or an image.")
+            name = self._model(model or self.default_model(TEXT), TEXT)
+            vector = self._embed(name, lambda embedder: embedder.embed_texts([text]))
+        elif query is None:
+            raise BadQuery("Give the original query: a text, a collection id or an image.")
+        else:
+            name = self._model(model or self.default_model(IMAGE), IMAGE)
+            vector = self._image_vector(name, query)
+        stored = lambda rows: np.stack([self.store.vector(name, row) for row in rows]) if rows else np.empty(0)
+        vector = rocchio(vector, stored(relevant), stored(irrelevant))
+        hits = self._search(name, vector, k, category, min_score, exclude=sorted(exclude) or None)
+        return SearchResult(hits, name)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                 min_score: float | None = None) -> SearchResult:
         """"More like this": neighbours of a row already in the index, the row itself excluded."""
         row = self._row(item_id)
-        name = model or self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self._models), None)
-        name = self._model(name, None)
+        name = self._model(model or self._any_model(), None)
         vector = self.store.vector(name, row)[None, :]
         return SearchResult(self._search(name, vector, k, category, min_score, exclude=row), name)
+
+    def explain(self, query: str | ImageSource, result_id: str, model: str | None = None) -> "Explanation":
+        """Why `result_id` is similar to `query` (an id of this index, or an image as search_image takes it): both
+        images with heat maps of the regions that drive their similarity under an image model (default: the image
+        search's), as a retrieval.explain.Explanation. One forward pass per image; the maps of rows and of
+        uploads (by content) are cached. A model without spatial features (a text model) raises NoSpatialFeatures."""
+        from . import explain as why  # the heat maps' maths and colour map load on first use
+        from .embedders import model_version
+        from .errors import NoSpatialFeatures
+        from .images import digest
+
+        self._row(result_id)
+        if query is None:
+            raise BadQuery("Give a query: an id of this index or an image.")
+        query_id = query if isinstance(query, str) and query in self._row_of else None
+        if isinstance(query, str) and query_id is None and not Path(query).is_file():
+            self._row(query)  # neither an id here nor a file: the message names the id
+        name = model or self.default_model(IMAGE)
+        if name in self._models and not self.manifest.models[name].embeds(IMAGE):
+            raise NoSpatialFeatures(f"Model {name!r} reads text, not pixels: it has no spatial features, so no map "
+                                    f"of the regions that drive a similarity; choose one of {self.models_for(IMAGE)}.")
+        name = self._model(name, IMAGE)
+        embedder = get_embedder(name)
+
+        def features(item, picture):  # item: a row's id, or an upload's content digest
+            def run():
+                with self._locks[name]:
+                    return embedder.feature_maps([picture()])
+
+            return why.CACHE.get((str(self.generation.folder), name, model_version(name), item), run)
+
+        def row_features(item_id: str):  # decoded as the build decoded it, so the map pools to the stored vector
+            data = self._images[self._row(item_id)]["image"]["bytes"]
+            return features(item_id, lambda: load_image(data, item_id, max_side=embedder.decode_side))
+
+        if query_id is None:
+            picture = load_image(query, max_side=embedder.decode_side)
+            query_features = features(("upload", digest(picture.tobytes())), lambda: picture)
+            query_picture = self.query_image(query)
+        else:
+            query_features, query_picture = row_features(query_id), self.image(query_id)
+        return why.explain(name, query_features, row_features(result_id), query_picture, self.image(result_id),
+                           result_id, query_id)
 
     # --- internals -------------------------------------------------------------------------------------
     def _row(self, item_id: str) -> int:
@@ -337,6 +437,34 @@ class SearchEngine:
             return self._row_of[item_id]
         except (KeyError, TypeError):
             raise BadQuery(f"No image with id {item_id!r} in this index.") from None
+
+    def _any_model(self) -> str | None:
+        """The model that compares collection rows when none is named: the best image model, else text."""
+        return self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self._models), None)
+
+    def _judged(self, ids, what: str) -> list[int]:
+        if isinstance(ids, str) or not isinstance(ids, (list, tuple, set, frozenset)):
+            raise BadQuery(f"The {what} results must be a list of collection ids; got {ids!r}.")
+        if len(ids) > K_MAX * 5:
+            raise BadQuery(f"At most {K_MAX * 5} {what} ids; got {len(ids)}.")
+        return list(dict.fromkeys(self._row(item) for item in ids))
+
+    def _image_vector(self, name: str, image: ImageSource) -> np.ndarray:
+        picture = load_image(image, max_side=get_embedder(name).decode_side)  # decoded as the build decoded
+        return self._embed(name, lambda embedder: embedder.embed_images([picture]))
+
+    def _add_text(self, name: str, vector: np.ndarray, text: str, weight: float) -> np.ndarray:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise BadQuery(f"The text weight must be a number from 0 to 1; got {weight!r}.")
+        if len(text) > MAX_QUERY_CHARS:
+            raise BadQuery(f"The text is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
+        if name not in self.models_for_image_and_text():
+            raise BadQuery(f"Model {name!r} cannot add words to an image query; use one of "
+                           f"{self.models_for_image_and_text() or 'the models that embed both (none in this index)'}.")
+        if weight == 0:
+            return vector
+        words = self._embed(name, lambda embedder: embedder.embed_texts([text]))
+        return l2_normalise((1.0 - weight) * vector + weight * words)
 
     def _model(self, name: str | None, modality: str | None) -> str:
         if name is None:
@@ -446,6 +574,60 @@ class SearchEngine:
         if total <= 0:
             return {}
         return {category: weight / total for category, weight in weights.most_common()}
+
+    # --- the map of the collection (2-D, projected at build time: projection.py) ------------------------------
+    def map_models(self) -> list[str]:
+        """This index's models with a stored 2-D map: its image models (an index built before maps has none)."""
+        return [name for name in self._models if self.generation.has_map(name)]
+
+    def collection_map(self, model: str | None = None) -> dict[str, list]:
+        """Every row's point on `model`'s map (default: the image search's model, else the first with a map) as
+        equal-length columns in row order, ready for a DataFrame: id, x, y, category, label, source."""
+        positions = self.generation.read_map(self._map_model(model))
+        return {"id": list(self._meta["id"]), "x": positions[:, 0].tolist(), "y": positions[:, 1].tolist(),
+                **{column: [value or "" for value in self._meta[column]] for column in ("category", "label", "source")}}
+
+    def locate(self, query: str | np.ndarray | ImageSource, model: str) -> tuple[float, float]:
+        """Where a query lands on `model`'s map, as (x, y). An id of this index is its own point. A query vector
+        of the model ((dim,) or (1, dim)), or an image (embedded as search_image embeds it), lands at the
+        similarity-weighted mean of the points of its nearest rows: t-SNE cannot place a point it was not
+        fitted on, so the query sits among the images a search would return for it."""
+        from .projection import NEIGHBOURS, place
+
+        name = self._map_model(model)
+        positions = self.generation.read_map(name)
+        if isinstance(query, str) and (query in self._row_of or not Path(query).is_file()):
+            return tuple(float(v) for v in positions[self._row(query)])  # not an id nor a file: names the id
+        if isinstance(query, np.ndarray):
+            dim = self.manifest.models[name].dim
+            vector = np.asarray(query, dtype=np.float32).reshape(-1)
+            if query.shape not in ((dim,), (1, dim)) or not np.isfinite(vector).all():
+                raise BadQuery(f"A query vector of {name!r} has shape ({dim},) or (1, {dim}) and finite values; "
+                               f"got {query.shape}.")
+        elif query is None:
+            raise BadQuery("Give a query to place on the map: an id of this index, a query vector or an image.")
+        else:
+            vector = self._image_vector(self._model(name, IMAGE), query)[0]
+        return place(positions, self.store.search(name, vector, min(NEIGHBOURS, len(self))))
+
+    def _map_model(self, model: str | None) -> str:
+        """`model`, or the default for the map; refused clearly when it has no stored map."""
+        maps = self.map_models()
+        if model is None:
+            if not maps:
+                raise BadQuery("This index has no map of the collection; rebuild the index to get it "
+                               f"(python -m retrieval build --collection PATH --index {self.index_dir}).")
+            preferred = self.default_model(IMAGE)
+            return preferred if preferred in maps else maps[0]
+        name = self._model(model, None)
+        if name in maps:
+            return name
+        if self.manifest.models[name].indexes != IMAGE:
+            raise BadQuery(f"Model {name!r} indexes metadata text, not images, so it has no map; "
+                           f"choose one of {maps}.")
+        raise BadQuery(f"This index has no map for {name!r} (built before maps were stored, or copied without "
+                       f"it); rebuild the index to get the map (python -m retrieval build --collection PATH "
+                       f"--index {self.index_dir}).")
 
     def collection_stats(self) -> dict:
         """Counts per category, label and source, and each source's licence and link."""

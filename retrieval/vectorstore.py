@@ -8,7 +8,7 @@ is made by a factory with one signature, `(generation, dataset, models) -> Vecto
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,8 +20,9 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, model: str, vector: np.ndarray, k: int, category: str | None = None,
-               exclude: int | None = None) -> list[tuple[int, float]]:
-        """Up to k (row, score) pairs, best first, only rows of `category` when given, never row `exclude`."""
+               exclude: int | Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """Up to k (row, score) pairs, best first, only rows of `category` when given, never the row(s) in
+        `exclude`."""
 
     @abstractmethod
     def vector(self, model: str, row: int) -> np.ndarray:
@@ -54,7 +55,7 @@ class FaissStore(VectorStore):
             allowed = self._rows_in.get(category, np.empty(0, np.int64)) if category is not None \
                 else np.arange(len(self._dataset), dtype=np.int64)
             if exclude is not None:
-                allowed = allowed[allowed != exclude]
+                allowed = allowed[~np.isin(allowed, np.asarray(exclude, dtype=np.int64))]
             if allowed.size == 0:
                 return []
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))

@@ -18,7 +18,7 @@ from retrieval.embedders import list_embedders  # noqa: E402
 from retrieval.files import MAX_FILE_BYTES  # noqa: E402
 from retrieval.search import DUPLICATE_MARGIN  # noqa: E402
 
-ENDPOINTS = {"/search_text", "/search_image", "/similar", "/models"}
+ENDPOINTS = {"/search_text", "/search_image", "/similar", "/refine", "/explain", "/models"}
 RESULT_FIELDS = {"id", "rank", "score", "file_name", "category", "label", "caption", "source", "license"}
 
 
@@ -85,7 +85,7 @@ def check_results(gallery, records, k: int, min_score: float | None = None) -> N
             assert min(picture.size) > 16
 
 
-def test_only_the_four_named_endpoints_are_public(client):
+def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == ENDPOINTS
     assert not api["unnamed_endpoints"]
@@ -187,6 +187,62 @@ def test_the_trained_model_answers_text_and_image_queries_from_pixels(client, kn
     assert records[0]["category"] == "knee" and suggestion["label"] == "knee"
 
 
+def test_refine_moves_a_text_search_by_the_marked_results(client, engine):
+    _, records, _ = client.predict("knee radiograph", model="minilm", k=10, api_name="/search_text")
+    relevant, irrelevant = [records[0]["id"], records[1]["id"]], [records[-1]["id"]]
+    gallery, refined, status = client.predict("knee radiograph", relevant, irrelevant, model="minilm", k=10,
+                                              api_name="/refine")
+    check_results(gallery, refined, k=10)
+    expected = engine.refine("knee radiograph", relevant, irrelevant, model="minilm", k=10)
+    assert [r["id"] for r in refined] == [hit.id for hit in expected]
+    _, fresh, _ = client.predict("knee radiograph", relevant, irrelevant, model="minilm", k=10, exclude_judged=True,
+                                 api_name="/refine")
+    assert not {r["id"] for r in fresh} & {*relevant, *irrelevant}
+
+
+def test_refine_takes_an_image_or_a_collection_id_as_the_original_query(client, knee_file):
+    item_id, path = knee_file
+    _, records, _ = client.predict(item_id, k=10, model="xray-lite0", api_name="/similar")
+    same = [r["id"] for r in records if r["label"] == records[0]["label"]][:2]
+    _, by_image, _ = client.predict("", same, [], model="xray-lite0", image=handle_file(str(path)),
+                                    api_name="/refine")
+    assert by_image[0]["category"] == "knee"
+    _, by_id, _ = client.predict(item_id, same, [], model="xray-lite0", exclude_judged=True, api_name="/refine")
+    assert item_id not in {r["id"] for r in by_id} and by_id[0]["category"] == "knee"
+    with pytest.raises(AppError, match="Mark at least one"):
+        client.predict("knee", [], [], model="minilm", api_name="/refine")
+
+
+def test_image_and_text_through_the_api(client, knee_file):
+    _, path = knee_file
+    _, plain, _, _ = client.predict(handle_file(str(path)), model="xray-lite0", k=10, api_name="/search_image")
+    _, zero, _, _ = client.predict(handle_file(str(path)), model="xray-lite0", k=10, text="chest x-ray",
+                                   text_weight=0.0, api_name="/search_image")
+    assert [r["id"] for r in zero] == [r["id"] for r in plain]
+    _, steered, _, _ = client.predict(handle_file(str(path)), model="xray-lite0", k=10, text="chest x-ray",
+                                      text_weight=0.8, api_name="/search_image")
+    assert sum(r["category"] == "chest" for r in steered) > sum(r["category"] == "chest" for r in plain)
+    with pytest.raises(AppError, match="cannot add words"):
+        client.predict(handle_file(str(path)), model="efficientnet-lite0", text="chest", api_name="/search_image")
+
+
+def test_explain_returns_both_images_with_their_heat_maps(client, knee_file, engine):
+    item_id, path = knee_file
+    result_id = engine.similar(item_id, model="xray-lite0", k=1)[0].id
+    query_overlay, result_overlay, note = client.predict(handle_file(str(path)), result_id, model="xray-lite0",
+                                                         api_name="/explain")
+    with Image.open(query_overlay) as query, Image.open(result_overlay) as result:
+        assert query.size == engine.query_image(str(path)).size and result.size == engine.image(result_id).size
+        assert query.mode == "RGB" and len(set(query.getdata())) > 50  # coloured, not the gray image
+    assert "regions that drive the similarity" in note and "**xray-lite0**, score 0." in note
+    by_id = client.predict(None, result_id, model="efficientnet-lite0", query_id=item_id, api_name="/explain")
+    assert "efficientnet-lite0" in by_id[2]
+    with pytest.raises(AppError, match="No image with id"):
+        client.predict(handle_file(str(path)), "no/such-id", api_name="/explain")
+    with pytest.raises(AppError, match="No image with id"):  # an id is looked up, never read as a server path
+        client.predict(None, result_id, query_id=str(path), api_name="/explain")
+
+
 def test_models_show_the_evaluation_figures_of_the_index(engine, monkeypatch):
     monkeypatch.setattr(engine, "evaluation", lambda: {  # as read from the index's evaluation summary
         "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61234},
@@ -245,7 +301,7 @@ def test_main_without_index_or_collection_says_how_to_get_one(tmp_path, monkeypa
     assert "python -m retrieval build --collection" in message and "python app.py --collection" in message
 
 
-def test_mcp_tools_are_the_four_endpoints_with_their_docstrings(subset_index):
+def test_mcp_tools_are_the_named_endpoints_with_their_docstrings(subset_index):
     pytest.importorskip("mcp", reason="the MCP extra is not installed (pip install 'mcp>=1.21,<2')")
     import httpx
     from retrieval.search import SearchEngine

@@ -4,6 +4,7 @@ index of a real subset of the collection. Screenshots of each tab go to artifact
 from __future__ import annotations
 
 import base64
+import re
 import os
 from pathlib import Path
 
@@ -223,3 +224,72 @@ def test_the_model_chosen_in_the_models_tab_becomes_the_default(page):
     open_tab(page, "Text search")
     page.wait_for_function("() => document.querySelector('#text-model input').value.startsWith('tfidf')",
                            timeout=WAIT_MS)
+
+
+def gallery_changes(page, gallery: str, before: list[str]) -> None:
+    page.wait_for_function("([selector, before]) => [...document.querySelectorAll(selector)]"
+                           ".map(e => e.innerText).join('|') !== before",
+                           arg=[f"#{gallery} .caption-label", "|".join(before)], timeout=WAIT_MS)
+
+
+def test_selecting_a_result_shows_why_it_is_similar_with_both_heat_maps(page, knee_image):
+    open_tab(page, "Image search")
+    page.set_input_files("#query-file input[type=file]", str(knee_image))
+    page.wait_for_selector("#image-results img")
+    page.click("#image-results .thumbnail-item >> nth=1")
+    expect(page.locator("#image-why-note")).to_contain_text("score 0.", timeout=WAIT_MS)
+    for side in ("query", "result"):
+        panel = page.locator(f"#image-why-{side}")
+        panel.scroll_into_view_if_needed()
+        expect(panel.locator("img")).to_be_visible()
+    overlay = page.locator("#image-why-result img").get_attribute("src")
+    page.locator("#image-why-toggle input").uncheck()  # the plain images, without the maps
+    page.wait_for_function("([selector, before]) => document.querySelector(selector)?.src !== before",
+                           arg=["#image-why-result img", overlay], timeout=WAIT_MS)
+    page.locator("#image-why-toggle input").check()
+    page.locator("#image-why").screenshot(path=str(SCREENSHOTS / "why-similar.png"))
+
+
+def test_marking_results_and_refining_changes_the_results(page):
+    page.fill("#text-query textarea", "knee radiograph")
+    page.press("#text-query textarea", "Enter")
+    page.wait_for_selector("#text-results img")
+    feedback = page.locator("#text-feedback")
+    feedback.get_by_label("mark it relevant").check()
+    page.click("#text-results .thumbnail-item >> nth=0")
+    page.click("#text-results .thumbnail-item >> nth=2")
+    feedback.get_by_label("mark it not relevant").check()
+    page.click("#text-results .thumbnail-item >> nth=4")
+    expect(page.locator("#text-irrelevant")).to_contain_text("/")  # the marked id is listed
+    assert page.locator("#text-relevant .token").count() == 2 and page.locator("#text-irrelevant .token").count() == 1
+    expect(page.locator("#text-more img")).to_have_count(0)  # marking is not selecting
+    before = captions(page, "text-results")
+    page.click("#text-refine")
+    gallery_changes(page, "text-results", before)
+    screenshot(page, "refine")
+
+
+def test_the_map_tab_shows_the_collection_as_points(page):
+    open_tab(page, "Map")
+    plot = page.locator("#collection-map")
+    plot.locator("canvas, svg").first.wait_for()
+    expect(page.locator("#map-model")).to_be_visible()
+    page.locator("#map-colour").get_by_label("source").check()
+    plot.locator("canvas, svg").first.wait_for()
+    screenshot(page, "map")
+
+
+def test_a_link_with_a_query_opens_its_results_without_typing(browser, url):
+    page = browser.new_page()
+    try:
+        page.goto(url + "?q=knee&k=6", timeout=WAIT_MS)
+        page.wait_for_selector("#text-results img")
+        assert page.input_value("#text-query textarea") == "knee"
+        labels = captions(page, "text-results")
+        assert len(labels) == 6 and all(" · knee · " in label for label in labels)
+        page.click("#text-copy-link")
+        expect(page.locator("#text-link textarea")).to_have_value(re.compile(r"\?q=knee&.*k=6"))
+        page.goto(url + "?q=knee&k=500", timeout=WAIT_MS)
+        expect(page.locator("#link-status")).to_contain_text("k must be from 1 to 20")
+    finally:
+        page.close()

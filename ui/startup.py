@@ -33,6 +33,13 @@ WHAT_TO_SET = """
 """
 
 
+NO_INDEX = """No index in {index}/ and no collection to build one from. Either build it first:
+    python -m retrieval build --collection ../shared/xray-collection --index {index}
+or build and serve in one step:
+    python app.py --collection ../shared/xray-collection
+(--collection also takes a Hugging Face dataset id; on a Space, set the variable XRAY_COLLECTION.)"""
+
+
 def on_space(environ=None) -> bool:
     """True on a Hugging Face Space (the host sets SPACE_ID)."""
     return bool((os.environ if environ is None else environ).get("SPACE_ID"))

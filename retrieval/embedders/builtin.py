@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..images import to_rgb
 from . import weights
-from .base import IMAGE, TEXT, Embedder, l2_normalise
+from .base import IMAGE, TEXT, Embedder, FeatureMaps, averaged, l2_normalise
 from .registry import Availability, EmbedderSpec, register
 
 
@@ -137,17 +137,25 @@ class EfficientNetLite0Embedder(Embedder):
         # NHWC memory is what channels_last means: a transposed view, no copy
         return torch.from_numpy(batch).permute(0, 3, 1, 2).to(self._device)
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _grids(self, images: Sequence[Image.Image]):
+        """The head's activations, (batch, 1280, 7, 7) float32 per batch: what both embed methods read."""
         import torch
 
-        chunks = []
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
-            for start in range(0, len(images), self.batch_size):
-                features = self._model.extract_features(self._tensor(images[start:start + self.batch_size]))
-                chunks.append(features.float().mean(dim=(2, 3)).cpu().numpy())  # global average pooling
+        for start in range(0, len(images), self.batch_size):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+                grid = self._model.extract_features(self._tensor(images[start:start + self.batch_size])).float()
+            yield grid.cpu()
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        chunks = [grid.mean(dim=(2, 3)).numpy() for grid in self._grids(images)]  # global average pooling
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return l2_normalise(np.concatenate(chunks))
+
+    def feature_maps(self, images: Sequence[Image.Image]) -> FeatureMaps:
+        """The 7x7 grid of 1280-d features whose average is the embedding (the whole image is squashed to 224)."""
+        grids = [grid.permute(0, 2, 3, 1).numpy() for grid in self._grids(images)]
+        return averaged(np.concatenate(grids) if grids else np.zeros((0, 7, 7, self.dim), np.float32))
 
 
 def _package_check(module: str, package: str) -> Availability:

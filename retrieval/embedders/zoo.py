@@ -4,6 +4,8 @@ Weights come from `weights.resolve(name, hub_id)`: the folder `$XRAY_MODEL_DIR/<
 the hub repo), else the Hugging Face cache or hub. Four code paths serve six models: one for transformers vision
 backbones (a model class plus a pooling), one for transformers CLIP, one for open_clip and one for timm.
 torch, transformers, open_clip and timm are imported inside the loaders, so importing the zoo costs nothing.
+Each model also gives its spatial features (`feature_maps`, for "why similar" heat maps): a CNN's last activation
+map, a ViT's patch tokens (taken into the joint space by CLIP's projection), from the same preprocessing.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import EmbedderUnavailable
+from ..errors import EmbedderUnavailable, NoSpatialFeatures
 from ..images import to_rgb
 from . import weights
-from .base import IMAGE, TEXT, Embedder, l2_normalise
+from .base import IMAGE, TEXT, Embedder, FeatureMaps, l2_normalise
 from .registry import Availability, EmbedderSpec, register
 
 CLIP_HUB_ID = "openai/clip-vit-base-patch32"
@@ -70,6 +72,55 @@ class ZooEmbedder(Embedder):
                 chunks.append(encode(items[start:start + self.batch_size]).float().cpu().numpy())
         return l2_normalise(np.concatenate(chunks))
 
+    def _pixels(self, batch: list):
+        """The model's own preprocessing: PIL images -> (n, 3, H, W) tensor."""
+        raise NotImplementedError
+
+    def _spatial(self, pixels):
+        """(maps (n, h, w, dim), embeddings (n, dim)) of one forward pass over preprocessed `pixels`."""
+        raise NoSpatialFeatures(f"Model {self.name!r} has no spatial features wired in, so it cannot show the "
+                                f"regions that drive a similarity.")
+
+    def feature_maps(self, images: Sequence[Image.Image]) -> FeatureMaps:
+        import torch
+
+        images = list(images)
+        if not images:
+            return FeatureMaps(np.zeros((0, 1, 1, self.dim), np.float32), np.zeros((0, self.dim), np.float32),
+                               np.zeros((0, 4), np.float32))
+        maps, vectors = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                grid, pooled = self._spatial(self._pixels(images[start:start + self.batch_size]).to(self._device))
+                maps.append(grid.float().cpu().numpy())
+                vectors.append(pooled.float().cpu().numpy())
+        boxes = np.asarray([self._kept_box(image.size) for image in images], np.float32).reshape(-1, 4)
+        return FeatureMaps(np.concatenate(maps), l2_normalise(np.concatenate(vectors)), boxes)
+
+    def _kept_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of an image of `size` that the preprocessing keeps (a centre crop, often), as fractions:
+        a horizontal and a vertical ramp go through it, and a black and a white image give its intensity scale."""
+        import torch
+
+        width, height = size
+        ramps = [np.tile(np.linspace(0, 255, width), (height, 1)),
+                 np.tile(np.linspace(0, 255, height)[:, None], (1, width))]
+        probes = [*ramps, np.zeros((height, width)), np.full((height, width), 255.0)]
+        with torch.inference_mode():
+            pixels = self._pixels([Image.fromarray(np.rint(p).astype(np.uint8)) for p in probes])[:, 0].float()
+        black, white = pixels[2], pixels[3]
+        across, down = ((pixels[:2] - black) / (white - black)).clamp(0, 1)
+        (left, right), (top, bottom) = _span(across, width, pixels.shape[-1]), _span(down, height, pixels.shape[-2])
+        return left, top, right, bottom
+
+
+def _span(ramp, size: int, out: int) -> tuple[float, float]:
+    """The kept span of one axis, as fractions of it, from the ramp values (0..1 over the `size` input pixel
+    centres) that reached the `out` output pixels: the first and last output centres, widened by half a pixel."""
+    first, last = ((float(value) * (size - 1) + 0.5) / size for value in (ramp.min(), ramp.max()))
+    half = (last - first) / (2 * max(out - 1, 1))
+    return max(first - half, 0.0), min(last + half, 1.0)
+
 
 def _require_all_weights(name: str, location: str, info: dict) -> None:
     """Refuse a transformers model whose checkpoint left parameters at their random initialisation."""
@@ -86,11 +137,19 @@ def _require_all_weights(name: str, location: str, info: dict) -> None:
 
 @dataclass(frozen=True)
 class Pooling:
-    """How a transformers vision backbone's output becomes one vector per image, and how long it is."""
+    """How a transformers vision backbone's output becomes one vector per image, how long it is, and the map of
+    features it came from."""
 
     describe: str
     features: Callable[[Any], Any]  # model output -> (n, dim) tensor
     width: Callable[[Any], int]  # model config -> dim
+    maps: Callable[[Any], Any]  # model output -> (n, h, w, dim) tensor in the same space
+
+
+def _square_grid(tokens):
+    """(n, h*w, dim) patch tokens -> (n, h, w, dim); the processors here all give square inputs."""
+    side = int(round(tokens.shape[1] ** 0.5))
+    return tokens.reshape(tokens.shape[0], side, side, tokens.shape[2])
 
 
 def _cls_and_mean_patch(output):
@@ -100,13 +159,24 @@ def _cls_and_mean_patch(output):
     return torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=1)
 
 
+def _cls_and_each_patch(output):
+    """At each patch: the CLS token next to the patch token, so the grid's average is DINOv2's feature."""
+    import torch
+
+    tokens = output.last_hidden_state
+    patches = _square_grid(tokens[:, 1:])
+    return torch.cat([tokens[:, 0, None, None].expand(-1, *patches.shape[1:3], -1), patches], dim=3)
+
+
 POOLER_OUTPUT = Pooling("global-average-pooled last stage (pooler_output, flattened)",
-                        lambda output: output.pooler_output.flatten(1), lambda config: config.hidden_sizes[-1])
+                        lambda output: output.pooler_output.flatten(1), lambda config: config.hidden_sizes[-1],
+                        lambda output: output.last_hidden_state.permute(0, 2, 3, 1))
 CLS_TOKEN = Pooling("CLS token of the last hidden state",
-                    lambda output: output.last_hidden_state[:, 0], lambda config: config.hidden_size)
+                    lambda output: output.last_hidden_state[:, 0], lambda config: config.hidden_size,
+                    lambda output: _square_grid(output.last_hidden_state[:, 1:]))  # patch tokens, same layer norm
 # DINOv2's own linear-probe feature: the class token next to the average of the patch tokens.
 CLS_AND_MEAN_PATCH = Pooling("CLS token concatenated with the mean patch token",
-                             _cls_and_mean_patch, lambda config: 2 * config.hidden_size)
+                             _cls_and_mean_patch, lambda config: 2 * config.hidden_size, _cls_and_each_patch)
 
 
 class HFVisionEmbedder(ZooEmbedder):
@@ -127,12 +197,16 @@ class HFVisionEmbedder(ZooEmbedder):
         self._pooling = pooling
         self.dim = pooling.width(model.config)
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        def encode(batch):
-            pixels = self._processor(images=[to_rgb(image) for image in batch], return_tensors="pt")
-            return self._pooling.features(self._model(pixel_values=pixels["pixel_values"].to(self._device)))
+    def _pixels(self, batch: list):
+        return self._processor(images=[to_rgb(image) for image in batch], return_tensors="pt")["pixel_values"]
 
-        return self._embed(images, encode)
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._embed(images, lambda batch: self._pooling.features(
+            self._model(pixel_values=self._pixels(batch).to(self._device))))
+
+    def _spatial(self, pixels):
+        output = self._model(pixel_values=pixels)
+        return self._pooling.maps(output), self._pooling.features(output)
 
 
 def _projected(output):
@@ -158,12 +232,19 @@ class CLIPEmbedder(ZooEmbedder):
         self._max_tokens = model.config.text_config.max_position_embeddings  # 77 for OpenAI CLIP
         self.dim = model.config.projection_dim
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        def encode(batch):
-            pixels = self._image_processor(images=[to_rgb(image) for image in batch], return_tensors="pt")
-            return _projected(self._model.get_image_features(pixel_values=pixels["pixel_values"].to(self._device)))
+    def _pixels(self, batch: list):
+        return self._image_processor(images=[to_rgb(image) for image in batch], return_tensors="pt")["pixel_values"]
 
-        return self._embed(images, encode)
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._embed(images, lambda batch: _projected(
+            self._model.get_image_features(pixel_values=self._pixels(batch).to(self._device))))
+
+    def _spatial(self, pixels):
+        """Patch tokens through the same final layer norm and projection as the CLS token: the joint space."""
+        vision = self._model.vision_model
+        output = vision(pixel_values=pixels)
+        patches = self._model.visual_projection(vision.post_layernorm(output.last_hidden_state[:, 1:]))
+        return _square_grid(patches), self._model.visual_projection(output.pooler_output)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         def encode(batch):
@@ -230,14 +311,21 @@ class OpenCLIPEmbedder(ZooEmbedder):
                                **(text_cfg.get("tokenizer_kwargs") or {}))
         return open_clip.get_tokenizer(source)
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _pixels(self, batch: list):
         import torch
 
-        def encode(batch):
-            pixels = torch.stack([self._preprocess(to_rgb(image)) for image in batch]).to(self._device)
-            return self._model.encode_image(pixels)
+        return torch.stack([self._preprocess(to_rgb(image)) for image in batch])
 
-        return self._embed(images, encode)
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._embed(images, lambda batch: self._model.encode_image(self._pixels(batch).to(self._device)))
+
+    def _spatial(self, pixels):
+        """A timm image tower (BiomedCLIP's ViT): its patch tokens through the tower's projection head."""
+        visual = self._model.visual
+        if not hasattr(visual, "trunk"):  # open_clip's own towers are not wired in (none is registered)
+            return super()._spatial(pixels)
+        grid, pooled = _timm_spatial(visual.trunk, pixels)
+        return visual.head(grid), visual.head(pooled)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, lambda batch: self._model.encode_text(self._tokenizer(batch).to(self._device)))
@@ -265,14 +353,26 @@ class TimmEmbedder(ZooEmbedder):
         self._model = model.eval().to(self._device)
         self.dim = int(model.num_features)
 
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _pixels(self, batch: list):
         import torch
 
-        def encode(batch):
-            pixels = torch.stack([self._transform(to_rgb(image)) for image in batch]).to(self._device)
-            return self._model(pixels)
+        return torch.stack([self._transform(to_rgb(image)) for image in batch])
 
-        return self._embed(images, encode)
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._embed(images, lambda batch: self._model(self._pixels(batch).to(self._device)))
+
+    def _spatial(self, pixels):
+        return _timm_spatial(self._model, pixels)
+
+
+def _timm_spatial(model, pixels):
+    """A timm model without classifier, in one pass: its map (a CNN's (n, c, h, w) activations, whose average is
+    the pooled feature; or a ViT's patch tokens) and its pooled features."""
+    features = model.forward_features(pixels)
+    pooled = model.forward_head(features)  # classifier removed: timm's own pooling only
+    if features.ndim == 4:
+        return features.permute(0, 2, 3, 1), pooled
+    return _square_grid(features[:, model.num_prefix_tokens:]), pooled
 
 
 def _check(name: str, hub_id: str, module: str, package: str,

@@ -58,21 +58,28 @@ def _stage_ends(model) -> list[int]:
     return [i for i in ends if outs[i] in STAGE_CHANNELS]
 
 
-def pooled_features(model, batch):
-    """(n, FEATURE_DIM) float32 tensor of pooled features for a normalised (n, 3, 224, 224) batch."""
-    import torch
-
+def activation_maps(model, batch) -> dict:
+    """The maps `pooled_features` pools, before pooling (the heat maps read them per location):
+    {'head': (n, 1280, 7, 7), 'stages': [(n, c, h, w) at the end of each stage it reads]}, float32."""
     ends = set(_stage_ends(model))
     x = model._swish(model._bn0(model._conv_stem(batch)))
     stages = []
     for index, block in enumerate(model._blocks):
         x = block(x, drop_connect_rate=None)
         if index in ends:
-            stages.append(x.float().mean(dim=(2, 3)))
-    x = model._swish(model._bn1(model._conv_head(x))).float()
+            stages.append(x.float())
+    return {"head": model._swish(model._bn1(model._conv_head(x))).float(), "stages": stages}
+
+
+def pooled_features(model, batch):
+    """(n, FEATURE_DIM) float32 tensor of pooled features for a normalised (n, 3, 224, 224) batch."""
+    import torch
+
+    maps = activation_maps(model, batch)
+    x = maps["head"]
     gap = x.mean(dim=(2, 3))
     gem = x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-    return torch.cat([gap, gem, *stages], dim=1)
+    return torch.cat([gap, gem, *(stage.mean(dim=(2, 3)) for stage in maps["stages"])], dim=1)
 
 
 def extract(model, views: Sequence[np.ndarray], batch_size: int = 8, bf16: bool = False,

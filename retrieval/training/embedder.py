@@ -12,6 +12,7 @@ from PIL import Image
 MODEL_NAME = "xray-lite0"
 MODEL_DIR_ENV = "XRAY_MODEL_DIR"
 REPO = Path(__file__).resolve().parents[2]  # parent of the retrieval package
+GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
 
 
 def model_folder() -> Path | None:
@@ -30,7 +31,7 @@ def model_folder() -> Path | None:
 
 # Imported after model_folder on purpose: the registry (retrieval.embedders) asks model_folder() while it is
 # being imported, which may happen in the middle of importing this module (circular import).
-from ..embedders.base import Embedder, l2_normalise  # noqa: E402
+from ..embedders.base import Embedder, FeatureMaps, averaged, l2_normalise  # noqa: E402
 
 
 class XRayLite0Embedder(Embedder):
@@ -83,6 +84,28 @@ class XRayLite0Embedder(Embedder):
             return np.zeros((0, self.dim), np.float32)
         return l2_normalise(np.concatenate(out))
 
+    def feature_maps(self, images: Sequence[Image.Image]) -> FeatureMaps:
+        """The head applied at each location of the backbone's 7x7 grid, in the embedding space: the slices'
+        scales (the pooled norms) are the image's, so the grid's average is, exactly, what the head reads pooled.
+        Boxes: the part of each image left after the border crop of the 'norm' view."""
+        from . import backbone
+        from .data import clean_view, crop_border, to_batch, working_copy
+
+        torch = self._torch
+        maps, boxes = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                grays = [working_copy(image) for image in images[start:start + self.batch_size]]
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+                    batch = to_batch([clean_view(gray, self._mode) for gray in grays])
+                    grids = backbone.activation_maps(self._backbone, batch)
+                located = _head_per_location(self._image_head, _slices_per_location(grids, self._features))
+                maps.append(located.numpy())
+                boxes += [_kept_box(gray, crop_border(gray) if self._mode == "norm" else gray) for gray in grays]
+        if not maps:
+            return averaged(np.zeros((0, GRID, GRID, self.dim), np.float32))
+        return averaged(np.concatenate(maps), np.asarray(boxes, np.float32))
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self._text_head is None:
             return super().embed_texts(texts)
@@ -97,3 +120,44 @@ class XRayLite0Embedder(Embedder):
 
     def version(self) -> str:
         return str(self.config["version"])
+
+
+def _slices_per_location(grids: dict, feature_set: str):
+    """What `select_features` builds from the pooled features, at each location: (n, width, 7, 7) whose average
+    over the grid is `select_features(pooled_features)` (GeM's share of each location is its x^p share)."""
+    import torch
+    from torch.nn.functional import adaptive_avg_pool2d
+
+    from .backbone import GEM_P
+
+    head = grids["head"]
+    stages = [adaptive_avg_pool2d(stage, head.shape[-2:]) for stage in grids["stages"]]  # 28 and 14 px onto 7
+    located = {"gap": head, "stages": torch.cat(stages, dim=1)}
+    if "gem" in feature_set:
+        powered = head.clamp(min=1e-6).pow(GEM_P)
+        mean_power = powered.mean(dim=(2, 3), keepdim=True)
+        located["gem"] = powered / mean_power * mean_power.pow(1.0 / GEM_P)
+    names = feature_set.split("+")
+    pooled_norms = [located[name].mean(dim=(2, 3), keepdim=True).norm(dim=1, keepdim=True) for name in names]
+    parts = [located[name] / norm.clamp(min=1e-12) for name, norm in zip(names, pooled_norms)]
+    return torch.cat(parts, dim=1) / float(np.sqrt(len(names)))
+
+
+def _head_per_location(head, located):
+    """(n, 7, 7, dim): the image head's affine part (centring, nuisance projection, linear map) at each location;
+    its final normalisation is left out, so the grid's average, normalised, is the embedding."""
+    x = located.permute(0, 2, 3, 1) - head.mean
+    if head.nuisance.shape[1]:
+        x = x - (x @ head.nuisance) @ head.nuisance.T
+    if head.linear is not None:
+        x = head.linear(x)
+    return x
+
+
+def _kept_box(gray: np.ndarray, kept: np.ndarray) -> tuple[float, float, float, float]:
+    """Where `kept` (a slice of `gray`, as `crop_border` returns it) lies in `gray`, as fractions."""
+    height, width = gray.shape
+    offset = kept.__array_interface__["data"][0] - gray.__array_interface__["data"][0]
+    top, left = divmod(offset, gray.strides[0])
+    left //= gray.strides[1]
+    return (left / width, top / height, (left + kept.shape[1]) / width, (top + kept.shape[0]) / height)

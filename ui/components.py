@@ -1,0 +1,188 @@
+"""The pieces each search tab repeats: its controls, its results view, its details panel and its feedback row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gradio as gr
+
+from . import render
+
+SHOW, MARK_RELEVANT, MARK_IRRELEVANT = "show it and more like it", "mark it relevant", "mark it not relevant"
+
+
+@dataclass
+class ResultsView:
+    status: gr.Markdown
+    gallery: gr.Gallery
+    table: gr.JSON  # also what a click on the gallery reads (a gr.State output would break the MCP tools)
+
+    @property
+    def outputs(self) -> list:
+        return [self.gallery, self.table, self.status]
+
+
+class Controls(NamedTuple):
+    model: gr.Dropdown
+    k: gr.Slider
+    category: gr.Dropdown
+    min_score: gr.Slider
+
+
+@dataclass
+class Feedback:
+    """Marks on the results ("relevant" / "not relevant") and the Refine button that searches again with them."""
+
+    click: gr.Radio
+    relevant: gr.Dropdown
+    irrelevant: gr.Dropdown
+    exclude: gr.Checkbox
+    button: gr.Button
+
+
+@dataclass
+class Details:
+    item_id: gr.Textbox
+    image: gr.Image
+    record: gr.Markdown
+    more: ResultsView
+
+
+def results_view(label: str, elem_id: str) -> ResultsView:
+    status = gr.Markdown(label="search_status", elem_id=f"{elem_id}-status")
+    gallery = gr.Gallery(label=label, columns=4, object_fit="contain", allow_preview=False, format="jpeg",
+                         interactive=False, elem_id=elem_id, elem_classes="result-gallery")
+    with gr.Accordion("Results as JSON", open=False):
+        table = gr.JSON(label="results_json", show_label=False)
+    # an empty result leaves only the status line ("no images above the threshold..."), not a blank gallery
+    table.change(lambda records: gr.update(visible=records != []), table, gallery, api_visibility="private",
+                 queue=False)
+    return ResultsView(status, gallery, table)
+
+
+def controls(engine, modality: str, prefix: str, on_model) -> Controls:
+    choices = [(f"{name} — {engine.family(name)}", name) for name in engine.models_for(modality)]
+    default = engine.default_model(modality)
+    model = gr.Dropdown(choices, value=default, label=f"{modality.capitalize()} model", elem_id=f"{prefix}-model",
+                        info=engine.describe(default))
+    k = gr.Slider(engine.K_MIN, engine.K_MAX, value=engine.K_DEFAULT, step=1, precision=0, label="Results (top-k)",
+                  elem_id=f"{prefix}-k")
+    min_score = gr.Slider(0.0, 1.0, value=engine.default_min_score(default), step=0.01, label="Minimum score",
+                          info="Cosine similarity; changing the model resets it to that model's default.",
+                          elem_id=f"{prefix}-min-score")
+    category = gr.Dropdown([("All categories", "")] + [(c, c) for c in engine.categories], value="",
+                           label="Category", elem_id=f"{prefix}-category")
+    model.change(on_model, model, [model, min_score], api_visibility="private")
+    return Controls(model, k, category, min_score)
+
+
+def feedback_row(prefix: str) -> Feedback:
+    with gr.Column(elem_id=f"{prefix}-feedback", variant="panel"):
+        click = gr.Radio([SHOW, MARK_RELEVANT, MARK_IRRELEVANT], value=SHOW, label="A click on a result…",
+                         elem_id=f"{prefix}-click")
+        with gr.Row():
+            relevant = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Relevant",
+                                   elem_id=f"{prefix}-relevant")
+            irrelevant = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Not relevant",
+                                     elem_id=f"{prefix}-irrelevant")
+        with gr.Row():
+            exclude = gr.Checkbox(False, label="Leave out what I marked", elem_id=f"{prefix}-exclude")
+            button = gr.Button("Refine", elem_id=f"{prefix}-refine")
+    return Feedback(click, relevant, irrelevant, exclude, button)
+
+
+def details_panel(prefix: str) -> Details:
+    gr.Markdown("### Selected result and more like it\nClick a result to see it here with its metadata and the "
+                "images nearest to it; click one of those to keep exploring.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(label="Selected image", type="pil", interactive=False, height=320,
+                             elem_id=f"{prefix}-selected")
+            item_id = gr.Textbox(label="Selected id", interactive=False, elem_id=f"{prefix}-selected-id")
+            record = gr.Markdown(label="metadata", elem_id=f"{prefix}-metadata", elem_classes="details")
+        with gr.Column(scale=2):
+            more = results_view("More like this", f"{prefix}-more")
+    return Details(item_id, image, record, more)
+
+
+def toggle_mark(records: list[dict], mode: str, relevant: list[str], irrelevant: list[str], event: gr.SelectData):
+    """In a marking mode, a click on a result toggles its mark (a row is never in both lists)."""
+    if mode == SHOW:
+        return gr.update(), gr.update()
+    item = records[event.index]["id"]
+    chosen, other = (relevant, irrelevant) if mode == MARK_RELEVANT else (irrelevant, relevant)
+    chosen = [i for i in chosen if i != item] if item in chosen else [*chosen, item]
+    other = [i for i in other if i != item]
+    marked = (chosen, other) if mode == MARK_RELEVANT else (other, chosen)
+    return tuple(gr.update(value=ids, choices=ids) for ids in marked)
+
+
+def mark_choices(records: list[dict], relevant: list[str], irrelevant: list[str]):
+    """New results: the marks stay (they steer the next Refine); the choices are the shown results plus them."""
+    shown = [record["id"] for record in records or []]
+    return (gr.update(choices=list(dict.fromkeys([*relevant, *shown]))),
+            gr.update(choices=list(dict.fromkeys([*irrelevant, *shown]))))
+
+
+def wire_feedback(view: ResultsView, feedback: Feedback) -> None:
+    view.gallery.select(toggle_mark, [view.table, feedback.click, feedback.relevant, feedback.irrelevant],
+                        [feedback.relevant, feedback.irrelevant], api_visibility="private", queue=False)
+    view.table.change(mark_choices, [view.table, feedback.relevant, feedback.irrelevant],
+                      [feedback.relevant, feedback.irrelevant], api_visibility="private", queue=False)
+
+
+def words_box(engine, model: gr.Dropdown):
+    """The image tab's optional words and their weight, shown only while the model embeds images and text."""
+    allowed = model.value in engine.models_for_image_and_text()
+    words = gr.Textbox("", label="Add words (optional)", placeholder="e.g. severe, fracture — Enter searches",
+                       visible=allowed, elem_id="image-words")
+    weight = gr.Slider(0.0, 1.0, value=engine.TEXT_WEIGHT_DEFAULT, step=0.05, label="Weight of the words",
+                       info="0: the image alone; 1: the words alone.", visible=allowed, elem_id="image-words-weight")
+
+    def show(name):
+        return (gr.update(visible=name in engine.models_for_image_and_text()),) * 2
+    model.change(show, model, [words, weight], api_visibility="private")
+    return words, weight
+
+
+def models_tab(engine, rows: list[dict]) -> gr.Dropdown:
+    """Every registered model, the evaluation figures and the training cards; returns the default-model choice."""
+    gr.Markdown(render.MODELS_INTRO)
+    usable = [name for name in engine.models if name not in engine.unavailable]
+    default_model = gr.Dropdown(usable, value=engine.default_model("text"), elem_id="default-model",
+                                label="Default model for searches",
+                                info="Becomes the model of the search tabs that can use it.")
+    models, figures = render.model_tables(rows)
+    gr.Dataframe(**models, interactive=False, wrap=True, max_height=800, elem_id="models-table")
+    if figures:  # the index has been evaluated (python -m retrieval evaluate)
+        gr.Markdown("Retrieval quality measured on this index (`python -m retrieval evaluate`):")
+        gr.Dataframe(**figures, interactive=False, elem_id="evaluation-table")
+    gr.Markdown(render.cards_markdown(engine.training_cards()), elem_id="training-cards")
+    return default_model
+
+
+def collection_tab(stats: dict) -> None:
+    counts, labels, sources = render.collection_markdown(stats)
+    with gr.Row(elem_id="collection-stats"):
+        gr.Markdown(counts)
+        gr.Markdown(labels)
+    gr.Markdown(sources, elem_classes="nowrap-head")
+
+
+def refine_endpoint(engine, refine, **options) -> None:
+    """/refine for API and MCP callers: hidden inputs that take a text, an id or an image, and any model of the index
+    (the page's Refine buttons call the same handler with each tab's own controls)."""
+    with gr.Column(visible=False):
+        inputs = [gr.Textbox(label="query"),
+                  gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="relevant"),
+                  gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="irrelevant"),
+                  gr.Dropdown(engine.models, value=None, label="model"),
+                  gr.Slider(engine.K_MIN, engine.K_MAX, value=engine.K_DEFAULT, step=1, precision=0, label="k"),
+                  gr.Dropdown(["", *engine.categories], value="", label="category"),
+                  gr.Number(None, label="min_score"),
+                  gr.File(type="filepath", label="image"),
+                  gr.Checkbox(False, label="exclude_judged")]
+        view = results_view("refined", "refine-api")
+        button = gr.Button("refine")
+    button.click(refine, inputs, view.outputs, api_name="refine", **options)
