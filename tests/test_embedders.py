@@ -1,5 +1,8 @@
 """The registry and the contract every offline model keeps: unit-length float32 rows of the declared size."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,3 +82,29 @@ def test_tfidf_state_round_trips(tmp_path):
     restored = type(embedder)()
     restored.load_state(tmp_path)
     assert np.allclose(restored.embed_texts(TEXTS), embedder.embed_texts(TEXTS))
+
+
+def test_minilm_loads_without_sentence_transformers_and_gives_its_vectors():
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.embedders.builtin import MeanPooledEncoder, _minilm_location, load_sentence_encoder
+
+    location = _minilm_location()[0]
+    encoder = load_sentence_encoder(location)
+    assert isinstance(encoder, MeanPooledEncoder) and encoder.dim == 384
+    texts = ["knee osteoarthritis, severe", "chest x-ray " * 200, "a"]  # the long one is truncated as the library does
+    reference = SentenceTransformer(location, device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.allclose(get_embedder("minilm").embed_texts(texts), reference, atol=1e-5)
+
+
+def test_a_sentence_model_of_another_kind_goes_through_sentence_transformers(tmp_path, monkeypatch):
+    from retrieval.embedders import builtin
+
+    source = builtin._minilm_location()[0]
+    folder = tmp_path / "cls-pooled"
+    (folder / "1_Pooling").mkdir(parents=True)
+    for name in ("modules.json", "sentence_bert_config.json", "config.json"):
+        (folder / name).write_text((Path(source) / name).read_text())
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    monkeypatch.setattr(builtin, "_SentenceTransformerEncoder", lambda location, device: ("library", location))
+    assert builtin.load_sentence_encoder(str(folder)) == ("library", str(folder))

