@@ -40,7 +40,7 @@ class Handlers:
     def __init__(self, engine: SearchEngine):
         self.engine = engine
         self.example_files: list[str] = []
-        self._thumbnails = render.Thumbnails(engine.thumbnail)
+        self._thumbnails = render.Thumbnails(engine.thumbnail_jpeg)
 
     def search_text(self, query: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                     min_score: float | None = None):

@@ -24,7 +24,7 @@ from .embedders.base import l2_normalise
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
 from .feedback import rocchio
 from .hub import resolve_index
-from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, THUMBNAIL_SIDE, ImageSource, load_image
+from .images import MAX_FILE_BYTES, SUPPORTED_FORMATS, ImageSource, load_image, thumbnail_bytes
 from .layout import IndexFolder, IndexGeneration, Manifest
 from .vectorstore import VectorStore, VectorStoreFactory, faiss_store
 
@@ -284,11 +284,14 @@ class SearchEngine:
 
     def thumbnail(self, item_id: str) -> Image.Image:
         """A gallery-sized copy of the stored image (long side <= 384 px), rendered when the index was built."""
-        if self._thumbnails is None:  # an index built before thumbnails were stored
-            picture = self.image(item_id)
-            picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            return picture
-        return Image.open(io.BytesIO(self._thumbnails[self._row(item_id)]["thumbnail"]))
+        return Image.open(io.BytesIO(self.thumbnail_jpeg(item_id)))
+
+    def thumbnail_jpeg(self, item_id: str) -> bytes:
+        """The thumbnail as stored (JPEG bytes): what a gallery serves without encoding anything per query."""
+        row = self._row(item_id)
+        if self._thumbnails is None:  # an index built before thumbnails were stored: rendered now
+            return thumbnail_bytes(self._images[row]["image"]["bytes"], item_id)
+        return self._thumbnails[row]["thumbnail"]
 
     def image_bytes(self, item_id: str) -> bytes:
         buffer = io.BytesIO()
