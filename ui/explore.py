@@ -6,6 +6,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from retrieval import RetrievalError
+
 from . import components
 
 COLOUR_BY = {"category": "category", "label": "category / label", "source": "source"}
@@ -32,7 +34,7 @@ def map_frame(engine, model: str | None, colour: str, query_file: str | None = N
             x, y = engine.locate(engine.query_image(query_file), model)
             points = pd.concat([points, pd.DataFrame([{"x": x, "y": y, "colour": QUERY_POINT, "id": "(query)",
                                                        "category": "", "label": "", "source": ""}])])
-        except Exception:  # an unreadable query leaves the map as it is; the image tab says why
+        except RetrievalError:  # an unreadable query leaves the map as it is; the image tab says why
             pass
     return points[["x", "y", "colour", "id", "category", "label", "source"]]
 
@@ -45,7 +47,7 @@ def selection(engine, model: str | None, event: gr.SelectData):
     points = pd.DataFrame(engine.collection_map(model))
     chosen = points[(points["x"] >= low) & (points["x"] <= high)].sort_values("y", ascending=False)
     ids = list(chosen["id"][:SELECTION_SIZE])
-    records = [{"id": item, **engine.record(item)} for item in ids]
+    records = [engine.record(item) for item in ids]
     gallery = [(engine.thumbnail(item), f"{r['category']} · {r['label']} · {item}") for item, r in zip(ids, records)]
     more = f" (the first {SELECTION_SIZE})" if len(chosen) > SELECTION_SIZE else ""
     return gallery, records, f"{len(chosen)} images in the strip{more} — click one for more like it."
