@@ -15,9 +15,9 @@ share an interpreter. Measured, each after 5 untimed warm-ups, with the models a
     (certificates still verified), and `download_files=False` with the 10 URLs fetched by one httpx.Client;
   - one result image fetched alone over HTTP (what each download costs);
   - in this process, where a search's server time goes: the app's handler (`Handlers.search_text`: the search
-    and the cached thumbnails) and Gradio's postprocessing of its 10-image gallery as the app returns it (PIL
-    images, format "jpeg": each one encoded and hashed per query), against the same thumbnails as files written
-    once;
+    and the cached thumbnails) and Gradio's postprocessing of a 10-image gallery, the way the app returned it
+    before (PIL images, format "jpeg": each one encoded and hashed per query) and the way it does now (the stored
+    JPEG thumbnails as files written once);
   - Chromium driven by Playwright (--no-sandbox --disable-gpu): type a query, press Enter, time until the result
     gallery shows every new image loaded (target <= 500 ms); queries alternate categories so each result set
     differs from the one before.
@@ -196,8 +196,8 @@ def client_rows(url: str, args) -> dict:
 
 def server_breakdown(index: str, model: str, repeats: int = 50) -> dict:
     """Where a search's server time goes: the handler (search and thumbnails), then Gradio's postprocessing of a
-    10-image gallery the app's way (PIL images encoded to JPEG and hashed on every query) against the same
-    thumbnails written to files once and passed as paths."""
+    10-image gallery as PIL images (encoded to JPEG and hashed on every query: the app before) and as the stored
+    thumbnails written to files once and passed as paths (the app now)."""
     import gradio as gr
 
     import app
@@ -215,7 +215,10 @@ def server_breakdown(index: str, model: str, repeats: int = 50) -> dict:
     paths = []
     for item, image in zip(ids, images):
         path = folder / f"{len(paths)}.jpg"
-        image.save(path, format="JPEG", quality=85)
+        if hasattr(engine, "thumbnail_jpeg"):
+            path.write_bytes(engine.thumbnail_jpeg(item))  # the stored bytes, as the app serves them
+        else:
+            image.save(path, format="JPEG", quality=85)
         paths.append(str(path))
     for label, value, component in (
             ("gallery postprocess, 10 PIL images, format=jpeg (the app before)", images, gr.Gallery(format="jpeg")),

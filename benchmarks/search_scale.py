@@ -173,9 +173,10 @@ def sampler(name: str, index: str):
             block = rotation.inverse_transform(block) if rotation is not None else block
             out[start:start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
         return out
+    basis = "in their PCA basis" if rotation is not None else "in the original coordinates"
     return draw, (f"{COMPONENTS}-component diagonal Gaussian mixture fitted to {len(real):,} real {arg} vectors "
-                  f"({real.shape[1]}-d) {'in their PCA basis' if rotation is not None else 'in the original coordinates'}"
-                  f", samples L2-normalised; {spectrum(real)} (real) vs {spectrum(draw(len(real), 99))} (sampled)")
+                  f"({real.shape[1]}-d) {basis}, samples L2-normalised; {spectrum(real)} (real) vs "
+                  f"{spectrum(draw(len(real), 99))} (sampled)")
 
 
 def spectrum(vectors: np.ndarray) -> str:
