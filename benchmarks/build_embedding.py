@@ -1,15 +1,22 @@
 """The build's embedding path, decode included, beside the previous path and a naive loop, in one process.
 
-    .venv/bin/python benchmarks/build_embedding.py [--collection DIR] [--images 512] [--texts 2048]
+    .venv/bin/python benchmarks/build_embedding.py [--collection DIR] [--images 512] (0: the whole collection)
 
 Images are the collection's stored bytes read beforehand (disk not timed); everything after that is: decode,
 resize, the model. Paths, each over the same images:
-  - current build: `index._embed_rows` with the registered efficientnet-lite0 (one decode thread ahead of the
-    model, JPEG draft decode at 448 px, channels_last, batches of 8, bf16 autocast where the CPU has it);
-  - previous build: 2 decode threads at full size, NCHW fp32 batches of 32 (as the build ran before);
-  - naive loop: decode, resize and a fp32 batch of 16, one after the other.
-Rankings: the top-10 neighbours of every sampled image among the others, current vs previous (fp32) vectors;
-the share they have in common must stay >= 0.95 for bf16 to be kept. MiniLM texts/s: current vs batch 64.
+  - current build, EfficientNet-Lite0 alone: `index._embed_images` with the registered efficientnet-lite0 (one
+    decode thread ahead of the model, the backbone with its batch norms folded, channels_last, batches of 8, bf16
+    after the stem and first block where the CPU computes bf16 natively);
+  - the same path in fp32 (what the bf16 bar compares with);
+  - current build, both image models: efficientnet-lite0 and xray-lite0 from one decode of each image (what a
+    full build does), counted in images per second per model;
+  - previous build path (until 2026-12-03): the packaged module as it comes (batch norms, padding copies),
+    channels_last fp32 batches of 8, one decode thread at 448 px;
+  - naive loop: decode, resize and a fp32 batch of 16 with the packaged module, one after the other.
+Rankings: for each image model, the top-10 neighbours of every image among the others, bf16 path vs the same path
+in fp32; the share they have in common must stay >= 0.95 for bf16 to be kept (backbone.FP32_BLOCKS).
+MiniLM texts/s over the collection's distinct row texts: the build's encoder (length-sorted batches of 16, bf16
+autocast where native) against fp32 in the given order (the previous encoder), and its top-10 overlap with fp32.
 Writes results/build_embedding.json.
 """
 
@@ -26,8 +33,20 @@ from common import COLLECTION, machine_snapshot, save
 MEAN, STD = np.asarray((0.485, 0.456, 0.406), np.float32), np.asarray((0.229, 0.224, 0.225), np.float32)
 
 
+def packaged_module():
+    """EfficientNet-Lite0 exactly as the package builds it (no folding): the previous paths' model."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from retrieval.training.backbone import backbone_file
+
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
+    model.load_state_dict(torch.load(backbone_file(), map_location="cpu", weights_only=True), strict=True)
+    return model.eval().to(memory_format=torch.channels_last)
+
+
 def _fp32_vectors(model, images, batch_size: int):
-    """The previous path's model step: NCHW fp32 batches."""
+    """The previous paths' model step: packaged module, fp32, RGB resize in numpy."""
     import torch
 
     from retrieval.embedders import l2_normalise
@@ -37,7 +56,7 @@ def _fp32_vectors(model, images, batch_size: int):
         for start in range(0, len(images), batch_size):
             batch = np.stack([np.asarray(image.convert("RGB").resize((224, 224), 3), np.float32) / 255.0
                               for image in images[start:start + batch_size]])
-            tensor = torch.from_numpy(((batch - MEAN) / STD).transpose(0, 3, 1, 2).copy())
+            tensor = torch.from_numpy((batch - MEAN) / STD).permute(0, 3, 1, 2)  # channels_last view
             chunks.append(model.extract_features(tensor).mean(dim=(2, 3)).numpy())
     return l2_normalise(np.concatenate(chunks))
 
@@ -55,8 +74,7 @@ def top10_overlap(a: np.ndarray, b: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--collection", default=str(COLLECTION))
-    parser.add_argument("--images", type=int, default=512)
-    parser.add_argument("--texts", type=int, default=2048)
+    parser.add_argument("--images", type=int, default=512, help="0: every image of the collection")
     args = parser.parse_args()
     machine_snapshot()
 
@@ -64,78 +82,126 @@ def main() -> None:
     import torch
 
     from retrieval.collection import local_rows, row_text
-    from retrieval.embedders import get_embedder
+    from retrieval.embedders import IMAGE, get_embedder
     from retrieval.images import load_image
-    from retrieval.index import _embed_rows
+    from retrieval.index import _embed_images, _Plan
 
     rows = local_rows(args.collection)
-    step = max(1, len(rows) // args.images)
-    sample = rows[::step][:args.images]  # spread over every category and source
+    count = args.images or len(rows)
+    step = max(1, len(rows) // count)
+    sample = rows[::step][:count]  # spread over every category and source
     raw = datasets.Dataset.from_dict({"id": [row.id for row in sample],
                                       "image": [{"bytes": row.path.read_bytes(), "path": None} for row in sample]},
                                      features=datasets.Features({"id": datasets.Value("string"),
                                                                  "image": datasets.Image(decode=False)}))
-    blobs = [item["bytes"] for item in raw["image"]]
-    embedder = get_embedder("efficientnet-lite0")
-    model = embedder._model.to(memory_format=torch.contiguous_format)  # the previous path's layout
-    results, table = {}, []
+    blobs, ids = [item["bytes"] for item in raw["image"]], raw["id"]
+    module = packaged_module()
+    results, vectors = {}, {}
 
-    def timed(label: str, run) -> np.ndarray:
+    def timed(label: str, run, models: int = 1) -> None:
         run(slice(0, 16))  # warm-up
         began = time.perf_counter()
-        vectors = run(slice(None))
+        vectors[label] = run(slice(None))
         seconds = time.perf_counter() - began
-        results[label] = {"images": len(blobs), "seconds": round(seconds, 2),
-                          "images_per_second": round(len(blobs) / seconds, 1)}
-        print(f"{label}: {len(blobs) / seconds:.1f} images/s")
-        return vectors
-
-    def previous(part):
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            images = list(pool.map(lambda pair: load_image(pair[0], pair[1]), zip(blobs[part], raw["id"][part])))
-        return _fp32_vectors(model, images, 32)
+        rate = models * len(blobs) / seconds
+        results[label] = {"images": len(blobs), "models": models, "seconds": round(seconds, 2),
+                          "images_per_second": round(rate, 1), "load_average": [round(x, 2) for x in _load()]}
+        print(f"{label}: {rate:.1f} images/s (load {_load()[0]:.2f})", flush=True)
 
     def naive(part):
         chunks = []
-        ids = raw["id"][part]
-        data = blobs[part]
+        data, names = blobs[part], ids[part]
         for start in range(0, len(data), 16):
-            images = [load_image(blob, item) for blob, item in zip(data[start:start + 16], ids[start:start + 16])]
-            chunks.append(_fp32_vectors(model, images, 16))
+            images = [load_image(blob, item) for blob, item in zip(data[start:start + 16], names[start:start + 16])]
+            chunks.append(_fp32_vectors(module, images, 16))
         return np.concatenate(chunks)
 
-    before = timed("previous build path (2 decode threads, NCHW fp32, batch 32)", previous)
-    timed("naive loop (decode, resize, fp32 batch 16)", naive)
-    embedder._model = model.to(memory_format=torch.channels_last)
+    def previous(part):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            images = list(pool.map(lambda pair: load_image(pair[0], pair[1], max_side=448),
+                                   zip(blobs[part], ids[part])))
+        return _fp32_vectors(module, images, 8)
 
-    def current(part):
-        positions = list(range(len(blobs)))[part]
-        out = np.zeros((len(positions), embedder.dim), np.float32)
-        _embed_rows(embedder, "image", raw.select(positions), list(range(len(positions))), out, False, "bench")
-        return out
+    embedders = {name: get_embedder(name) for name in ("efficientnet-lite0", "xray-lite0")}
+    bf16 = {name: embedder._bf16 for name, embedder in embedders.items()}  # noqa: SLF001 - the path measured
 
-    after = timed(f"current build path (1 decode thread, channels_last, batch {embedder.batch_size}, "
-                  f"{'bf16' if embedder._bf16 else 'fp32'})", current)
-    overlap = top10_overlap(before, after)
-    print(f"top-10 neighbour overlap, current vs fp32: {overlap:.3f}")
+    def build_path(names: tuple[str, ...], fp32: bool = False):
+        def run(part):
+            positions = list(range(len(blobs)))[part]
+            plans = []
+            for name in names:
+                embedder = embedders[name]
+                embedder._bf16 = bf16[name] and not fp32  # noqa: SLF001
+                plans.append(_Plan(name, embedder, IMAGE, np.zeros((len(positions), embedder.dim), np.float32),
+                                   positions, {i: [i] for i in range(len(positions))}, None, 0.0))
+            _embed_images(plans, raw.select(positions), False)
+            return {plan.name: plan.vectors for plan in plans}
+        return run
 
-    texts = [row_text(row) for row in rows]
-    texts = (texts * (1 + args.texts // len(texts)))[:args.texts]
+    timed("naive loop (decode, resize, packaged module fp32, batch 16)", naive)
+    timed("previous build path (1 decode thread at 448 px, packaged module, channels_last fp32, batch 8)",
+          previous)
+    current = (f"current build path, efficientnet-lite0 (folded, channels_last, batch 8, "
+               f"{'bf16 after block 1' if bf16['efficientnet-lite0'] else 'fp32'})")
+    timed(current, build_path(("efficientnet-lite0",)))
+    timed("current build path in fp32, efficientnet-lite0", build_path(("efficientnet-lite0",), fp32=True))
+    both = "current build path, efficientnet-lite0 + xray-lite0 from one decode (per model)"
+    timed(both, build_path(("efficientnet-lite0", "xray-lite0")), models=2)
+    timed("current build path in fp32, efficientnet-lite0 + xray-lite0 (per model)",
+          build_path(("efficientnet-lite0", "xray-lite0"), fp32=True), models=2)
+
+    overlaps = {}
+    fp32_both = vectors["current build path in fp32, efficientnet-lite0 + xray-lite0 (per model)"]
+    for name in embedders:
+        overlaps[name] = round(top10_overlap(fp32_both[name], vectors[both][name]), 4)
+        print(f"{name}: top-10 neighbour overlap, build path vs the same in fp32: {overlaps[name]:.4f} "
+              f"(bar 0.95; {len(blobs)} images)")
+    overlaps["efficientnet-lite0 vs the previous path"] = round(top10_overlap(
+        vectors["previous build path (1 decode thread at 448 px, packaged module, channels_last fp32, batch 8)"],
+        vectors[current]["efficientnet-lite0"]), 4)
+
+    texts = sorted({row_text(row) for row in rows})
     minilm = get_embedder("minilm")
-    minilm.embed_texts(texts[:64])
-    began = time.perf_counter()
-    minilm.embed_texts(texts)
-    text_rate = len(texts) / (time.perf_counter() - began)
-    print(f"minilm: {text_rate:.1f} texts/s")
+    encoder = minilm._model  # noqa: SLF001 - the benchmark switches the encoder's precision
+    native = encoder._bf16
+    text_rates = {}
+    for label, run, use_bf16 in (("previous: fp32, texts in the given order", _encode_in_order, False),
+                                 ("current: length-sorted, " + ("bf16 autocast" if native else "fp32"),
+                                  lambda model, items: model.embed_texts(items), native)):
+        encoder._bf16 = use_bf16
+        minilm.embed_texts(texts[:32])
+        began = time.perf_counter()
+        out = run(minilm, texts)
+        text_rates[label] = {"texts": len(texts), "vectors": out,
+                             "texts_per_second": round(len(texts) / (time.perf_counter() - began), 1)}
+        print(f"minilm {label}: {text_rates[label]['texts_per_second']} texts/s", flush=True)
+    encoder._bf16 = native
+    first, second = (value.pop("vectors") for value in text_rates.values())
+    text_overlap = round(top10_overlap(first, second), 4)
+    print(f"minilm: top-10 neighbour overlap of the {len(texts)} distinct texts, current vs fp32: {text_overlap}")
 
-    naive_rate = results["naive loop (decode, resize, fp32 batch 16)"]["images_per_second"]
-    for label, figures in results.items():
-        table.append([label, figures["images"], f"{figures['seconds']:.1f}", f"{figures['images_per_second']:.1f}",
-                      f"{figures['images_per_second'] / naive_rate:.2f}x"])
-    table.append([f"minilm texts (batch {minilm.batch_size})", len(texts), "", f"{text_rate:.1f}", ""])
+    naive_rate = results["naive loop (decode, resize, packaged module fp32, batch 16)"]["images_per_second"]
+    table = [[label, figures["images"] * figures["models"], f"{figures['seconds']:.1f}",
+              f"{figures['images_per_second']:.1f}", f"{figures['images_per_second'] / naive_rate:.2f}x"]
+             for label, figures in results.items()]
+    table += [[f"minilm {label}", figures["texts"], "", f"{figures['texts_per_second']:.1f}", ""]
+              for label, figures in text_rates.items()]
     save("build_embedding", {"torch_threads": torch.get_num_threads(), "results": results,
-                             "top10_overlap_vs_fp32": round(overlap, 4), "minilm_texts_per_second": round(text_rate, 1)},
+                             "top10_overlap_vs_fp32": overlaps, "minilm": text_rates,
+                             "minilm_top10_overlap_vs_fp32": text_overlap},
          ["path", "items", "seconds", "items/s", "vs naive"], table)
+
+
+def _encode_in_order(minilm, texts: list[str]) -> np.ndarray:
+    """The previous encoder: batches in the order given (each call is one batch: nothing to sort)."""
+    size = minilm.batch_size
+    return np.concatenate([minilm.embed_texts(texts[start:start + size]) for start in range(0, len(texts), size)])
+
+
+def _load() -> tuple[float, float, float]:
+    import os
+
+    return os.getloadavg()
 
 
 if __name__ == "__main__":

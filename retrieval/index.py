@@ -222,30 +222,18 @@ def _build_generation(rows, names, generation: IndexGeneration, previous_generat
                                                        disable=not progress))
     old = _previous_vectors(previous_generation, previous)
     report = BuildReport("", generation.name, len(dataset))
+    plans = {name: _plan(name, dataset, old.get(name, {}), generation, previous_generation, previous)
+             for name in names}
     raw_images = dataset.cast_column("image", datasets.Image(decode=False))
-    for name in names:
-        began = time.perf_counter()
-        embedder = get_embedder(name)
-        spec = embedder_spec(name)
-        keys = dataset["image_sha256"] if spec.indexes == IMAGE else dataset["text"]
-        reusable = old.get(name, {})
-        corpus = None
-        if embedder.needs_fit:
-            corpus = corpus_digest(dataset["text"])
-            reusable = _fit_or_restore(embedder, corpus, previous_generation, previous, name, reusable,
-                                       dataset["text"])
-            embedder.save_state(generation.state_path(name))
-        missing = [i for i, key in enumerate(keys) if key not in reusable]
-        vectors = np.zeros((len(dataset), embedder.dim), dtype=np.float32)
-        for i, key in enumerate(keys):
-            if key in reusable:
-                vectors[i] = reusable[key]
-        if missing:
-            _embed_rows(embedder, spec.indexes, raw_images, missing, vectors, progress, name)
-        dataset = dataset.add_column(name, list(vectors),
-                                     feature=datasets.List(datasets.Value("float32"), length=embedder.dim))
-        report.models[name] = ModelBuild(embedder.dim, len(missing), len(dataset) - len(missing),
-                                         time.perf_counter() - began, corpus)
+    for name, plan in plans.items():
+        if plan.indexes != IMAGE:
+            _embed_texts(plan, dataset["text"], progress)
+    _embed_images([plan for plan in plans.values() if plan.indexes == IMAGE], raw_images, progress)
+    for name, plan in plans.items():
+        dataset = dataset.add_column(name, list(plan.vectors),
+                                     feature=datasets.List(datasets.Value("float32"), length=plan.embedder.dim))
+        report.models[name] = ModelBuild(plan.embedder.dim, len(plan.missing), len(dataset) - len(plan.missing),
+                                         plan.seconds, plan.corpus)
     generation.save_dataset(dataset)
     dataset = generation.load_dataset(verify=False)  # the saved copy, not the scratch one
     shutil.rmtree(generation.scratch_path, ignore_errors=True)
@@ -306,32 +294,102 @@ def corpus_digest(texts: list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
 
 
-def _embed_rows(embedder, indexes: str, raw_images, rows: list[int], out: np.ndarray, progress: bool,
-                name: str) -> None:
-    """Embed `rows` into `out`. One thread decodes the next chunk while the model runs on this one: the
-    model's own threads keep both cores, so more decoders would only compete with it."""
+@dataclass
+class _Plan:
+    """One model's share of a build: its vectors, the rows still to embed, and the time spent on it."""
+
+    name: str
+    embedder: object
+    indexes: str
+    vectors: np.ndarray
+    missing: list[int]  # rows without a reusable vector
+    todo: dict[int, list[int]]  # first row of each distinct missing key -> every row with that key
+    corpus: str | None
+    seconds: float
+
+
+def _plan(name: str, dataset, reusable: dict, generation: IndexGeneration, previous_generation, previous) -> _Plan:
+    """Load the model (fit it when it is fitted on the collection), take over every vector it can."""
+    began = time.perf_counter()
+    embedder = get_embedder(name)
+    spec = embedder_spec(name)
+    keys = dataset["image_sha256"] if spec.indexes == IMAGE else dataset["text"]
+    corpus = None
+    if embedder.needs_fit:
+        corpus = corpus_digest(dataset["text"])
+        reusable = _fit_or_restore(embedder, corpus, previous_generation, previous, name, reusable, dataset["text"])
+        embedder.save_state(generation.state_path(name))
+    vectors = np.zeros((len(dataset), embedder.dim), dtype=np.float32)
+    missing, todo, first = [], {}, {}
+    for i, key in enumerate(keys):
+        if key in reusable:
+            vectors[i] = reusable[key]
+            continue
+        missing.append(i)
+        todo.setdefault(first.setdefault(key, i), []).append(i)  # equal texts (or images) are embedded once
+    return _Plan(name, embedder, spec.indexes, vectors, missing, todo, corpus, time.perf_counter() - began)
+
+
+def _store(plan: _Plan, rows: list[int], vectors: np.ndarray) -> None:
+    for row, vector in zip(rows, vectors):
+        plan.vectors[plan.todo[row]] = vector
+
+
+def _embed_texts(plan: _Plan, texts: list[str], progress: bool) -> None:
+    """Each distinct missing text once, in chunks (the encoder sorts each chunk by length)."""
     from tqdm.auto import tqdm
 
-    size = IMAGE_CHUNK if indexes == IMAGE else TEXT_CHUNK
-
-    def read(chunk: list[int]):
-        batch = raw_images[chunk]
-        if indexes != IMAGE:
-            return batch["text"]
-        # stored bytes are never DICOM (rendered to PNG at read time): name them by id, not file name
-        return [load_image(image["bytes"], item_id, max_side=embedder.decode_side)
-                for image, item_id in zip(batch["image"], batch["id"])]
-
-    chunks = [rows[start:start + size] for start in range(0, len(rows), size)]
-    with ThreadPoolExecutor(max_workers=1) as decoder, tqdm(total=len(rows), desc=f"embed {name}", unit="row",
-                                                             disable=not progress) as bar:
-        pending = decoder.submit(read, chunks[0]) if chunks else None
-        for position, chunk in enumerate(chunks):
-            items = pending.result()
-            if position + 1 < len(chunks):
-                pending = decoder.submit(read, chunks[position + 1])
-            out[chunk] = embedder.embed_images(items) if indexes == IMAGE else embedder.embed_texts(items)
+    began = time.perf_counter()
+    rows = list(plan.todo)
+    with tqdm(total=len(rows), desc=f"embed {plan.name}", unit="text", disable=not progress or not rows) as bar:
+        for start in range(0, len(rows), TEXT_CHUNK):
+            chunk = rows[start:start + TEXT_CHUNK]
+            _store(plan, chunk, plan.embedder.embed_texts([texts[i] for i in chunk]))
             bar.update(len(chunk))
+    plan.seconds += time.perf_counter() - began
+
+
+def _embed_images(plans: list[_Plan], raw_images, progress: bool) -> None:
+    """Every image model's missing rows in one pass over the images: each image is decoded once for all the
+    models that read it at the same size. One thread decodes the next chunk while the models run on this one:
+    their own threads keep both cores, so more decoders would only compete with them."""
+    from tqdm.auto import tqdm
+
+    by_side: dict[int, list[_Plan]] = {}
+    for plan in plans:
+        if plan.todo:
+            by_side.setdefault(plan.embedder.decode_side, []).append(plan)
+    for side, group in by_side.items():
+        rows = sorted(set().union(*(plan.todo for plan in group)))
+        chunks = [rows[start:start + IMAGE_CHUNK] for start in range(0, len(rows), IMAGE_CHUNK)]
+        decoding: dict[str, float] = {}
+
+        def read(chunk: list[int]):
+            began = time.perf_counter()
+            batch = raw_images[chunk]
+            # stored bytes are never DICOM (rendered to PNG at read time): name them by id, not file name
+            images = [load_image(image["bytes"], item_id, max_side=side)
+                      for image, item_id in zip(batch["image"], batch["id"])]
+            decoding["seconds"] = time.perf_counter() - began
+            return images
+
+        names = ", ".join(plan.name for plan in group)
+        with ThreadPoolExecutor(max_workers=1) as decoder, tqdm(total=len(rows), desc=f"embed {names}", unit="img",
+                                                                 disable=not progress) as bar:
+            pending = decoder.submit(read, chunks[0])
+            for position, chunk in enumerate(chunks):
+                images = pending.result()
+                readers = [plan for plan in group if any(row in plan.todo for row in chunk)]
+                for plan in readers:  # the chunk's decoding is shared by the models that read it
+                    plan.seconds += decoding["seconds"] / len(readers)
+                if position + 1 < len(chunks):
+                    pending = decoder.submit(read, chunks[position + 1])
+                for plan in readers:
+                    began = time.perf_counter()
+                    wanted = [i for i, row in enumerate(chunk) if row in plan.todo]
+                    _store(plan, [chunk[i] for i in wanted], plan.embedder.embed_images([images[i] for i in wanted]))
+                    plan.seconds += time.perf_counter() - began
+                bar.update(len(chunk))
 
 
 def _previous_vectors(generation: IndexGeneration | None,

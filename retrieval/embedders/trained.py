@@ -59,6 +59,16 @@ def _card() -> dict | None:
             "beats_frozen_cross_source": card.get("shipped") == "trained head"}
 
 
+def _version() -> str:
+    """The weights' sha256 and the backbone's precision here: a change of either re-embeds."""
+    from ..training.backbone import precision
+
+    config = _config()
+    if "version" not in config:
+        return "none"
+    return f"{config['version']}:{precision() if config.get('inference_bf16') else 'fp32'}"
+
+
 def _factory():
     from ..training.embedder import XRayLite0Embedder
 
@@ -70,6 +80,6 @@ register(EmbedderSpec(
     dim=_config().get("dim"), weights=f"assets/models/{NAME} (trained on the collection; see its training card)",
     description="Image search and text-on-pixels search with an EfficientNet-Lite0 adapted to radiographs across "
                 "sources (python -m retrieval train).",
-    factory=_factory, check=_check, version=NAME, weights_digest=lambda: str(_config().get("version", "none")),
+    factory=_factory, check=_check, version=NAME, weights_digest=_version,
     card=_card, default_min_score=0.0,
 ))

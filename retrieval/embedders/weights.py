@@ -105,6 +105,19 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def cpu_bf16_inference() -> bool:
+    """True when models run on the CPU and it computes bf16 natively: where this project's measured bf16 paths
+    apply. Decided without importing torch when it is not loaded yet (a model's version asks it, and an
+    up-to-date check must stay fast): a machine with an NVIDIA driver counts as a GPU machine."""
+    import sys
+
+    if "torch" in sys.modules:
+        gpu = sys.modules["torch"].cuda.is_available()
+    else:
+        gpu = Path("/proc/driver/nvidia/version").exists()
+    return not gpu and cpu_has_bf16()
+
+
 def device() -> str:
     """CUDA when present, else CPU."""
     import torch
