@@ -11,8 +11,9 @@ model is not timed. The MiniLM sweep embeds the same texts once per (threads, ba
 warm-up with that pair; the thread count is set with `torch.set_num_threads`, and the count torch picks on its
 own (a fresh interpreter that only imports torch) is recorded beside it; at the largest thread count each batch
 size is also timed with the texts sorted by length. The sweep's texts are distinct row texts (1,331 of the
-2,364 rows' are), in the collection's order. At the best fp32 setting, three reduced-precision variants the build does
-not use are measured with how many of fp32's top-10 neighbours they keep (proposals, see minilm_variants).
+2,364 rows' are), in the collection's order. At the best fp32 setting, three reduced-precision variants are measured
+with how many of fp32's top-10 neighbours they keep (see minilm_variants): the build uses bf16 autocast where the
+CPU computes bf16 natively.
 Writes results/embedding_throughput.json.
 """
 
@@ -108,6 +109,7 @@ def minilm_sweep(texts: list[str], batches: str, threads: str) -> list[dict]:
     from retrieval.embedders import get_embedder
 
     embedder = get_embedder("minilm")
+    embedder._model._bf16 = False  # noqa: SLF001 - the sweep is fp32; bf16 is one of minilm_variants
     counts = [int(t) for t in threads.split(",")]
     points = []
     for count in counts:
@@ -115,10 +117,13 @@ def minilm_sweep(texts: list[str], batches: str, threads: str) -> list[dict]:
         for size in (int(b) for b in batches.split(",")):
             for ordered in (False, True) if count == max(counts) else (False,):
                 embedder.batch_size = size  # an instance attribute: the class default stays as registered
-                items = sorted(texts, key=len) if ordered else texts
-                embedder.embed_texts(items[:size])  # warm-up at this shape
+                embedder.embed_texts(texts[:size])  # warm-up at this shape
                 began = time.perf_counter()
-                embedder.embed_texts(items)
+                if ordered:  # the encoder sorts what it is given by length (the build's way)
+                    embedder.embed_texts(texts)
+                else:  # one call per batch: the texts in the given order
+                    for start in range(0, len(texts), size):
+                        embedder.embed_texts(texts[start:start + size])
                 seconds = time.perf_counter() - began
                 points.append({"variant": "fp32, length-sorted" if ordered else "fp32", "torch_threads": count,
                                "batch_size": size, "items": len(texts), "seconds": round(seconds, 2),
@@ -130,10 +135,10 @@ def minilm_sweep(texts: list[str], batches: str, threads: str) -> list[dict]:
 
 
 def minilm_variants(texts: list[str], unique: list[str], sweep: list[dict]) -> list[dict]:
-    """Not what the build does (proposals): bf16 autocast, bf16 weights and int8 dynamic quantisation of the
-    Linear layers, at the best fp32 setting (texts in the collection's order), each with how well it keeps
-    fp32's rankings: the share of the top-10 rows in common for the 44 evaluation queries over the collection's
-    distinct row texts, and for each distinct text's neighbours among the others."""
+    """Reduced precision: bf16 autocast (what the build uses where native), bf16 weights and int8 dynamic
+    quantisation of the Linear layers, at the best fp32 setting (texts in the collection's order), each with how
+    well it keeps fp32's rankings: the share of the top-10 rows in common for the 44 evaluation queries over the
+    collection's distinct row texts, and for each distinct text's neighbours among the others."""
     import copy
     import os
 
@@ -146,6 +151,7 @@ def minilm_variants(texts: list[str], unique: list[str], sweep: list[dict]) -> l
     best = max((p for p in sweep if p["variant"] == "fp32"), key=lambda p: p["items_per_second"])
     torch.set_num_threads(best["torch_threads"])
     embedder = get_embedder("minilm")
+    embedder._model._bf16 = False  # noqa: SLF001 - fp32 is the reference; bf16 autocast is switched on below
     embedder.batch_size = best["batch_size"]
     queries = [q.text for q in load_queries()[1]]
     reference = embedder.embed_texts(unique), embedder.embed_texts(queries)
@@ -158,15 +164,14 @@ def minilm_variants(texts: list[str], unique: list[str], sweep: list[dict]) -> l
         elif label == "int8 dynamic":
             encoder._model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear},
                                                                     dtype=torch.qint8)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=label == "bf16 autocast")
-        with autocast:
-            embedder.embed_texts(texts[:embedder.batch_size])
-            began = time.perf_counter()
-            embedder.embed_texts(texts)
-            seconds = time.perf_counter() - began
-            rows = np.asarray(embedder.embed_texts(unique), dtype=np.float32)
-            asked = np.asarray(embedder.embed_texts(queries), dtype=np.float32)
-        encoder._model = module
+        encoder._bf16 = label == "bf16 autocast"  # the encoder's own switch (an outer autocast it would override)
+        embedder.embed_texts(texts[:embedder.batch_size])
+        began = time.perf_counter()
+        embedder.embed_texts(texts)  # length-sorted by the encoder, as the fp32 reference
+        seconds = time.perf_counter() - began
+        rows = np.asarray(embedder.embed_texts(unique), dtype=np.float32)
+        asked = np.asarray(embedder.embed_texts(queries), dtype=np.float32)
+        encoder._model, encoder._bf16 = module, False
         out.append({"variant": label, "torch_threads": best["torch_threads"], "batch_size": best["batch_size"],
                     "items": len(texts), "seconds": round(seconds, 2),
                     "items_per_second": round(len(texts) / seconds, 1),

@@ -55,7 +55,11 @@ def engine(served):
 
 @pytest.fixture(scope="module")
 def client(served, tmp_path_factory):
-    return Client(served[1], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    """Built as README advises: one SSL context for every result download."""
+    import ssl
+
+    return Client(served[1], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")),
+                  ssl_verify=ssl.create_default_context())
 
 
 @pytest.fixture(scope="module")

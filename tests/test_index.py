@@ -47,6 +47,39 @@ def test_build_writes_dataset_vectors_faiss_indexes_and_manifest(synthetic_colle
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
+def test_each_image_is_decoded_once_for_every_image_model_and_each_distinct_text_embedded_once(
+        synthetic_collection, tmp_path, monkeypatch):
+    from fakes import BrightnessEmbedder, KeywordEmbedder
+    from retrieval import index
+    from retrieval.embedders import IMAGE, Availability, EmbedderSpec, register, unregister
+
+    register(EmbedderSpec("brightness-b", "test", (IMAGE,), IMAGE, 3, "tests", "half brightness, again",
+                          BrightnessEmbedder, lambda: Availability(True, "tests"), version="brightness-b:1"))
+    decoded, embedded = [], []
+    decode, embed_texts = index.load_image, KeywordEmbedder.embed_texts
+
+    def counted_decode(data, name, **options):
+        decoded.append(name)
+        return decode(data, name, **options)
+
+    def counted_embed(self, texts):
+        embedded.extend(texts)
+        return embed_texts(self, texts)
+
+    monkeypatch.setattr(index, "load_image", counted_decode)
+    monkeypatch.setattr(KeywordEmbedder, "embed_texts", counted_embed)
+    try:
+        build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "brightness-b"],
+                    **quiet)
+    finally:
+        unregister("brightness-b")
+    dataset = IndexFolder(tmp_path / "index").current().load_dataset()
+    assert sorted(decoded) == sorted(dataset["id"])  # once each, though two models read them
+    assert sorted(embedded) == sorted(set(dataset["text"])) and len(set(dataset["text"])) < len(dataset)
+    vectors = dataset.with_format("numpy")
+    assert np.allclose(vectors["brightness"], vectors["brightness-b"])  # each model got every image
+
+
 def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(synthetic_collection, tmp_path,
                                                                              monkeypatch):
     from retrieval import ann

@@ -1,6 +1,6 @@
-"""Run the frozen backbone once over the clean view (fp32, exactly what queries see) and N augmented views
-(bf16 autocast, training only) of every image, batch 8, with one resumable checkpoint file per pass, so every
-head fit afterwards takes seconds."""
+"""Run the frozen backbone once over the clean view (fp32: what bf16 inference is judged against) and N augmented
+views (bf16 after the first block, training only) of every image, batch 8, with one resumable checkpoint file per
+pass, so every head fit afterwards takes seconds."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def view_features(model, grays: Sequence[np.ndarray], mode: str, view: int, seed
         views = [augmented_view(g, np.random.default_rng([seed, i, view, int(mode == "norm")]), mode)
                  for i, g in enumerate(grays)]
     label = "clean" if view < 0 else f"view {view + 1}"
-    bf16 = view >= 0 if bf16 is None else bf16  # query-time features stay fp32 (bf16 moved rankings, see card)
+    bf16 = view >= 0 if bf16 is None else bf16  # the heads fit on fp32 clean views (what bf16 is judged against)
     return backbone.extract(model, views, BATCH, bf16=bf16, progress=progress, desc=f"features {mode} {label}")
 
 
