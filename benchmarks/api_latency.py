@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, machine_snapshot, save, stats_ms
+from common import REPO, call_times, free_port, machine_snapshot, save, stats_ms, stop
 
 WARM_UP = 5
 CHROMIUM = Path(os.environ.get("XRAY_CHROMIUM", "/usr/bin/chromium"))
@@ -80,7 +79,7 @@ def main() -> None:
         serve(args.index, args.serve)
         return
     machine_snapshot()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(tempfile.gettempdir()) / "xray-api-latency-app.log"
     with log_path.open("w") as log:
@@ -95,11 +94,7 @@ def main() -> None:
         if not args.no_browser:
             results["browser"] = browser_rows(url, args.browser_queries)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
     floor = results["noop"]["median_ms"]
     labels = {"noop": "/noop, download_files=False (the floor)",
               "search_json": "/search_text k=10, download_files=False",
@@ -128,12 +123,6 @@ def main() -> None:
          ["call", "queries", "median ms", "p95 ms", "vs /noop", "load"], rows)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_ready(log_path: Path, process, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -147,14 +136,7 @@ def _wait_ready(log_path: Path, process, seconds: float = 300) -> None:
 
 def _timed(run, count: int) -> dict:
     items = [QUERIES[i % len(QUERIES)] for i in range(count + WARM_UP)]
-    for item in items[:WARM_UP]:
-        run(item)
-    seconds = []
-    for item in items[WARM_UP:]:
-        began = time.perf_counter()
-        run(item)
-        seconds.append(time.perf_counter() - began)
-    return {**stats_ms(seconds), "load_average": round(os.getloadavg()[0], 2)}
+    return {**stats_ms(call_times(run, items, WARM_UP)), "load_average": round(os.getloadavg()[0], 2)}
 
 
 def client_rows(url: str, args) -> dict:

@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import COLLECTION, REPO, machine_snapshot, save
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from common import COLLECTION, REPO, free_port, machine_snapshot, save, stop
 
 
 def one_start(index: str, image: str) -> dict:
     from gradio_client import Client, handle_file
 
-    port = _free_port()
+    port = free_port()
     log = Path(tempfile.gettempdir()) / "xray-cold-start.log"
     began = time.perf_counter()
     with log.open("w") as out:
@@ -54,11 +47,7 @@ def one_start(index: str, image: str) -> dict:
         image_done = time.perf_counter() - began
         return {"page_up_s": round(up, 2), "first_text_s": round(text, 2), "first_image_s": round(image_done, 2)}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def main() -> None:

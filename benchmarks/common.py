@@ -52,6 +52,38 @@ def stats_ms(seconds: list[float]) -> dict:
             "qps": round(float(1000 / values.mean()), 1)}
 
 
+def call_times(run, items, warm_up: int) -> list[float]:
+    """Seconds of each `run(item)` after the first `warm_up` items, which are run untimed."""
+    for item in items[:warm_up]:
+        run(item)
+    seconds = []
+    for item in items[warm_up:]:
+        began = time.perf_counter()
+        run(item)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def free_port() -> int:
+    """A localhost port nobody listens on, for an app the benchmark starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop(process, timeout: float = 30) -> None:
+    """Terminate a process the benchmark started, killing it if it does not exit in time."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def table(header: list[str], rows: list[list]) -> str:
     from retrieval.tables import format_table
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import COLLECTION, REPO, machine_snapshot, save, stats_ms
+from common import COLLECTION, REPO, call_times, free_port, machine_snapshot, save, stats_ms, stop
 
 WARM_UP = 5
 APP_START_SECONDS = 300
@@ -52,7 +51,7 @@ def main() -> None:
     results, rows = [], []
     for modality, name, items in plans:
         search = engine.search_text if modality == "text" else engine.search_image
-        seconds = _time(lambda item: search(item, model=name, k=args.k), items)
+        seconds = call_times(lambda item: search(item, model=name, k=args.k), items, WARM_UP)
         results.append({"path": "library", "query": modality, "model": name, **stats_ms(seconds)})
         print(f"library {modality:5s} {name}: median {results[-1]['median_ms']} ms")
     del engine
@@ -65,17 +64,6 @@ def main() -> None:
                      f"{r['p95_ms']:.1f}", f"{r['qps']:.1f}"])
     save("query_latency", {"index": str(args.index), "k": args.k, "results": results, "app": app_note},
          ["path", "query", "model", "queries", "median ms", "p95 ms", "queries/s"], rows)
-
-
-def _time(run, items) -> list[float]:
-    for item in items[:WARM_UP]:
-        run(item)
-    seconds = []
-    for item in items[WARM_UP:]:
-        began = time.perf_counter()
-        run(item)
-        seconds.append(time.perf_counter() - began)
-    return seconds
 
 
 def _image_files(collection: Path, count: int) -> list[str]:
@@ -97,7 +85,7 @@ def _through_app(args, plans, results) -> str:
         if not app.is_file():
             print("app.py is not there yet: skipping the app measurements.")
             return "skipped: app.py missing"
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}/"
         log_path = Path(tempfile.gettempdir()) / "xray-query-latency-app.log"  # outside the repository
         with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
@@ -117,17 +105,13 @@ def _through_app(args, plans, results) -> str:
                 value = item if modality == "text" else handle_file(item)
                 return client.predict(**{query: value, model: name, k: args.k}, api_name=endpoint)
 
-            seconds = _time(run, items)
+            seconds = call_times(run, items, WARM_UP)
             results.append({"path": "app (gradio_client)", "query": modality, "model": name, **stats_ms(seconds)})
             print(f"app     {modality:5s} {name}: median {results[-1]['median_ms']} ms")
         return f"measured at {url}" + (" (started by this script)" if process else "")
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 def _parameters(client, endpoint: str) -> list[str]:
@@ -148,12 +132,6 @@ def _connect(Client, url: str, process):
             time.sleep(2)
     print(f"the app did not answer at {url} within {APP_START_SECONDS} s: skipping the app measurements.")
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 if __name__ == "__main__":

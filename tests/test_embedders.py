@@ -150,4 +150,5 @@ def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32():
         fp32 = backbone.pooled_features(model, batch, bf16=False)
         mixed = backbone.pooled_features(model, batch, bf16=True)
     cosine = torch.nn.functional.cosine_similarity(fp32, mixed, dim=1)
-    assert float(cosine.min()) > 0.995  # measured 0.998 at worst over the collection; all-bf16 falls to 0.989
+    # here 0.9992 at worst (0.998 over the whole collection); bf16 from the stem on falls to 0.9948 on these images
+    assert float(cosine.min()) > 0.997
