@@ -16,11 +16,9 @@ from .errors import CollectionError
 from .files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
 from .images import thumbnail_bytes
 from .labels import label_words
+from .schema import FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
 
 METADATA_FILE = "metadata.csv"
-FIELDS = ("file_name", "category", "label", "view", "caption", "source", "source_url", "license")
-REQUIRED_FIELDS = ("file_name", "category")
-TEXT_FIELDS = ("category", "label", "view", "caption")  # what text models read: the image, never its dataset
 ROW_TEXT_VERSION = 2  # bump when row_text changes: an index built with another text re-embeds it
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 # Categories the product knows; others are accepted with a warning (a typo like "chets" shows up there).
@@ -39,6 +37,7 @@ class Row:
     path: Path | None
     category: str = ""
     label: str = ""
+    body_part: str = ""
     view: str = ""
     caption: str = ""
     source: str = ""

@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .collection import FIELDS
+from .schema import FIELDS
 from .errors import RetrievalError
 from .layout import IndexFolder, IndexGeneration, Manifest
 

@@ -16,7 +16,7 @@ from typing import ClassVar, Iterator
 import numpy as np
 from PIL import Image
 
-from .collection import FIELDS
+from .schema import FIELDS
 from .embedders import (
     IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, get_embedder, list_embedders, training_card,
 )
@@ -52,6 +52,7 @@ class Hit:
     file_name: str
     category: str
     label: str
+    body_part: str
     view: str
     caption: str
     source: str
@@ -113,7 +114,8 @@ class SearchEngine:
         dataset = self.generation.load_dataset()
         self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
         self._thumbnails = dataset.select_columns(["thumbnail"]) if "thumbnail" in dataset.column_names else None
-        self._meta = {name: list(dataset[name]) for name in ("id", *FIELDS)}  # plain lists: read per hit
+        self._meta = {name: list(dataset[name]) if name in dataset.column_names else [""] * len(dataset)
+                      for name in ("id", *FIELDS)}  # plain lists, read per hit; an older index lacks new fields
         self._texts = list(dataset["text"])
         self._row_of = {row_id: row for row, row_id in enumerate(self._meta["id"])}
         self._rows_in: dict[str, np.ndarray] = defaultdict(lambda: np.empty(0, dtype=np.int64))

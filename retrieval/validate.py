@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from .collection import (
-    ALLOWED_EXTENSIONS, FIELDS, KNOWN_CATEGORIES, METADATA_FILE, REQUIRED_FIELDS, _is_document,
-    has_allowed_extension, local_rows, read_metadata, scan_files,
+    ALLOWED_EXTENSIONS, KNOWN_CATEGORIES, METADATA_FILE, _is_document, has_allowed_extension, local_rows,
+    read_metadata, scan_files,
 )
 from .errors import BadImage, CollectionError
 from .images import digest, load_image, read_bytes
+from .schema import FIELDS, REQUIRED_FIELDS
 
 ERROR, WARNING = "error", "warning"
 NEAR_DUPLICATE_BITS = 4  # pHash (64 bits) Hamming distance at or below which two images count as near duplicates

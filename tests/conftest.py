@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from retrieval.schema import FIELDS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -19,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XRAY_SHARED", REPO.parent / "shared"))
 COLLECTION = SHARED / "xray-collection"
 DICOM_SAMPLES = SHARED / "dicom-samples"
-FIELDS = ["file_name", "category", "label", "view", "caption", "source", "source_url", "license"]
 PER_CATEGORY = 20
 OFFLINE_MODELS = ["tfidf", "minilm", "efficientnet-lite0", "xray-lite0"]  # xray-lite0: assets/models/
 
@@ -35,7 +36,8 @@ def make_subset(target: Path, per_category: int = PER_CATEGORY) -> Path:
     as symlinks to the shared files plus a metadata.csv."""
     source = require_collection()
     with (source / "metadata.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows, header = list(reader), reader.fieldnames  # the collection's own columns, whatever they are
     by_category: dict[str, list[dict]] = {}
     for row in rows:
         by_category.setdefault(row["category"], []).append(row)
@@ -51,7 +53,7 @@ def make_subset(target: Path, per_category: int = PER_CATEGORY) -> Path:
         if not link.exists():
             link.symlink_to(source / row["file_name"])
     with (target / "metadata.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
         writer.writerows(keep)
     return target

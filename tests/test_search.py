@@ -10,6 +10,7 @@ import pytest
 from conftest import COLLECTION, REPO, synthetic_image
 from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
+from retrieval.schema import FIELDS
 from retrieval.search import DUPLICATE_MARGIN, SearchEngine
 
 
@@ -55,8 +56,7 @@ def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
     assert hits[0].score == max(hit.score for hit in hits)
     assert all(b.score <= a.score + DUPLICATE_MARGIN for a, b in zip(hits.hits, hits.hits[1:]))
     record = hits[0].to_dict()
-    assert set(record) == {"id", "rank", "score", "file_name", "category", "label", "view", "caption", "source",
-                           "source_url", "license"}
+    assert set(record) == {"id", "rank", "score", *FIELDS}  # every field the schema declares
 
 
 def test_a_category_filter_inside_faiss_still_returns_k_results(subset_engine):
