@@ -142,3 +142,34 @@ def synthetic_collection(tmp_path) -> Path:
               "caption": "knee radiograph", "source": "synthetic", "license": "CC0-1.0", "kind": "stripes"}
              for i in range(3)]
     return write_collection(tmp_path / "collection", rows)
+
+
+@pytest.fixture(scope="session")
+def collection() -> Path:
+    """The real collection's folder (read-only, never copied); the test is skipped where it is absent."""
+    return require_collection()
+
+
+# What a test needs decides how it is marked, so nobody has to remember to mark it: a fixture (used directly or
+# through another fixture) -> the markers it brings. `-m "not slow"` leaves out whatever loads real models or a
+# browser; `-m "not collection"` runs without ../shared.
+NEEDS = {
+    "collection": ("collection",),
+    "real_subset": ("collection",),
+    "subset_index": ("collection", "models", "slow"),  # embeds with the real models: the slow part of a run
+    "real_models": ("models", "slow"),
+    "browser": ("browser", "slow"),
+}
+
+
+@pytest.fixture(scope="session")
+def real_models() -> list[str]:
+    """The real models that work offline here (pretrained from PyPI, xray-lite0 from assets/models/)."""
+    return list(OFFLINE_MODELS)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        needed = {marker for fixture, markers in NEEDS.items() if fixture in item.fixturenames for marker in markers}
+        for marker in sorted(needed):
+            item.add_marker(getattr(pytest.mark, marker))
