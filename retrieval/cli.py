@@ -135,10 +135,11 @@ def _vector_store(args):
     return milvus_store(_milvus_uri(args), sync=False)
 
 
-def _add_store_options(parser) -> None:
-    parser.add_argument("--store", choices=["faiss", "milvus"], default="faiss",
-                        help="where vectors are searched: FAISS in this process (default) or Milvus")
-    parser.add_argument("--milvus-uri", default=load_settings().milvus_uri,
+def _add_store_options(parser, settings) -> None:
+    parser.add_argument("--store", choices=["faiss", "milvus"], default=settings.store,
+                        help="where vectors are searched: FAISS in this process or Milvus (default: $XRAY_STORE, "
+                             "else faiss)")
+    parser.add_argument("--milvus-uri", default=settings.milvus_uri,
                         help="Milvus Lite file (path ending in .db) or server (http://host:19530); "
                              "default: $XRAY_MILVUS_URI")
 
@@ -152,7 +153,12 @@ def _add_search_options(parser) -> None:
     parser.add_argument("--min-score", type=float, help="minimum cosine similarity (default: per model)")
 
 
+def _add_index_option(parser, settings, role: str = "index to read: a folder or hf://datasets/OWNER/NAME") -> None:
+    parser.add_argument("--index", default=settings.index, help=f"{role} (default: $XRAY_INDEX, else index/)")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+    settings = load_settings()  # every default the environment can set comes from here, as in app.py
     parser = argparse.ArgumentParser(prog="python -m retrieval",
                                      description="X-Ray Search: find radiographs by text or example. "
                                                  "Research and education only; not a diagnostic device.")
@@ -166,26 +172,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 
     p = verbs.add_parser("build", help="build or refresh an index (embeds only what changed)")
     p.add_argument("--collection", required=True, help="collection folder or Hugging Face dataset id")
-    p.add_argument("--index", default="index", help="index folder (default: index/)")
+    _add_index_option(p, settings, "index folder to build or refresh")
     p.add_argument("--models", help="comma-separated model names, or 'all' (default: the index's models, "
                                     "else tfidf,minilm,efficientnet-lite0)")
     p.add_argument("--skip-invalid", action="store_true", help="leave rows that fail validation out")
     p.add_argument("--split", default="train", help="split of a Hub dataset")
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
-    _add_store_options(p)
-    p.add_argument("--milvus-index", choices=["FLAT", "HNSW", "IVF_FLAT"], default="FLAT",
-                   help="Milvus index type: FLAT is exact (default); see docs/scaling.md for the others")
+    _add_store_options(p, settings)
+    p.add_argument("--milvus-index", choices=["FLAT", "HNSW", "IVF_FLAT"], default=settings.milvus_index,
+                   help="Milvus index type: FLAT is exact (default: $XRAY_MILVUS_INDEX, else FLAT); see "
+                        "docs/scaling.md for the others")
     p.add_argument("--json", action="store_true")
     commands["build"] = cmd_build
 
     p = verbs.add_parser("search", help="query an index")
-    p.add_argument("--index", default="index")
+    _add_index_option(p, settings)
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--text")
     query.add_argument("--image", help="image or DICOM file")
     query.add_argument("--similar", metavar="ID", help="more like this row id")
     _add_search_options(p)
-    _add_store_options(p)
+    _add_store_options(p, settings)
     p.add_argument("--json", action="store_true")
     commands["search"] = cmd_search
 
@@ -205,7 +212,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     commands["train"] = cmd_train
 
     p = verbs.add_parser("evaluate", help="measure retrieval quality per model (tables, JSON, plots)")
-    p.add_argument("--index", default="index", help="index folder (default: index/)")
+    _add_index_option(p, settings)
     p.add_argument("--models", help="comma-separated models of the index (default: all of them); the TF-IDF "
                                     "and raw-pixel baselines always run alongside")
     p.add_argument("--queries", help="text query file (default: the packaged retrieval/queries/text_queries.json)")
@@ -216,7 +223,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 
     p = verbs.add_parser("publish", help="write a complete Hugging Face Space (or Hub dataset) of an index, "
                                          "keeping only the images a licence policy allows")
-    p.add_argument("--index", default="index", help="index folder to publish (default: index/)")
+    _add_index_option(p, settings, "index to publish: a folder or hf://datasets/OWNER/NAME")
     p.add_argument("--out", required=True, help="folder to write (new, empty, or written by publish before)")
     p.add_argument("--licenses", choices=["open", "noncommercial", "all"], default="open",
                    help="open (default): CC0, public domain, CC-BY(-SA), MIT/Apache/BSD; noncommercial: also "
@@ -236,9 +243,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, commands = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser, commands = build_parser()
+        args = parser.parse_args(argv)
         return commands[args.verb](args)
     except RetrievalError as error:
         print(f"error: {error}", file=sys.stderr)
