@@ -85,10 +85,8 @@ def real_subset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def subset_index(real_subset, tmp_path_factory) -> Path:
     """An index of the real subset with the three offline models (built once per test session)."""
-    from retrieval.index import build_index
-
     index_dir = tmp_path_factory.mktemp("real-index") / "index"
-    build_index(real_subset, index_dir, models=OFFLINE_MODELS, progress=False, log=lambda *_: None)
+    build_test_index(real_subset, index_dir, OFFLINE_MODELS)
     return index_dir
 
 
@@ -130,6 +128,16 @@ def write_collection(root: Path, rows: list[dict], images: dict[str, Image.Image
             for row in rows:
                 writer.writerow({field: row.get(field, "") for field in FIELDS})
     return root
+
+
+def build_test_index(collection: Path | list[dict], index_dir: Path, models, **options):
+    """The one way tests build an index: from a collection folder, or from rows (written as a synthetic collection
+    beside the index), quietly. Returns the build report."""
+    from retrieval.index import build_index
+
+    if not isinstance(collection, Path):
+        collection = write_collection(Path(index_dir).parent / "collection", collection)
+    return build_index(collection, index_dir, models=models, **{"progress": False, "log": lambda *_: None, **options})
 
 
 @pytest.fixture
