@@ -38,7 +38,7 @@ def packaged_module():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from retrieval.training.backbone import backbone_file
+    from retrieval.embedders.efficientnet import backbone_file
 
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     model.load_state_dict(torch.load(backbone_file(), map_location="cpu", weights_only=True), strict=True)

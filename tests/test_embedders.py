@@ -129,7 +129,7 @@ def test_the_folded_backbone_computes_what_the_packaged_module_does():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from retrieval.training import backbone
+    from retrieval.embedders import efficientnet as backbone
 
     packaged = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     packaged.load_state_dict(torch.load(backbone.backbone_file(), map_location="cpu", weights_only=True))
@@ -143,7 +143,7 @@ def test_the_folded_backbone_computes_what_the_packaged_module_does():
 def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32():
     import torch
 
-    from retrieval.training import backbone
+    from retrieval.embedders import efficientnet as backbone
 
     model, batch = backbone.load_backbone(), _real_batch()
     with torch.inference_mode():
