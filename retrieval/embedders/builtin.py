@@ -39,6 +39,8 @@ class TfidfEmbedder(Embedder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not self._fitted:
             raise RuntimeError("TF-IDF is fitted on a collection first (fit or load_state).")
+        if not len(texts):  # scikit-learn refuses an empty batch
+            return np.zeros((0, self.dim), np.float32)
         return l2_normalise(self._vectorizer.transform(list(texts)).toarray())
 
     def save_state(self, directory: Path) -> None:
