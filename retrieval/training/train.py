@@ -35,7 +35,7 @@ TEXT_EPOCHS = 60
 TEXT_HIDDEN = 512
 # bf16 at query time, measured on the whole collection (2026-12-03): bf16 autocast over the whole backbone kept
 # 0.928 of each image's top-10 neighbours (below the 0.95 bar); with the stem and first block in fp32
-# (backbone.FP32_BLOCKS) the model embeds ~2x faster and keeps the bar (figures in benchmarks/build_embedding.py).
+# (efficientnet.FP32_BLOCKS) the model embeds ~2x faster and keeps the bar (figures in benchmarks/build_embedding.py).
 INFERENCE_BF16 = True
 
 
