@@ -14,7 +14,7 @@ resize, the model. Paths, each over the same images:
     channels_last fp32 batches of 8, one decode thread at 448 px;
   - naive loop: decode, resize and a fp32 batch of 16 with the packaged module, one after the other.
 Rankings: for each image model, the top-10 neighbours of every image among the others, bf16 path vs the same path
-in fp32; the share they have in common must stay >= 0.95 for bf16 to be kept (backbone.FP32_BLOCKS).
+in fp32; the share they have in common must stay >= 0.95 for bf16 to be kept (efficientnet.FP32_BLOCKS).
 MiniLM texts/s over the collection's distinct row texts: the build's encoder (length-sorted batches of 16, bf16
 autocast where native) against fp32 in the given order (the previous encoder), and its top-10 overlap with fp32.
 Writes results/build_embedding.json.
@@ -38,7 +38,7 @@ def packaged_module():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from retrieval.training.backbone import backbone_file
+    from retrieval.embedders.efficientnet import backbone_file
 
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     model.load_state_dict(torch.load(backbone_file(), map_location="cpu", weights_only=True), strict=True)

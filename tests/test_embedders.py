@@ -1,4 +1,5 @@
-"""The registry and the contract every offline model keeps: unit-length float32 rows of the declared size."""
+"""The registry and the contract every registered model keeps: unit-length float32 rows of the declared size,
+the same rows every time; and the stored vectors of the image models, pinned."""
 
 import json
 from pathlib import Path
@@ -8,12 +9,17 @@ import pytest
 
 from conftest import COLLECTION, require_collection, synthetic_image
 from retrieval.embedders import (
-    IMAGE, TEXT, availability, embedder_spec, get_embedder, list_embedders,
+    IMAGE, TEXT, availability, embedder_spec, forget_loaded, get_embedder, list_embedders, model_version,
 )
+from retrieval.embedders.weights import MODEL_DIR_ENV
 from retrieval.errors import UnknownEmbedder, UnsupportedModality
+from tiny_models import TINY_MODELS, install_tiny_models
 
-OFFLINE = ["tfidf", "minilm", "efficientnet-lite0"]
+REGISTERED = list_embedders()  # read when the tests are collected: a newly registered model is covered too
+ONE_MODALITY = [name for name in REGISTERED if len(embedder_spec(name).modalities) == 1]
 TEXTS = ["knee radiograph kl-2", "chest x-ray pneumonia", "panoramic dental x-ray"]
+IMAGES = [synthetic_image(kind, seed=3) for kind in ("bright", "stripes", "disc")]
+PINNED = Path(__file__).parent / "data" / "pinned_vectors.npz"
 
 
 def loaded(name):
@@ -23,12 +29,38 @@ def loaded(name):
     return embedder
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")  # filled on demand, one family at a time
+
+
+@pytest.fixture
+def contract_model(request, tiny_model_dir, monkeypatch):
+    """(embedder, real): the model with its own weights when they are here; else its family's tiny stand-in
+    (tests/tiny_models.py), loaded through the same path; else a skip that gives the registry's reason."""
+    name = request.param
+    state = availability(name)
+    if state.ready:
+        yield loaded(name), True
+        return
+    if name not in TINY_MODELS:
+        pytest.skip(f"{name} is not available here: {state.reason}")
+    if not (tiny_model_dir / name).is_dir():
+        install_tiny_models(tiny_model_dir, [name])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tiny_model_dir))
+    forget_loaded()
+    yield loaded(name), False
+    forget_loaded()  # the tiny model must not stand in for the real one in later tests
+
+
 def test_the_registry_lists_the_offline_built_ins_and_they_are_ready_here():
-    assert set(OFFLINE) <= set(list_embedders())
+    from conftest import OFFLINE_MODELS
+
     assert set(list_embedders(TEXT)) >= {"tfidf", "minilm"}
     assert "efficientnet-lite0" in list_embedders(IMAGE) and "tfidf" not in list_embedders(IMAGE)
-    for name in OFFLINE:
-        assert availability(name).ready, availability(name).reason
+    for name in OFFLINE_MODELS:  # the models the quick tests build with: packaged, or in assets/models/
+        assert name in REGISTERED and availability(name).ready, availability(name).reason
 
 
 def test_a_wrong_name_lists_the_right_ones():
@@ -36,28 +68,50 @@ def test_a_wrong_name_lists_the_right_ones():
         embedder_spec("resnet-9000")
 
 
-@pytest.mark.parametrize("name", OFFLINE)
-def test_vectors_are_unit_length_float32_of_the_declared_size_and_deterministic(name):
-    embedder, spec = loaded(name), embedder_spec(name)
-    if spec.embeds(TEXT):
-        first, second = embedder.embed_texts(TEXTS), embedder.embed_texts(TEXTS)
-    else:
-        images = [synthetic_image(kind, seed=3) for kind in ("bright", "stripes", "disc")]
-        first, second = embedder.embed_images(images), embedder.embed_images(images)
-    assert first.dtype == np.float32 and first.shape == (3, embedder.dim)
-    assert spec.dim in (None, embedder.dim)
-    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(first, second)
+@pytest.mark.parametrize("contract_model", REGISTERED, indirect=True)
+def test_vectors_are_unit_length_float32_of_the_declared_size_and_deterministic(contract_model):
+    embedder, real = contract_model
+    spec = embedder_spec(embedder.name)
+    assert spec.modalities and set(spec.modalities) <= {IMAGE, TEXT} and spec.indexes in spec.modalities
+    if real:  # a tiny stand-in is narrower than the model its spec documents
+        assert spec.dim in (None, embedder.dim)
+    for modality in spec.modalities:
+        embed = embedder.embed_texts if modality == TEXT else embedder.embed_images
+        items = TEXTS if modality == TEXT else IMAGES
+        first, second = embed(items), embed(items)
+        assert first.dtype == np.float32 and first.shape == (3, embedder.dim), modality
+        assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5), modality
+        assert np.array_equal(first, second), modality
+        assert not np.allclose(first[0], first[1]), modality  # different inputs, different vectors
+        assert embed(items[:0]).shape == (0, embedder.dim), modality
 
 
-@pytest.mark.parametrize("name", OFFLINE)
-def test_a_model_refuses_the_modality_it_cannot_embed(name):
-    embedder = loaded(name)
-    with pytest.raises(UnsupportedModality):
-        if embedder_spec(name).embeds(TEXT):
+@pytest.mark.parametrize("contract_model", ONE_MODALITY, indirect=True)
+def test_a_model_refuses_the_modality_it_cannot_embed(contract_model):
+    embedder, _ = contract_model
+    with pytest.raises(UnsupportedModality, match=embedder.name):
+        if embedder_spec(embedder.name).embeds(TEXT):
             embedder.embed_images([synthetic_image("disc")])
         else:
             embedder.embed_texts(["knee"])
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "xray-lite0"])
+def test_stored_vectors_do_not_change(name):
+    """Vectors pinned when these models were first written (before their code moved into embedders/): an index
+    built earlier stays valid only while its version's vectors stay these."""
+    from retrieval.images import load_image
+
+    pinned = np.load(PINNED)
+    root = require_collection()
+    if not availability(name).ready or model_version(name) != str(pinned[f"{name}/version"]):
+        pytest.skip(f"{name} here is {model_version(name)}, pinned: {pinned[f'{name}/version']}")
+    embedder = get_embedder(name)
+    images = embedder.embed_images([load_image(root / path) for path in pinned["paths"]])
+    assert np.abs(images - pinned[f"{name}/images"]).max() < 1e-6
+    if f"{name}/texts" in pinned.files:
+        texts = embedder.embed_texts([str(text) for text in pinned["texts"]])
+        assert np.abs(texts - pinned[f"{name}/texts"]).max() < 1e-6
 
 
 def test_minilm_puts_broken_wrist_nearer_fracture_than_dental():
@@ -129,7 +183,7 @@ def test_the_folded_backbone_computes_what_the_packaged_module_does():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from retrieval.training import backbone
+    from retrieval.embedders import efficientnet as backbone
 
     packaged = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     packaged.load_state_dict(torch.load(backbone.backbone_file(), map_location="cpu", weights_only=True))
@@ -143,7 +197,7 @@ def test_the_folded_backbone_computes_what_the_packaged_module_does():
 def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32():
     import torch
 
-    from retrieval.training import backbone
+    from retrieval.embedders import efficientnet as backbone
 
     model, batch = backbone.load_backbone(), _real_batch()
     with torch.inference_mode():
@@ -152,3 +206,62 @@ def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32():
     cosine = torch.nn.functional.cosine_similarity(fp32, mixed, dim=1)
     # here 0.9992 at worst (0.998 over the whole collection); bf16 from the stem on falls to 0.9948 on these images
     assert float(cosine.min()) > 0.997
+
+
+def test_importing_the_registry_reads_no_model_folder():
+    """A trained model's folder is read when it is first needed (its width, version, card), never at import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; opened = []\n"
+            "sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == 'open' else None)\n"
+            "from retrieval.embedders import embedder_spec\n"
+            "before = [path for path in opened if 'models' in path]\n"
+            "dim = embedder_spec('xray-lite0').dim\n"
+            "print(before, dim, any('xray-lite0' in path for path in opened))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True,
+                         text=True, check=True)
+    from retrieval.embedders.model_folder import ModelFolder
+
+    folder = ModelFolder.find("xray-lite0")
+    expected = folder.read_config()["dim"] if folder else None
+    assert out.stdout.split() == ["[]", str(expected), str(folder is not None)]
+
+
+def test_a_model_folder_is_written_whole_then_read_and_verified(tmp_path):
+    import torch
+
+    from retrieval.embedders.model_folder import ModelFolder
+
+    tensors = {"image.linear.weight": torch.arange(6, dtype=torch.float16).reshape(2, 3)}
+    folder = ModelFolder.write(tmp_path / "tiny-model", tensors, {"dim": 2}, card='{"weights": "{version}"}',
+                               card_text="# card\nversion {version}\n")
+    config = folder.verify()
+    assert config["dim"] == 2 and config["version"] == folder.weights_version() and len(config["version"]) == 64
+    assert folder.read_card() == {"weights": config["version"]}
+    assert folder.read_card_text() == f"# card\nversion {config['version']}\n"
+    assert torch.equal(folder.read_weights()["image.linear.weight"], tensors["image.linear.weight"])
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-model"]  # no temp folder left beside it
+
+    again = ModelFolder.write(folder.path, {"image.linear.weight": torch.ones(2, 3)}, {"dim": 2}, "{}", "")
+    assert again.read_config()["version"] != config["version"]  # replaced whole
+    data = bytearray(again.weights_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    again.weights_path.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match=r"model\.safetensors is truncated or altered.*retrain"):
+        again.verify()
+    assert ModelFolder(tmp_path / "nothing").read_config() == {} and ModelFolder(tmp_path).read_card() is None
+
+
+def test_a_model_folder_is_found_in_the_configured_directory_first(tmp_path, monkeypatch):
+    from retrieval.embedders.model_folder import REPO, ModelFolder
+
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+    assert ModelFolder.find("no-such-model") is None
+    (tmp_path / "some-model").mkdir()
+    assert ModelFolder.find("some-model") is None  # a folder without config.json holds no model
+    (tmp_path / "some-model" / "config.json").write_text("{}")
+    assert ModelFolder.find("some-model").path == tmp_path / "some-model"
+    in_assets = [folder.name for folder in ModelFolder.in_assets(REPO)]
+    if "xray-lite0" in in_assets:  # the shipped model, when this checkout carries it
+        assert ModelFolder.find("xray-lite0").path == REPO / "assets" / "models" / "xray-lite0"

@@ -1,5 +1,5 @@
-"""The library's shape: a small public API, no import cycles, one reader of the environment, one owner of
-an index's layout."""
+"""The library's shape: a small public API, packages in declared layers with no import cycles, one reader of
+the environment, one owner of an index's layout."""
 
 import ast
 import re
@@ -9,6 +9,14 @@ import retrieval
 from conftest import REPO
 
 PACKAGE = REPO / "retrieval"
+SOURCES = [p for p in [*PACKAGE.rglob("*.py"), *(REPO / "ui").rglob("*.py"), REPO / "app.py"]
+           if "__pycache__" not in p.parts]
+# The library's sub-packages, lowest first: each may import those before it, never one after it, not even through
+# the modules at the root of retrieval/ (errors, settings, images, index, ...), which all of them share.
+# retrieval.evaluation may not exist yet; the rule holds all the same.
+LIBRARY_LAYERS = ("retrieval.embedders", "retrieval.evaluation", "retrieval.training")
+# The program: the library, the UI built on it, the app that wires both.
+PROGRAM_LAYERS = ("retrieval", "ui", "app")
 
 
 def module_name(path: Path) -> str:
@@ -17,9 +25,9 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """Modules of the package that `path` imports anywhere (top level or inside functions)."""
+    """Modules among `modules` that `path` imports anywhere (top level or inside functions)."""
     here = module_name(path)
-    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -38,28 +46,103 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def test_no_module_of_the_library_imports_itself_back_through_others():
-    files = [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
-    modules = {module_name(p) for p in files}
-    graph = {module_name(p): imports_of(p, modules) for p in files}
-    # A package's __init__ importing its submodules is how Python packages work; a cycle is anything else.
-    graph = {m: {t for t in targets if not m.startswith(t + ".")} for m, targets in graph.items()}
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the program (retrieval/, ui/, app.py) it imports. A package's __init__ importing
+    its own submodules is how Python packages work, so those edges are left out."""
+    modules = {module_name(p) for p in SOURCES}
+    graph = {module_name(p): imports_of(p, modules) for p in SOURCES}
+    return {m: {t for t in targets if not m.startswith(t + ".") and not t.startswith(m + ".")}
+            for m, targets in graph.items()}
+
+
+def cycles_of(graph: dict[str, set[str]]) -> list[list[str]]:
     state: dict[str, str] = {}
     cycles = []
 
-    def visit(module, trail):
-        state[module] = "open"
-        for target in sorted(graph.get(module, ())):
+    def visit(node, trail):
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
             if state.get(target) == "open":
                 cycles.append(trail[trail.index(target):] + [target])
             elif target not in state:
                 visit(target, trail + [target])
-        state[module] = "done"
+        state[node] = "done"
 
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, list[str]]:
+    """Every module `start` imports, directly or through others, with one chain of imports that gets there."""
+    chains, todo = {start: [start]}, [start]
+    while todo:
+        node = todo.pop()
+        for target in sorted(graph.get(node, ())):
+            if target not in chains:
+                chains[target] = chains[node] + [target]
+                todo.append(target)
+    return chains
+
+
+def layer_of(module: str, layers: tuple[str, ...]) -> int | None:
+    """Index of the layer `module` belongs to (its longest matching prefix), None when in none."""
+    matches = [i for i, layer in enumerate(layers) if module == layer or module.startswith(layer + ".")]
+    return max(matches, key=lambda i: len(layers[i])) if matches else None
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...]) -> list[str]:
+    """Chains of imports by which a module of one layer reaches a module of a later layer."""
+    found = []
     for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
-    assert cycles == []
+        own = layer_of(module, layers)
+        if own is None:
+            continue
+        for target, chain in reachable(graph, module).items():
+            other = layer_of(target, layers)
+            if other is not None and other > own:
+                found.append(" -> ".join(chain))
+    return found
+
+
+def test_no_module_of_the_library_imports_itself_back_through_others():
+    assert cycles_of(import_graph()) == []
+
+
+def test_no_package_imports_itself_back_through_another():
+    """Packages as units (each module at the root of retrieval/ its own unit): no cycle between them either."""
+    def unit(module):
+        for package in (*LIBRARY_LAYERS, "retrieval.queries", "ui"):
+            if module.startswith(package + ".") or module == package:
+                return package
+        return module
+
+    units: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        units.setdefault(unit(module), set()).update(unit(t) for t in targets if unit(t) != unit(module))
+    assert cycles_of(units) == []
+
+
+def test_each_library_package_imports_only_the_layers_below_it():
+    """Embedders never import training or evaluation; evaluation never imports training (not even through the
+    modules at the root of retrieval/)."""
+    assert upward_imports(import_graph(), LIBRARY_LAYERS) == []
+
+
+def test_the_library_never_imports_the_ui_or_the_app():
+    assert upward_imports(import_graph(), PROGRAM_LAYERS) == []
+
+
+def test_the_layer_rules_catch_an_upward_import_even_through_a_shared_module():
+    graph = {"retrieval.embedders.x": {"retrieval.images"}, "retrieval.images": {"retrieval.training.y"},
+             "retrieval.training.y": {"retrieval.embedders.x"}}
+    assert upward_imports(graph, LIBRARY_LAYERS) == [
+        "retrieval.embedders.x -> retrieval.images -> retrieval.training.y"]
+    assert cycles_of(graph) == [["retrieval.embedders.x", "retrieval.images", "retrieval.training.y",
+                                 "retrieval.embedders.x"]]
+    assert upward_imports({"retrieval.search": {"ui.links"}, "ui.links": set()}, PROGRAM_LAYERS) == [
+        "retrieval.search -> ui.links"]
 
 
 def test_the_public_api_is_small_and_every_name_exists():

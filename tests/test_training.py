@@ -95,7 +95,7 @@ def test_same_seed_gives_identical_weights(subset, model_dir: Path, tmp_path: Pa
 
 def test_embedder_puts_images_and_texts_in_one_unit_space(subset, model_dir: Path):
     from retrieval.images import load_image
-    from retrieval.training.embedder import XRayLite0Embedder
+    from retrieval.embedders.xray_lite0 import XRayLite0Embedder
 
     embedder = XRayLite0Embedder(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -115,7 +115,7 @@ def test_embedder_puts_images_and_texts_in_one_unit_space(subset, model_dir: Pat
 
 @pytest.mark.parametrize("damage", ["truncated", "altered"])
 def test_damaged_weights_are_refused(model_dir: Path, tmp_path: Path, damage: str):
-    from retrieval.training.embedder import XRayLite0Embedder
+    from retrieval.embedders.xray_lite0 import XRayLite0Embedder
 
     copy = tmp_path / "xray-lite0"
     shutil.copytree(model_dir, copy)

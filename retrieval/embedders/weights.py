@@ -46,6 +46,15 @@ def digest(name: str, hub_id: str) -> str:
     return f"hub-{revision[:12]}" if revision else "hub-latest"
 
 
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MB chunks: the identity of a weight file."""
+    content = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            content.update(chunk)
+    return content.hexdigest()
+
+
 def hub_offline_reason() -> str | None:
     """None when the hub can be reached; otherwise why not (checked once per process)."""
     if hub_offline():

@@ -1,11 +1,13 @@
 """Training and cross-source evaluation of the `xray-lite0` retrieval model (image tower + text head).
 
-Heavy imports (torch, sentence-transformers) happen inside the functions, so importing this package is cheap.
+What the trained model needs at query time (backbone, preprocessing, network, embedder, model folder) lives in
+retrieval/embedders/; this package imports it, never the reverse. Heavy imports (torch, sentence-transformers)
+happen inside the functions, so importing this package is cheap.
 """
 
 from __future__ import annotations
 
-__all__ = ["train_model", "XRayLite0Embedder", "model_folder"]
+__all__ = ["train_model"]
 
 
 def __getattr__(name: str):  # lazy: `from retrieval.training import train_model` without importing torch early
@@ -13,8 +15,4 @@ def __getattr__(name: str):  # lazy: `from retrieval.training import train_model
         from .train import train_model
 
         return train_model
-    if name in ("XRayLite0Embedder", "model_folder"):
-        from . import embedder
-
-        return getattr(embedder, name)
     raise AttributeError(name)

@@ -1,4 +1,5 @@
-"""Rows, decoded working copies of the images and the augmentations: one place for what the network sees."""
+"""Training rows, their decoded working copies and the augmented views the heads are fitted on (the clean view
+the network sees at query time is retrieval/embedders/preprocess.py's)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ import numpy as np
 from PIL import Image
 
 from ..collection import local_rows
+from ..embedders.preprocess import INPUT_SIZE, crop_border, stretch, working_copy
 from ..images import load_image
 
-WORK_LONG_SIDE = 320  # working copy kept in memory: enough for 224-px crops, small enough for 2-3k images
-INPUT_SIZE = 224
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (the backbone was trained with them)
-STD = (0.229, 0.224, 0.225)
 NO_LABEL = ""
 
 
@@ -69,58 +67,12 @@ def fingerprint(items: Sequence[Item]) -> str:
 
 
 # --- pixels ---------------------------------------------------------------------------------------------------
-def working_copy(image: Image.Image) -> np.ndarray:
-    """8-bit grayscale array, long side <= WORK_LONG_SIDE, aspect kept."""
-    image = image if image.mode == "L" else image.convert("L")
-    if max(image.size) > WORK_LONG_SIDE:
-        image = image.copy()
-        image.thumbnail((WORK_LONG_SIDE, WORK_LONG_SIDE), Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.uint8).copy()
-
-
 def load_working_copies(items: Sequence[Item], progress: bool = True) -> list[np.ndarray]:
     """Decode every item once (retrieval.images.load_image) into a working copy."""
     from tqdm.auto import tqdm
 
     return [working_copy(load_image(item.path)) for item in tqdm(items, desc="decode", disable=not progress,
                                                                    leave=False)]
-
-
-def crop_border(gray: np.ndarray, tolerance: float = 6.0, max_share: float = 0.25) -> np.ndarray:
-    """Cut uniform letterbox bars / frame borders (rows or columns whose spread is ~0), at most max_share a side."""
-    h, w = gray.shape
-    data = gray.astype(np.float32)
-    row_std, col_std = data.std(axis=1), data.std(axis=0)
-    top, bottom, left, right = 0, h, 0, w
-    while top < int(h * max_share) and row_std[top] < tolerance:
-        top += 1
-    while bottom > h - int(h * max_share) and row_std[bottom - 1] < tolerance:
-        bottom -= 1
-    while left < int(w * max_share) and col_std[left] < tolerance:
-        left += 1
-    while right > w - int(w * max_share) and col_std[right - 1] < tolerance:
-        right -= 1
-    if bottom - top < 16 or right - left < 16:
-        return gray
-    return gray[top:bottom, left:right]
-
-
-def stretch(gray: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
-    """Percentile intensity window to 0..255 (removes scanner-specific brightness/contrast offsets)."""
-    lo, hi = np.percentile(gray, [low, high])
-    if hi - lo < 1:
-        return gray
-    return np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-
-
-def clean_view(gray: np.ndarray, mode: str = "squash") -> np.ndarray:
-    """The deterministic query-time view: 'squash' = the frozen baseline (resize whole image to 224);
-    'norm' = border crop + percentile stretch first."""
-    if mode == "norm":
-        gray = stretch(crop_border(gray))
-    elif mode != "squash":
-        raise ValueError(f"unknown preprocessing mode {mode!r}")
-    return np.asarray(Image.fromarray(gray).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC))
 
 
 def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash") -> np.ndarray:
@@ -154,14 +106,3 @@ def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squa
     if mode == "norm":
         out = stretch(out)
     return out
-
-
-def to_batch(views: Sequence[np.ndarray]):
-    """uint8 224x224 grayscale views -> normalised float tensor (n, 3, 224, 224), channels_last."""
-    import torch
-
-    data = torch.from_numpy(np.stack(views)).float().div_(255.0)  # (n, h, w)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    batch = (data[:, None].expand(-1, 3, -1, -1) - mean) / std
-    return batch.contiguous(memory_format=torch.channels_last)

