@@ -81,11 +81,14 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from .embedders.model_folder import ASSET_MODELS
+    from .embedders.xray_lite0 import MODEL_NAME
     from .training import train_model
 
-    report = train_model(args.collection, args.out, epochs=args.epochs, folds=args.folds, seed=args.seed,
+    out = args.out or ASSET_MODELS / MODEL_NAME  # the model folder's owner knows where shipped models live
+    report = train_model(args.collection, out, epochs=args.epochs, folds=args.folds, seed=args.seed,
                          progress=not args.json, log=lambda message: print(message, file=sys.stderr))
-    print(json.dumps(report, indent=2) if args.json else f"Wrote the model to {args.out}.")
+    print(json.dumps(report, indent=2) if args.json else f"Wrote the model to {out}.")
     return 0
 
 
@@ -202,7 +205,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
 
     p = verbs.add_parser("train", help="train the xray-lite0 retrieval model (image + text) on a collection")
     p.add_argument("--collection", required=True, help="collection folder (imagefolder layout or category folders)")
-    p.add_argument("--out", default="assets/models/xray-lite0", help="model folder to write "
+    p.add_argument("--out", help="model folder to write "
                                                                      "(default: assets/models/xray-lite0)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     p.add_argument("--folds", type=int, default=3, help="cross-source folds for early stopping and the card's "
