@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Item
+from ..evaluation.rows import Item
 from .model import feature_width, make_image_head, select_features
 
 

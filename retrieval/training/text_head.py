@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Item
+from ..evaluation.rows import Item
 from .model import make_text_head
 
 # Paraphrases per (category, label); generic templates cover any other label. Clinical synonyms only:
