@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import metrics
-from .figures import CATEGORY, LEVELS
+from .figures import CATEGORY, LABEL, LEVELS
 from .folds import assign_source_folds, source_fold_of_rows
 from .queries import TextQuery
 from .rows import Item
@@ -24,8 +24,8 @@ FoldEmbedder = Callable[[np.ndarray], np.ndarray]
 
 
 def _keys(items: Sequence[Item]) -> dict[str, np.ndarray]:
-    return {"category": np.asarray([i.category for i in items], dtype=object),
-            "label": np.asarray([i.key for i in items], dtype=object)}
+    return {CATEGORY: np.asarray([i.category for i in items], dtype=object),
+            LABEL: np.asarray([i.key for i in items], dtype=object)}
 
 
 def _judge(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:

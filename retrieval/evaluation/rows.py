@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+UNKNOWN_SOURCE = "unknown"  # a plain folder has no source column: every row counts as one unknown source
+
 
 @dataclass(frozen=True)
 class Item:
@@ -38,8 +40,6 @@ def item_from_row(row) -> Item:
                 source=str(get("source", "") or "").strip() or UNKNOWN_SOURCE,
                 caption=str(get("caption", "") or "").strip())
 
-
-UNKNOWN_SOURCE = "unknown"  # a plain folder has no source column: every row counts as one unknown source
 
 
 def fingerprint(items: Sequence[Item]) -> str:
