@@ -146,7 +146,7 @@ def minilm_variants(texts: list[str], unique: list[str], sweep: list[dict]) -> l
     import torch
 
     from retrieval.embedders import get_embedder
-    from retrieval.evaluate import load_queries
+    from retrieval.evaluation.queries import load_queries
 
     best = max((p for p in sweep if p["variant"] == "fp32"), key=lambda p: p["items_per_second"])
     torch.set_num_threads(best["torch_threads"])

@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     machine_snapshot()
 
-    from retrieval.evaluate import load_queries
+    from retrieval.evaluation.queries import load_queries
     from retrieval.search import SearchEngine
 
     texts = [q.text for q in load_queries()[1]]

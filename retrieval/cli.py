@@ -93,9 +93,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_index
-    from .plots import write_outputs
-    from .report import evaluation_text
+    from .evaluation.plots import write_outputs
+    from .evaluation.report import evaluation_text
+    from .evaluation.run import evaluate_index
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     evaluation = evaluate_index(args.index, models=models, queries_file=args.queries, progress=True)

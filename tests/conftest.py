@@ -31,19 +31,25 @@ def require_collection() -> Path:
     return COLLECTION
 
 
-def make_subset(target: Path, per_category: int = PER_CATEGORY) -> Path:
+def make_subset(target: Path, per_category: int = PER_CATEGORY, *, round_robin_sources: bool = False) -> Path:
     """A real subset of the collection: `per_category` rows per category, spread over its sources,
-    as symlinks to the shared files plus a metadata.csv."""
+    as symlinks to the shared files plus a metadata.csv. `round_robin_sources`: each category's rows are dealt
+    from its sources in turn (sorted by file name), so every source of a category is in (cross-source folds)."""
     source = require_collection()
     with (source / "metadata.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
         rows, header = list(reader), reader.fieldnames  # the collection's own columns, whatever they are
     by_category: dict[str, list[dict]] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r["file_name"]) if round_robin_sources else rows:
         by_category.setdefault(row["category"], []).append(row)
     keep = []
     for category in sorted(by_category):
         members = by_category[category]
+        if round_robin_sources:  # one row from each source in turn, sources sorted
+            queues = [[r for r in members if r["source"] == name] for name in sorted({r["source"] for r in members})]
+            picked = [queue[turn] for turn in range(max(map(len, queues))) for queue in queues if turn < len(queue)]
+            keep += picked[:per_category]
+            continue
         step = max(1, len(members) // per_category)
         keep += members[::step][:per_category]
     target.mkdir(parents=True, exist_ok=True)

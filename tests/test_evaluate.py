@@ -1,13 +1,16 @@
-"""The evaluation: leave-one-out ranking, near-duplicate handling, baselines, text queries, CLI outputs."""
+"""The evaluation: leave-one-out ranking, near-duplicate handling, baselines, text queries, CLI outputs, the
+summary the app reads, and one P@k shared with the training protocols."""
 
 import json
 
 import numpy as np
 import pytest
 
-from retrieval.evaluate import (
-    CATEGORY, FIGURES, LABEL, RAW_PIXELS, evaluate_index, figures, load_queries, rank_leave_one_out,
-)
+from retrieval.evaluation.figures import CATEGORY, FIGURES, LABEL, figures
+from retrieval.evaluation.metrics import rank_leave_one_out
+from retrieval.evaluation.queries import load_queries
+from retrieval.evaluation.run import RAW_PIXELS, evaluate_index
+from retrieval.evaluation.summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
 from retrieval.layout import IndexFolder
 
 from conftest import synthetic_image, write_collection
@@ -69,7 +72,7 @@ def test_every_figure_is_a_share(evaluation):
 
 def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evaluation):
     cross = evaluation.cross_source
-    records = [evaluation.engine.record(i) for i in evaluation.engine.ids]
+    records = evaluation.index.records
     assert set(cross["sources"]) == {r["source"] for r in records}  # every source in exactly one fold
     assert cross["folds"] == 3 and set(cross["sources"].values()) == {0, 1, 2}
     assert set(cross["models"]) == {"efficientnet-lite0", "xray-lite0"}  # text models index metadata, not pixels
@@ -78,15 +81,14 @@ def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evalu
     loo = evaluation.image["efficientnet-lite0"][CATEGORY]["p@5"]
     assert 0.0 <= held_out["category"]["p@5"] <= loo  # the honest figure is never above the in-collection one
     assert held_out["category"]["queries"] + held_out["category"]["excluded_no_relevant"] == evaluation.rows
-    assert evaluation.summary()["models"]["efficientnet-lite0"]["cross_source_category_p@5"] == \
-        held_out["category"]["p@5"]
+    assert evaluation.summary().figure("efficientnet-lite0", DEFAULT_IMAGE_FIGURE) == held_out["category"]["p@5"]
 
 
 def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
     assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", "xray-lite0", RAW_PIXELS}
     assert set(evaluation.text["models"]) == {"tfidf", "minilm", "xray-lite0"}  # the text-capable models
     assert evaluation.image["efficientnet-lite0"][CATEGORY]["queries"] == evaluation.rows
-    labelled = sum(1 for i in evaluation.engine.ids if evaluation.engine.record(i)["label"])
+    labelled = sum(1 for record in evaluation.index.records if record["label"])
     assert evaluation.image["efficientnet-lite0"][LABEL]["queries"] <= labelled < evaluation.rows
 
 
@@ -120,22 +122,123 @@ def test_the_cli_writes_tables_json_plots_and_the_summary_for_the_app(subset_ind
     assert 0.0 <= figures_of["image_category_p@5"] <= 1.0 and "image_label_p@5" in figures_of
     assert "text_category_p@5" in summary["models"]["tfidf"]
     assert "image_category_p@5" in summary["baselines"][RAW_PIXELS]
+    typed = EvaluationSummary.read(IndexFolder(subset_index).current())
+    assert typed.figure("tfidf", DEFAULT_TEXT_FIGURE) == summary["models"]["tfidf"]["text_category_p@5"]
+    assert typed.figure("efficientnet-lite0", DEFAULT_IMAGE_FIGURE) == figures_of["cross_source_category_p@5"]
 
 
-def test_near_duplicates_are_taken_out_of_each_others_results(tmp_path):
+@pytest.fixture(scope="module")
+def near_duplicate_index(tmp_path_factory):
+    """A TF-IDF index of six synthetic images and a byte copy of one of them: (collection, index folder)."""
     from retrieval.index import build_index
 
+    root = tmp_path_factory.mktemp("near-duplicates")
     images = {f"chest/c{i}.png": synthetic_image("bright", seed=i) for i in range(3)}
     images["chest/copy.png"] = images["chest/c0.png"]
     images.update({f"knee/k{i}.png": synthetic_image("stripes", seed=10 + i) for i in range(3)})
     rows = [{"file_name": name, "category": name.split("/")[0], "label": "", "caption": "radiograph",
              "source": "synthetic", "license": "CC0-1.0"} for name in images]
-    collection = write_collection(tmp_path / "collection", rows, images)
-    build_index(collection, tmp_path / "index", models=["tfidf"], progress=False, log=lambda *_: None)
+    collection = write_collection(root / "collection", rows, images)
+    build_index(collection, root / "index", models=["tfidf"], progress=False, log=lambda *_: None)
+    return collection, root / "index"
 
-    result = evaluate_index(tmp_path / "index", progress=False)
+
+def test_near_duplicates_are_taken_out_of_each_others_results(near_duplicate_index):
+    result = evaluate_index(near_duplicate_index[1], progress=False)
     assert result.near_duplicates["pairs"] >= 1
-    ids = result.engine.ids
-    original, copy = ids.index(next(i for i in ids if result.engine.record(i)["file_name"] == "chest/c0.png")), \
-        ids.index(next(i for i in ids if result.engine.record(i)["file_name"] == "chest/copy.png"))
+    names = [record["file_name"] for record in result.index.records]
+    original, copy = names.index("chest/c0.png"), names.index("chest/copy.png")
     assert copy not in result.ranked[RAW_PIXELS][original]
+
+
+def _with_phash_column(index_dir, hashes_of) -> None:
+    """Give the index's dataset a `phash` column (as a build that stores it does), `hashes_of(file_name)`."""
+    import shutil
+
+    import datasets
+
+    generation = IndexFolder(index_dir).current()
+    dataset = datasets.load_from_disk(str(generation.dataset_path))
+    if "phash" in dataset.column_names:
+        dataset = dataset.remove_columns("phash")
+    dataset = dataset.add_column("phash", [hashes_of(name) for name in dataset["file_name"]])
+    staged = generation.folder / "dataset.staged"
+    dataset.save_to_disk(str(staged))
+    del dataset
+    shutil.rmtree(generation.dataset_path)
+    staged.rename(generation.dataset_path)
+
+
+def test_the_stored_phash_is_read_and_computed_only_where_missing(near_duplicate_index, tmp_path):
+    import shutil
+
+    import imagehash
+
+    from retrieval.images import load_image
+
+    collection, built = near_duplicate_index
+    index_dir = tmp_path / "index"
+    shutil.copytree(built, index_dir, symlinks=True)
+    computed = evaluate_index(index_dir, progress=False).near_duplicates  # no column: every pHash computed
+
+    _with_phash_column(index_dir, lambda name: str(imagehash.phash(load_image(collection / name))))
+    stored = evaluate_index(index_dir, progress=False).near_duplicates
+    assert stored == computed  # the stored hashes are the ones evaluation would compute
+
+    # a column that says every image looks alike is believed (so it was read), a malformed entry is recomputed
+    _with_phash_column(index_dir, lambda name: "" if name == "knee/k0.png" else "0" * 16)
+    believed = evaluate_index(index_dir, progress=False).near_duplicates
+    assert believed["pairs"] == 15 and believed["rows"] == 6  # the 6 rows with the same stored hash, pairwise
+
+
+def test_the_training_protocols_and_evaluate_judge_with_one_precision_at_k():
+    """Rows on a circle (angle in degrees): cosine order is angular order, so every top 5 is known by hand.
+    chest at 0, 10, 22 and 100 (a chest row that looks like knee); knee at 90, 94, 107, 115. Seven rows find 3
+    of their category in their top 5, the chest row at 100 degrees finds 1: P@5 = (7 * 0.6 + 0.2) / 8 = 0.55."""
+    from retrieval.evaluation.leave_one_out import judge
+    from retrieval.evaluation.protocols import in_sample_leave_one_out
+    from retrieval.evaluation.rows import Item
+
+    angles = np.radians([0, 10, 22, 100, 90, 94, 107, 115])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    categories = ["chest"] * 4 + ["knee"] * 4
+    items = [Item(str(i), f"{c}/{i}.png", "", c, "", "s", "") for i, c in enumerate(categories)]
+    keys = {CATEGORY: np.asarray(categories, dtype=object), LABEL: np.asarray([""] * 8, dtype=object)}
+
+    by_evaluate = judge(rank_leave_one_out(vectors, 10), keys, {})[CATEGORY]["p@5"]
+    by_training = in_sample_leave_one_out(items, vectors).summary(items)[CATEGORY]["p@5"]
+    assert by_evaluate == by_training == 0.55
+
+
+def test_a_figure_name_round_trips_through_the_summary(tmp_path):
+    from retrieval.evaluation.summary import MODEL_FIGURES, ModelFigures
+    from retrieval.layout import IndexGeneration
+
+    generation = IndexGeneration(tmp_path)
+    first = EvaluationSummary(rows=8, models={
+        "image-model": ModelFigures({**dict.fromkeys(MODEL_FIGURES), DEFAULT_IMAGE_FIGURE: 0.8}, "image")})
+    first.write(generation)
+    EvaluationSummary(rows=8, models={"text-model": ModelFigures({DEFAULT_TEXT_FIGURE: 0.61}, "text")}).write(generation)
+
+    stored = json.loads(generation.evaluation_path.read_text())
+    assert stored["models"]["image-model"]["cross_source_category_p@5"] == 0.8  # the key the file has always had
+    assert list(stored["models"]["image-model"]) == [*MODEL_FIGURES, "indexes"]  # headline figures first
+    summary = EvaluationSummary.read(generation)  # a later run merges: the first model's figures stay
+    assert summary.figure("image-model", DEFAULT_IMAGE_FIGURE) == 0.8
+    assert summary.figure("text-model", DEFAULT_TEXT_FIGURE) == 0.61
+    assert summary.figure("text-model", DEFAULT_IMAGE_FIGURE) is None and summary.figure("absent", "x") is None
+    assert summary.models["image-model"].indexes == "image" and summary.measured_keys()[0] == DEFAULT_IMAGE_FIGURE
+
+
+def test_a_summary_written_by_an_older_program_or_damaged_still_reads(tmp_path):
+    from retrieval.layout import IndexGeneration
+
+    generation = IndexGeneration(tmp_path)
+    generation.evaluation_path.write_text(json.dumps({"models": {
+        "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61, "old_figure": 0.5},
+        "broken": "not a dict", "flag": {"text_category_p@5": True}}}))
+    summary = EvaluationSummary.read(generation)
+    assert summary.figure("tfidf", DEFAULT_TEXT_FIGURE) == 0.61 and summary.figure("tfidf", "old_figure") == 0.5
+    assert "broken" not in summary.models and summary.figure("flag", DEFAULT_TEXT_FIGURE) is None
+    generation.evaluation_path.write_text("{ not json")
+    assert EvaluationSummary.read(generation).models == {}

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from retrieval.errors import BadQuery
-from retrieval.evaluate import feedback_gain, rank_leave_one_out
+from retrieval.evaluation.leave_one_out import feedback_gain
+from retrieval.evaluation.metrics import rank_leave_one_out
 from retrieval.feedback import ALPHA, BETA, GAMMA, rocchio, rocchio_rows
 
 MODELS = ["efficientnet-lite0", "xray-lite0"]

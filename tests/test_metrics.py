@@ -1,13 +1,13 @@
-"""Retrieval metrics against examples computed by hand."""
+"""Retrieval metrics and the top-k ranking against examples computed by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from retrieval.metrics import (
+from retrieval.evaluation.metrics import (
     average_precision_at_k, confusion_matrix, hit_rate_at_k, mean_average_precision_at_k, precision_at_k,
-    recall_at_k, row_normalise,
+    recall_at_k, relevance, row_normalise, top_k,
 )
 
 # ranks:       1  2  3  4  5     three relevant items exist in the collection
@@ -83,3 +83,27 @@ def test_confusion_matrix_leaves_out_classes_it_was_not_given():
 
 def test_row_normalise_turns_counts_into_shares():
     np.testing.assert_allclose(row_normalise([[1, 3], [0, 0]]), [[0.25, 0.75], [0.0, 0.0]])
+
+
+def test_top_k_ranks_by_inner_product_best_first():
+    index = np.array([[1, 0], [0.6, 0.8], [0, 1], [-1, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(top_k(np.array([[1, 0.1]]), index, 3), [[0, 1, 2]])
+
+
+def test_top_k_breaks_a_tie_at_the_cut_towards_the_lower_position_like_a_flat_index():
+    index = np.zeros((40, 2), dtype=np.float32)  # forty equal scores; only three fit
+    index[25] = [1, 0]
+    np.testing.assert_array_equal(top_k(np.array([[1, 0]]), index, 4), [[25, 0, 1, 2]])
+
+
+def test_top_k_never_returns_the_query_itself_or_an_excluded_position():
+    index = np.eye(3, dtype=np.float32)
+    ranked = top_k(index, index, 3, self_positions=np.array([0, -1, 2]), exclude={2: [1]})
+    np.testing.assert_array_equal(ranked, [[1, 2, -1], [1, 0, 2], [0, -1, -1]])
+
+
+def test_relevance_judges_ranked_positions_by_key_and_never_an_empty_key():
+    ranked = np.array([[1, 2, -1], [0, 2, 1]])
+    keys = np.array(["chest", "chest", "knee"], dtype=object)
+    np.testing.assert_array_equal(relevance(np.array(["chest", ""], dtype=object), keys, ranked),
+                                  [[True, False, False], [False, False, False]])

@@ -3,7 +3,6 @@ same weights; the embedder puts images and texts in one unit-vector space; folds
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -13,49 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from conftest import COLLECTION, make_subset
 
-COLLECTION = Path(__file__).resolve().parents[1].parent / "shared" / "xray-collection"
-FIELDS = ["file_name", "category", "label", "view", "caption", "source", "source_url", "license"]
 PER_CATEGORY = 8
 
 pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
 
-def _rows() -> list[dict]:
-    if not (COLLECTION / "metadata.csv").is_file():
-        pytest.skip(f"the real collection is not at {COLLECTION}")
-    with (COLLECTION / "metadata.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory) -> Path:
-    """PER_CATEGORY rows per category, dealt round-robin over its sources (sorted by file name), symlinked."""
-    by_category: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for row in sorted(_rows(), key=lambda r: r["file_name"]):
-        by_category[row["category"]][row["source"]].append(row)
-    keep = []
-    for category in sorted(by_category):
-        queues = [list(v) for _, v in sorted(by_category[category].items())]
-        picked = 0
-        while picked < PER_CATEGORY and any(queues):
-            for queue in queues:
-                if queue and picked < PER_CATEGORY:
-                    keep.append(queue.pop(0))
-                    picked += 1
-    target = tmp_path_factory.mktemp("subset")
-    for row in keep:
-        link = target / row["file_name"]
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(COLLECTION / row["file_name"])
-    with (target / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(keep)
-    return target
+    """PER_CATEGORY rows per category, dealt from its sources in turn (every source of a category is in)."""
+    return make_subset(tmp_path_factory.mktemp("subset"), PER_CATEGORY, round_robin_sources=True)
 
 
 def _train(subset: Path, out: Path) -> dict:
@@ -131,8 +99,8 @@ def test_damaged_weights_are_refused(model_dir: Path, tmp_path: Path, damage: st
 
 
 def test_source_folds_keep_sources_whole_and_spread_categories():
+    from retrieval.evaluation.folds import assign_source_folds, source_fold_of_rows
     from retrieval.training.data import read_items
-    from retrieval.training.folds import assign_source_folds, source_fold_of_rows
 
     items = read_items(COLLECTION) if (COLLECTION / "metadata.csv").is_file() else pytest.skip("no collection")
     for seed in (0, 1, 2):

@@ -3,9 +3,6 @@ the network sees at query time is retrieval/embedders/preprocess.py's)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -14,56 +11,16 @@ from PIL import Image
 
 from ..collection import local_rows
 from ..embedders.preprocess import INPUT_SIZE, crop_border, stretch, working_copy
+from ..evaluation.rows import Item, item_from_row
 from ..images import load_image
 
 NO_LABEL = ""
-
-
-@dataclass(frozen=True)
-class Item:
-    """The metadata of one training row that the model and the protocols need."""
-
-    id: str
-    file_name: str
-    path: str
-    category: str
-    label: str
-    source: str
-    caption: str
-
-    @property
-    def key(self) -> str:
-        """Label-level identity: same category AND same label ('' when the row has no label)."""
-        return f"{self.category}\x1f{self.label}" if self.label else ""
-
-
-def item_from_row(row) -> Item:
-    """An Item from a retrieval.collection.Row, an index row dict, or anything with those fields."""
-    get = row.get if isinstance(row, dict) else lambda field, default="": getattr(row, field, default)
-    file_name = str(get("file_name", "") or "")
-    return Item(id=str(get("id", "") or Path(file_name).with_suffix("").as_posix()), file_name=file_name,
-                path=str(get("path", "") or ""), category=str(get("category", "") or "").strip().lower(),
-                label=str(get("label", "") or "").strip().lower(),
-                source=str(get("source", "") or "").strip() or _folder_source(file_name),
-                caption=str(get("caption", "") or "").strip())
 
 
 def read_items(collection: str | Path) -> list[Item]:
     """The rows of a local collection (imagefolder with metadata.csv, or category sub-folders), sorted by id."""
     items = [item_from_row(r) for r in local_rows(collection) if r.category.strip()]
     return sorted(items, key=lambda item: item.id)
-
-
-def _folder_source(file_name: str) -> str:
-    """A plain folder has no source column: every row counts as one unknown source."""
-    return "unknown"
-
-
-def fingerprint(items: Sequence[Item]) -> str:
-    """sha256 over the sorted metadata rows (what the model was trained on, not the pixels)."""
-    lines = sorted(json.dumps([i.file_name, i.category, i.label, i.source, i.caption], ensure_ascii=False)
-                   for i in items)
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
 # --- pixels ---------------------------------------------------------------------------------------------------

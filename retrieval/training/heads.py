@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..embedders.xray_network import feature_width, make_image_head, select_features
-from .data import Item
+from ..evaluation.rows import Item
 
 
 @dataclass

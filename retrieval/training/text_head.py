@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..embedders.xray_network import encode_texts, make_text_head
-from .data import Item
+from ..evaluation.rows import Item
 
 # Paraphrases per (category, label); generic templates cover any other label. Clinical synonyms only:
 # written from the label vocabulary, not from the evaluation query file.

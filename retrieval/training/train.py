@@ -18,10 +18,12 @@ from ..embedders.model_folder import ModelFolder
 from ..embedders.preprocess import INPUT_SIZE, MEAN, STD
 from ..embedders.xray_lite0 import MODEL_NAME
 from ..embedders.xray_network import TEXT_MODEL, feature_width, select_features, state_tensors
-from . import protocols
+from ..evaluation import protocols
+from ..evaluation.folds import assign_source_folds, source_fold_of_rows, stratified_folds
+from ..evaluation.queries import QUERIES_FILE_SHOWN, load_queries
+from ..evaluation.rows import fingerprint
 from .card import DISCLAIMER, render_card
-from .data import fingerprint, load_working_copies, read_items
-from .folds import assign_source_folds, source_fold_of_rows, stratified_folds
+from .data import load_working_copies, read_items
 from .heads import HeadConfig, embed_features, fit_image_head
 
 # The variant the cross-source folds chose (see the experiment log in the training card's ship_reason).
@@ -194,7 +196,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     text_head = fit_text_head(image_vectors, items, all_rows, dim, epochs=t_epochs, hidden=TEXT_HIDDEN, seed=seed,
                               text_vectors=text_cache)
     _round_fp16(text_head)
-    queries = protocols.load_text_queries()
+    _, queries = load_queries()
     query_texts = [q.text for q in queries]
     text_settings = {"final model, all images (query texts unseen in training)": protocols.text_on_pixels(
         items, image_vectors, embed_text_queries(text_head, query_texts, text_cache), queries)}
@@ -248,7 +250,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
             "in_source_out_of_fold": {"folds": int(len(set(is_folds.tolist()))), "trained": is_trained,
                                       "frozen": is_frozen},
             "in_sample_leave_one_out": {"note": "in-sample (optimistic)", "trained": loo_trained, "frozen": loo_frozen},
-            "text_on_pixels": {"queries_file": "retrieval/queries/text_queries.json", "settings": text_settings},
+            "text_on_pixels": {"queries_file": QUERIES_FILE_SHOWN, "settings": text_settings},
         },
     }
     model_config = {

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Item
+from .rows import Item
 
 
 def _source_table(items: Sequence[Item]) -> tuple[list[str], dict[str, set[str]], dict[str, int]]:

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
+from ..tables import format_table
 from . import metrics
-from .evaluate import CATEGORY, FIGURES, K, KS, LABEL, LEVELS, Evaluation, display_name
-from .tables import format_table
+from .figures import CATEGORY, FIGURES, K, KS, LABEL, LEVELS
+from .run import Evaluation, display_name
 
 
 def evaluation_text(self: Evaluation) -> str:
@@ -68,7 +69,6 @@ def evaluation_text(self: Evaluation) -> str:
         lines += [format_table(["model", "searches", "level", *header[2:]], rows), ""]
     return "\n".join(lines).rstrip() + "\n"
 
-@staticmethod
 
 def feedback_text(self: Evaluation) -> list[str]:
     """One round of relevance feedback beside the plain leave-one-out label P@5, per image model."""

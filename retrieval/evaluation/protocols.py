@@ -1,59 +1,38 @@
 """Evaluation protocols (cross-source folds, in-source out-of-fold, in-sample leave-one-out, text on pixels):
-the referee that decides which model ships. Each takes vectors (or a per-fold embedding function), not a model.
-"""
+the referee that decides which model ships. Each takes vectors (or a per-fold embedding function), not a model,
+and judges with the same ranking and P@k as `evaluate` (metrics.py)."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import Item
+from . import metrics
+from .figures import CATEGORY, LABEL, LEVELS
 from .folds import assign_source_folds, source_fold_of_rows
+from .queries import TextQuery
+from .rows import Item
 
 K_PRECISION = 5
 K_MAP = 10
-LEVELS = ("category", "label")
-QUERIES_FILE = Path(__file__).resolve().parents[1] / "queries" / "text_queries.json"
 
 # embed(train_rows) -> (n, dim) unit vectors of EVERY row, from a model fitted on train_rows only
 FoldEmbedder = Callable[[np.ndarray], np.ndarray]
 
 
 def _keys(items: Sequence[Item]) -> dict[str, np.ndarray]:
-    return {"category": np.asarray([i.category for i in items], dtype=object),
-            "label": np.asarray([i.key for i in items], dtype=object)}
+    return {CATEGORY: np.asarray([i.category for i in items], dtype=object),
+            LABEL: np.asarray([i.key for i in items], dtype=object)}
 
 
-def top_k(queries: np.ndarray, index: np.ndarray, k: int, exclude_self: np.ndarray | None = None) -> np.ndarray:
-    """(q, k) positions in `index` of each query's k best inner products (ties: lower position); -1 when short.
-    exclude_self[i] = position of query i in the index, never returned (-1: none)."""
-    scores = queries.astype(np.float32) @ index.astype(np.float32).T
-    if exclude_self is not None:
-        rows = np.nonzero(exclude_self >= 0)[0]
-        scores[rows, exclude_self[rows]] = -np.inf
-    width = min(k, index.shape[0])
-    order = np.lexsort((np.broadcast_to(np.arange(index.shape[0]), scores.shape), -scores), axis=1)[:, :width]
-    picked = np.take_along_axis(scores, order, axis=1)
-    out = np.full((len(queries), k), -1, dtype=np.int64)
-    out[:, :width] = np.where(np.isfinite(picked), order, -1)
-    return out
-
-
-def _judge(query_key: np.ndarray, index_key: np.ndarray, ranked: np.ndarray, n_relevant: np.ndarray) -> dict:
+def _judge(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:
     """Per-query P@5 and AP@10 arrays (NaN where the query has no relevant row to find)."""
-    found = np.where(ranked >= 0, index_key[np.maximum(ranked, 0)], None)
-    relevant = (ranked >= 0) & (found == query_key[:, None]) & (query_key[:, None] != "")
-    p5 = relevant[:, :K_PRECISION].sum(axis=1) / K_PRECISION
-    hits = relevant[:, :K_MAP].astype(np.float64)
-    precision_at = np.cumsum(hits, axis=1) / np.arange(1, K_MAP + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ap = (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, K_MAP)
     judged = n_relevant > 0
+    p5 = metrics.precision_at_k(relevant, K_PRECISION)
+    ap = metrics.average_precision_at_k(relevant, n_relevant, K_MAP)
     return {"p@5": np.where(judged, p5, np.nan), "map@10": np.where(judged, ap, np.nan)}
 
 
@@ -100,7 +79,7 @@ def _search(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, 
             exclude_self: bool, per_level: dict, keys: dict) -> None:
     position = {int(r): p for p, r in enumerate(index_rows)}
     self_pos = np.asarray([position.get(int(r), -1) for r in query_rows]) if exclude_self else None
-    ranked_pos = top_k(vectors[query_rows], vectors[index_rows], K_MAP, self_pos)
+    ranked_pos = metrics.top_k(vectors[query_rows], vectors[index_rows], K_MAP, self_positions=self_pos)
     ranked = np.where(ranked_pos >= 0, index_rows[np.maximum(ranked_pos, 0)], -1)
     for level in LEVELS:
         key = keys[level]
@@ -111,7 +90,7 @@ def _search(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, 
         n_rel = np.asarray([counts[k] if k else 0 for k in key[query_rows].tolist()], dtype=np.float64)
         if exclude_self:
             n_rel -= np.asarray([1.0 if (p >= 0 and k) else 0.0 for p, k in zip(self_pos, key[query_rows])])
-        judged = _judge(key[query_rows], key, ranked, n_rel)
+        judged = _judge(metrics.relevance(key[query_rows], key, ranked), n_rel)
         target = per_level.setdefault(level, {"p@5": [], "map@10": [], "top": []})
         target["p@5"].append(judged["p@5"])
         target["map@10"].append(judged["map@10"])
@@ -185,24 +164,6 @@ def no_relevant_report(items: Sequence[Item], folds: np.ndarray) -> dict:
 
 
 # --- text on pixels -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TextQuery:
-    text: str
-    category: str
-    labels: tuple[str, ...] = ()
-
-
-def load_text_queries(path: str | Path | None = None) -> list[TextQuery]:
-    """The packaged query file (format {"version": 1, "queries": [{"text", "category", "label"?}]})."""
-    payload = json.loads(Path(path or QUERIES_FILE).read_text(encoding="utf-8"))
-    out = []
-    for item in payload["queries"]:
-        labels = item.get("label") or ()
-        labels = (labels,) if isinstance(labels, str) else tuple(labels)
-        out.append(TextQuery(item["text"], item["category"].lower(), tuple(l.lower() for l in labels)))
-    return out
-
-
 def text_on_pixels(items: Sequence[Item], image_vectors: np.ndarray, text_vectors: np.ndarray,
                    queries: Sequence[TextQuery], candidates: np.ndarray | None = None) -> dict:
     """Text queries (embedded by the text head) searched against IMAGE vectors only (captions never read).
@@ -211,23 +172,21 @@ def text_on_pixels(items: Sequence[Item], image_vectors: np.ndarray, text_vector
     rows = np.arange(len(items)) if candidates is None else np.asarray(candidates)
     cats = np.asarray([items[r].category for r in rows], dtype=object)
     labels = np.asarray([items[r].label for r in rows], dtype=object)
-    ranked = top_k(text_vectors, image_vectors[rows], K_MAP)
+    ranked = metrics.top_k(text_vectors, image_vectors[rows], K_MAP)
     result = {}
     for level in LEVELS:
         p5, ap, per_query = [], [], []
         for q, query in enumerate(queries):
-            if level == "label" and not query.labels:
+            if level != CATEGORY and not query.labels:
                 continue
-            target = (cats == query.category) if level == "category" else \
-                (cats == query.category) & np.isin(labels, list(query.labels))
+            target = query.relevant(cats, labels, level)
             if not target.any():
                 continue
             hits = np.where(ranked[q] >= 0, target[np.maximum(ranked[q], 0)], False)
-            p = hits[:K_PRECISION].mean()
-            prec = np.cumsum(hits) / np.arange(1, K_MAP + 1)
-            ap.append(float((prec * hits).sum() / min(target.sum(), K_MAP)))
-            p5.append(float(p))
-            per_query.append({"text": query.text, "p@5": round(float(p), 2),
+            p = metrics.precision_at_k(hits, K_PRECISION)
+            ap.append(metrics.average_precision_at_k(hits, target.sum(), K_MAP))
+            p5.append(p)
+            per_query.append({"text": query.text, "p@5": round(p, 2),
                               "top5": [items[rows[i]].id for i in ranked[q][:K_PRECISION] if i >= 0]})
         result[level] = {"p@5": round(float(np.mean(p5)), 4) if p5 else None,
                          "map@10": round(float(np.mean(ap)), 4) if ap else None,
