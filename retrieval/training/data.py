@@ -62,10 +62,11 @@ def _folder_source(file_name: str) -> str:
 
 
 def fingerprint(items: Sequence[Item]) -> str:
-    """sha256 over the sorted metadata rows (what the model was trained on, not the pixels)."""
-    lines = sorted(json.dumps([i.file_name, i.category, i.label, i.source, i.caption], ensure_ascii=False)
-                   for i in items)
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    """The collection fingerprint (retrieval.collection.metadata_fingerprint) of the rows the model was
+    trained on, over the fields an Item keeps (not the pixels)."""
+    from ..collection import metadata_fingerprint
+
+    return metadata_fingerprint(items, fields=("file_name", "category", "label", "source", "caption"))
 
 
 # --- pixels ---------------------------------------------------------------------------------------------------
