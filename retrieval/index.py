@@ -19,7 +19,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .collection import METADATA_FILE, ROW_COLUMNS, ROW_TEXT_VERSION, is_local, scan_files
+from .collection import (
+    METADATA_FILE, ROW_COLUMNS, ROW_TEXT_VERSION, is_local, rows_to_dataset, scan_files,
+)
 from .embedders import (
     BUILD_DEFAULTS, IMAGE, availability, embedder_spec, get_embedder, list_embedders, model_version,
 )
@@ -124,8 +126,6 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
         rows, facts, skipped_rows = _read_collection(source, skip_invalid, split, log, progress, images)
         if not rows:
             raise CollectionError(f"{source} holds no images to index.")
-        from .collection import rows_to_dataset
-
         dataset = rows_to_dataset(rows, facts, writer.scratch_path)
         for plan in plans.values():
             plan.finish(dataset, progress)
@@ -145,8 +145,6 @@ def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool
     """The rows to index, what the one read of each image learned ({file name: ImageFacts}) and the rows left
     out (file name -> why). A local folder is validated as it is read; invalid rows are refused (every
     problem named) or, with `skip_invalid`, left out."""
-    from .image_pass import read_images
-
     if is_local(source):
         from .validate import check_images, check_rows
 
@@ -154,20 +152,20 @@ def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool
         doomed = bool(validation.errors) and not skip_invalid  # read the images only to name every problem
         check_images(validation, progress=progress, skip=set(validation.invalid_files()), sides=images.sides,
                      thumbnails=not doomed, on_chunk=None if doomed else images)
-        rows, facts, errors = validation.records, validation.images, validation.errors
-        invalid = validation.invalid_files()
+        rows, facts, invalid = validation.records, validation.images, validation.invalid_files()
+        messages = [finding.message for finding in validation.errors]
+        unfixable = any(not finding.file_name for finding in validation.errors)  # not a row to leave out
     else:
         from .collection import collection_rows
+        from .image_pass import read_images
 
         rows = collection_rows(source, split=split)
         facts, invalid = read_images(rows, sides=images.sides, thumbnails=True, progress=progress, on_chunk=images)
-        errors = [message for message in invalid.values()]
-    problems = [error for error in errors if not getattr(error, "file_name", True)]
-    if problems or (invalid and not skip_invalid):
-        messages = [getattr(error, "message", error) for error in errors]
+        messages, unfixable = list(invalid.values()), False
+    if unfixable or (invalid and not skip_invalid):
         raise CollectionError("The collection did not validate:\n" + "\n".join(
             f"  - {message}" for message in messages[:50]) + (
-            "\nFix these, or build with --skip-invalid to leave the offending rows out." if not problems else ""))
+            "" if unfixable else "\nFix these, or build with --skip-invalid to leave the offending rows out."))
     for name, why in invalid.items():
         log(f"Skipping row {name}: {why}")
     return [row for row in rows if row.file_name not in invalid and row.file_name in facts], facts, invalid
@@ -222,9 +220,8 @@ class _Plan:
         entry = ModelEntry(**{**asdict(self.entry), "seconds": round(self.seconds, 3)})
         if self.embedder.needs_fit:
             return Column(entry, to_fit=self.embedder)
-        rows = len(self.vectors)
-        return Column(ModelEntry(**{**asdict(entry), "rows": rows, "embedded": self.embedded,
-                                    "reused": rows - self.embedded}), self.vectors)
+        return Column(ModelEntry(**{**asdict(entry), "embedded": self.embedded,
+                                    "reused": len(self.vectors) - self.embedded}), self.vectors)
 
 
 class _ImageEmbedding:

@@ -107,7 +107,8 @@ class GenerationWriter:
         saved = generation.load_dataset(verify=False)  # the saved copy, not the scratch one
         for name in columns:
             choice = generation.write_faiss(saved, name)
-            entries[name] = replace(entries[name], faiss_factory=choice.factory, recall_at_10=choice.recall_at_10)
+            entries[name] = replace(entries[name], rows=len(saved), faiss_factory=choice.factory,
+                                    recall_at_10=choice.recall_at_10)
         for name, entry in entries.items():
             if entry.indexes == IMAGE:
                 entries[name] = self._map(name, entry, generation.vectors(name, saved))
