@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -217,11 +217,10 @@ class _Plan:
         self.seconds += time.perf_counter() - began
 
     def column(self) -> Column:
-        entry = ModelEntry(**{**asdict(self.entry), "seconds": round(self.seconds, 3)})
+        entry = replace(self.entry, seconds=round(self.seconds, 3))
         if self.embedder.needs_fit:
             return Column(entry, to_fit=self.embedder)
-        return Column(ModelEntry(**{**asdict(entry), "embedded": self.embedded,
-                                    "reused": len(self.vectors) - self.embedded}), self.vectors)
+        return Column(replace(entry, embedded=self.embedded, reused=len(self.vectors) - self.embedded), self.vectors)
 
 
 class _ImageEmbedding:
