@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import CollectionError
 from .files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
-from .images import thumbnail_bytes
+from .files import read_bytes
 from .labels import label_words
 from .schema import FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
 
@@ -25,6 +25,15 @@ ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 KNOWN_CATEGORIES = (
     "chest", "dental", "spine", "knee", "hand", "fracture", "skull", "pelvis", "hip", "shoulder", "elbow",
     "wrist", "foot", "ankle", "abdomen", "leg", "arm", "extremity", "other",
+)
+# The columns of an index row before its vector columns (one per model, named by the model):
+ROW_COLUMNS = (
+    "id", *FIELDS,
+    "text",  # what text models embed (row_text)
+    "image_sha256",  # of the file's bytes: the embedding cache's key for image models
+    "phash",  # str(imagehash.phash(picture)): 16 hex digits of a 64-bit perceptual hash
+    "image",  # the stored picture (the file, or a DICOM file rendered to PNG)
+    "thumbnail",  # a small JPEG rendered once, so results never re-render
 )
 _HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 
@@ -75,6 +84,22 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def metadata_fingerprint(records: Iterable, fields: Iterable[str] = FIELDS) -> str:
+    """The one fingerprint of a collection's rows: sha256 over each row's `fields` (JSON, sorted keys) in
+    file-name order. Rows are dicts or objects with those attributes (Row, a training Item); the pixels are
+    not part of it. An index manifest, a published index and a training card all state this value."""
+    fields = tuple(fields)
+
+    def values(record) -> dict[str, str]:
+        get = record.get if isinstance(record, dict) else lambda name: getattr(record, name, "")
+        return {name: str(get(name) or "") for name in fields}
+
+    content = hashlib.sha256()
+    for row in sorted((values(record) for record in records), key=lambda row: row["file_name"]):
+        content.update(json.dumps(row, sort_keys=True).encode())
+    return content.hexdigest()
+
+
 def is_local(source: str | Path) -> bool:
     return Path(source).expanduser().exists()
 
@@ -119,15 +144,17 @@ def _is_document(name: str) -> bool:
     return "/" not in name and Path(name).suffix.lower() in (".csv", ".md", ".txt", ".json", ".jsonl", ".yaml", ".yml")
 
 
-def local_rows(root: str | Path, skip: Iterable[str] = ()) -> list[Row]:
+def local_rows(root: str | Path, skip: Iterable[str] = (),
+               metadata: tuple[list[dict[str, str]], list[str]] | None = None) -> list[Row]:
     """Rows of a local collection: from metadata.csv when present, else one row per image file with the
-    first sub-folder as category. `skip` lists file names to leave out (from validation)."""
+    first sub-folder as category. `skip` lists file names to leave out (from validation); `metadata` is
+    metadata.csv as `read_metadata` returned it, when the caller has parsed it already."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise CollectionError(f"Collection folder {root} does not exist.")
     skipped = set(skip)
     if (root / METADATA_FILE).is_file():
-        records, header = read_metadata(root)
+        records, header = metadata if metadata is not None else read_metadata(root)
         missing = [field for field in REQUIRED_FIELDS if field not in header]
         if missing:
             raise CollectionError(f"{root / METADATA_FILE} lacks the required column(s) {missing}; "
@@ -209,46 +236,30 @@ def collection_rows(source: str | Path, skip: Iterable[str] = (), split: str = "
     raise CollectionError(f"{source} is neither an existing folder nor a Hugging Face dataset id (owner/name).")
 
 
-def rows_to_dataset(rows: list[Row], encode: Callable[[Row], tuple[bytes, str]], cache_dir: Path,
+def rows_to_dataset(rows: list[Row], images: dict, cache_dir: Path,
                     progress: Callable[[Iterator], Iterator] | None = None):
-    """A `datasets.Dataset` with the metadata, a stable id, the searchable text, the (display-ready) image
-    and its content hash. `encode(row) -> (image bytes to store, sha256)`. Written under cache_dir."""
+    """A `datasets.Dataset` with the metadata, a stable id, the searchable text, the (display-ready) image,
+    its content hash, pHash and thumbnail. `images` maps each file name to what the one read of its image
+    learned (`image_pass.ImageFacts`): nothing is hashed or decoded here. Written under cache_dir."""
     import datasets
 
-    features = datasets.Features({
-        "id": datasets.Value("string"),
-        **{field: datasets.Value("string") for field in FIELDS},
-        "text": datasets.Value("string"),
-        "image_sha256": datasets.Value("string"),
-        "image": datasets.Image(),
-        "thumbnail": datasets.Value("binary"),  # a small JPEG rendered once, so results never re-render
-    })
+    features = datasets.Features({name: datasets.Image() if name == "image" else datasets.Value(
+        "binary" if name == "thumbnail" else "string") for name in ROW_COLUMNS})
 
     def generate(count):  # `count` only keys datasets' generator cache; the cache dir is ours and fresh
         iterator = iter(rows) if progress is None else progress(iter(rows))
         for row in iterator:
-            data, sha = encode(row)
-            yield {"id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": sha,
-                   "image": {"bytes": data, "path": None}, "thumbnail": thumbnail_bytes(data, row.id)}
+            facts = images[row.file_name]
+            yield {"id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": facts.sha256,
+                   "phash": facts.phash, "image": {"bytes": stored_bytes(row, facts), "path": None},
+                   "thumbnail": facts.thumbnail}
 
     return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache_dir),
                                            gen_kwargs={"count": len(rows)})
 
 
-def encode_for_storage(row: Row) -> tuple[bytes, str]:
-    """The bytes stored in the index: the original file for ordinary images, a rendered PNG for DICOM."""
-    from . import dicom
-    from .images import digest, read_bytes
-
-    data = row.image_bytes if row.image_bytes is not None else read_bytes(row.path, row.file_name)
-    sha = digest(data)
-    if dicom.is_dicom(data, row.file_name):
-        scan = dicom.read_dicom(data, name=row.file_name)
-        for field in ("category", "view", "caption"):  # DICOM tags fill what the metadata left empty
-            if not getattr(row, field) and scan.metadata.get(field):
-                setattr(row, field, scan.metadata[field])
-        picture = scan.image
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        data = buffer.getvalue()
-    return data, sha
+def stored_bytes(row: Row, facts) -> bytes:
+    """The bytes the index stores: the file as it is, or the PNG a DICOM file was rendered to."""
+    if facts.rendered is not None:
+        return facts.rendered
+    return row.image_bytes if row.image_bytes is not None else read_bytes(row.path, row.file_name)

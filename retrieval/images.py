@@ -132,10 +132,24 @@ THUMBNAIL_QUALITY = 75  # JPEG quality: ~10-25 KB for a radiograph at 384 px
 
 def thumbnail_bytes(data: bytes, name: str) -> bytes:
     """A gallery-sized JPEG of stored image bytes (decoded at a reduced scale)."""
-    picture = decode_bytes(data, name, max_side=THUMBNAIL_SIDE)
+    return thumbnail_of(decode_bytes(data, name, max_side=THUMBNAIL_SIDE))
+
+
+def thumbnail_of(picture: Image.Image) -> bytes:
+    """A gallery-sized JPEG of a decoded picture (the build's: no second decode)."""
+    picture = shrink(picture, THUMBNAIL_SIDE)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return buffer.getvalue()
+
+
+def shrink(picture: Image.Image, max_side: int) -> Image.Image:
+    """`picture` with its long side at most `max_side` (the picture itself when it already fits)."""
+    if max(picture.size) <= max_side:
+        return picture
+    smaller = picture.copy()
+    smaller.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return smaller
 
 
 def digest(data: bytes) -> str:

@@ -51,6 +51,7 @@ class ModelEntry:
     seconds: float = 0.0
     corpus_digest: str | None = None  # models fitted on the collection: the texts they were fitted on
     map_digest: str | None = None  # the vectors its 2-D map was projected from; None: no map (text, older index)
+    map_seconds: float = 0.0  # projecting the map (0 when the previous map was taken over)
 
     def embeds(self, modality: str) -> bool:
         return modality in self.modalities

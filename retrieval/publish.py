@@ -16,7 +16,6 @@ The output is written beside `--out` and renamed into place when complete.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -26,14 +25,13 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .schema import FIELDS
+from .collection import metadata_fingerprint  # noqa: F401  (re-exported: what a published manifest states)
 from .errors import RetrievalError
+from .hub import is_hub_location, resolve_index
 from .layout import IndexFolder, IndexGeneration, Manifest
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout whose app is published
 SPACE_CODE = ("app.py", "retrieval", "ui", "requirements.txt")  # what a Space needs to run the app
-ASSET_MODELS = Path("assets") / "models"
-TRAINING_CARD = "training_card.json"
 LFS_PATTERNS = ("*.arrow", "*.faiss", "*.npy")  # plus every other file over LFS_THRESHOLD, by its path
 LFS_THRESHOLD = 10 * 2**20  # the Hub refuses plain git files over 10 MB
 REPORT_FILE = "PUBLISH.json"  # what was kept and left out; also marks a folder this command may replace
@@ -167,14 +165,9 @@ def model_decision(name: str, card: dict | None, policy: str, include_research: 
 
 def asset_models(repo: Path = REPO) -> dict[str, dict | None]:
     """Model folders under assets/models/ and their training cards (None when a folder has none)."""
-    folder = repo / ASSET_MODELS
-    cards = {}
-    for model in sorted(p for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []:
-        try:
-            cards[model.name] = json.loads((model / TRAINING_CARD).read_text())
-        except (OSError, ValueError):
-            cards[model.name] = None
-    return cards
+    from .embedders.model_folder import ModelFolder
+
+    return {folder.name: folder.read_card() for folder in ModelFolder.in_assets(repo)}
 
 
 def trained_models(repo: Path, index_models: list[str]) -> dict[str, dict | None]:
@@ -232,25 +225,20 @@ class PublishReport:
         return "\n".join(lines)
 
 
-def metadata_fingerprint(records: list[dict]) -> str:
-    """sha256 over every row's metadata in file-name order (as `build_index` writes Manifest.fingerprint)."""
-    content = hashlib.sha256()
-    for record in sorted(records, key=lambda r: r["file_name"]):
-        content.update(json.dumps({name: record[name] for name in FIELDS}, sort_keys=True).encode())
-    return content.hexdigest()
-
-
 def publish(index_dir: str | Path, out: str | Path, licenses: str = "open", title: str = "X-Ray Search",
             as_dataset: bool = False, include_research_models: bool = False, collection: str | Path | None = None,
             repo: Path = REPO, log=print) -> PublishReport:
-    """Write a Space folder (or, `as_dataset`, a Hub dataset folder) at `out` from the index in `index_dir`,
-    keeping only the rows the `licenses` policy allows. Returns what was kept and left out."""
+    """Write a Space folder (or, `as_dataset`, a Hub dataset folder) at `out` from the index at `index_dir`
+    (a folder, or `hf://datasets/OWNER/NAME[@REVISION]` as the app takes it), keeping only the rows the
+    `licenses` policy allows. Returns what was kept and left out."""
     started = time.perf_counter()
     _policy(licenses)
-    source = IndexFolder(index_dir).require_current()
+    index_root = resolve_index(index_dir)
+    source = IndexFolder(index_root).require_current()
     manifest = source.manifest
     out = Path(out).expanduser().resolve()
-    _check_target(out, Path(index_dir).expanduser().resolve())
+    if not is_hub_location(index_dir):
+        _check_target(out, Path(index_root).expanduser().resolve())
     source_licences = _source_licences(source)
     decisions = [model_decision(name, card, licenses, include_research_models, source_licences)
                  for name, card in trained_models(repo, list(manifest.models)).items()]
@@ -333,12 +321,10 @@ def _swap_into_place(temporary: Path, out: Path) -> None:
 
 def _write_generation(source: IndexGeneration, manifest: Manifest, folder: IndexFolder, policy: str,
                       models: list[str], log) -> tuple[IndexGeneration, dict, dict]:
-    """A new generation in `folder` holding only the allowed rows and `models`, checked and named in CURRENT."""
-    import datasets
-
-    from .embedders import embedder_spec
-    from .index import corpus_digest
-    from .projection import map_key, project
+    """A new generation in `folder` holding only the allowed rows and `models`, written by the build's writer:
+    vectors reused, collection-fitted models (TF-IDF) refitted on the kept rows, maps projected again where
+    rows were left out; checked and named in CURRENT."""
+    from .writer import Column, GenerationWriter
 
     dataset = source.load_dataset()
     keep, kept, excluded = [], defaultdict(Counter), defaultdict(Counter)
@@ -350,54 +336,24 @@ def _write_generation(source: IndexGeneration, manifest: Manifest, folder: Index
             excluded[name or ""][licence or ""] += 1
     if not keep:
         raise RetrievalError(f"No image of the index is allowed by the {policy!r} policy; nothing to publish.")
-    dropped = [name for name in manifest.models if name not in models]
     # in memory: selecting and flattening on disk would write cache files into the source index's folder
-    subset = dataset.select(keep, keep_in_memory=True).flatten_indices(keep_in_memory=True)
-    subset = subset.remove_columns(dropped) if dropped else subset
-    entries = {name: replace(manifest.models[name], rows=len(keep), embedded=0, reused=len(keep), seconds=0.0)
-               for name in models}
-    refitted = {}
+    rows = dataset.select(keep, keep_in_memory=True).flatten_indices(keep_in_memory=True)
+    columns = {}
     for name in models:
-        if manifest.models[name].corpus_digest is None:  # not fitted on the collection: vectors stay valid
-            continue
-        # fitted on the collection (TF-IDF): refit on the kept rows, so nothing of the excluded rows' text ships
-        embedder = embedder_spec(name).factory()
-        texts = subset["text"]
-        embedder.fit(texts)
-        vectors = embedder.embed_texts(texts)
-        subset = subset.remove_columns(name).add_column(
-            name, list(vectors), feature=datasets.List(datasets.Value("float32"), length=embedder.dim))
-        refitted[name] = embedder
-        entries[name] = replace(entries[name], dim=embedder.dim, embedded=len(keep), reused=0,
-                                corpus_digest=corpus_digest(texts))
-    generation = folder.new_generation()
-    generation.save_dataset(subset)
-    saved = generation.load_dataset(verify=False)
-    for name in models:
-        choice = generation.write_faiss(saved, name)  # exact or approximate, as the build chooses for this size
-        for entry_field, attribute in (("faiss_factory", "factory"), ("recall_at_10", "recall_at_10")):
-            if hasattr(choice, attribute) and hasattr(entries[name], entry_field):
-                setattr(entries[name], entry_field, getattr(choice, attribute))
-        if name in refitted:
-            refitted[name].save_state(generation.state_path(name))
-        elif source.state_path(name).is_dir():
-            shutil.copytree(source.state_path(name), generation.state_path(name))
-        if entries[name].indexes == "image" and source.has_map(name):  # the Map tab, projected on the kept rows
-            vectors = generation.vectors(name, saved)
-            generation.write_map(name, project(vectors))
-            entries[name] = replace(entries[name], map_digest=map_key(vectors))
-    records = saved.select_columns(list(FIELDS)).to_list()
-    generation.write_manifest(replace(
-        manifest, fingerprint=metadata_fingerprint(records), rows=len(saved), models=entries,
-        categories=dict(Counter(saved["category"])), quick_fingerprint=None, skipped_rows={},
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
-    damage = generation.damage()
-    if damage:
-        raise RetrievalError(f"The published index is inconsistent ({damage}); nothing was written.")
-    folder.publish_portable(generation)
-    log(f"Index: {len(saved)} of {len(dataset)} rows, models {', '.join(models)}"
+        entry = replace(manifest.models[name], rows=len(keep), embedded=0, reused=len(keep), seconds=0.0)
+        if entry.corpus_digest is not None:  # fitted on the collection: nothing of the excluded rows' text ships
+            from .embedders import embedder_spec
+
+            columns[name] = Column(entry, to_fit=embedder_spec(name).factory())
+        else:
+            columns[name] = Column(entry, vectors=source.vectors(name, rows))
+    rows = rows.remove_columns([name for name in manifest.models if name in rows.column_names])
+    with GenerationWriter(folder, previous=source, portable=True) as writer:
+        written = writer.write(rows, columns, replace(manifest, quick_fingerprint=None, skipped_rows={}))
+    refitted = [name for name, entry in written.models.items() if entry.embedded]
+    log(f"Index: {written.rows} of {len(dataset)} rows, models {', '.join(models)}"
         + (f" (refitted on the kept rows: {', '.join(refitted)})" if refitted else ""))
-    return generation, _plain(kept), _plain(excluded)
+    return writer.generation, _plain(kept), _plain(excluded)
 
 
 def _plain(counts: dict[str, Counter]) -> dict[str, dict[str, int]]:
@@ -415,9 +371,10 @@ def _copy_code(repo: Path, target: Path, dropped_models: set[str]) -> None:
             shutil.copy2(path, target / name)
         else:
             raise RetrievalError(f"{path} is missing: the Space needs it.")
-    assets = repo / "assets"
+    from .embedders.model_folder import ASSET_MODELS
+
+    assets, models = repo / ASSET_MODELS.parent, repo / ASSET_MODELS
     if assets.is_dir():
-        models = assets / "models"
 
         def skip(folder, names):
             left_out = set(names) & dropped_models if Path(folder) == models else set()

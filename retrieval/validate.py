@@ -1,12 +1,15 @@
-"""Check a collection before anything is embedded: columns, names, files, decoding, duplicates, licences."""
+"""Check a collection before anything is embedded: columns, names, files, decoding, duplicates, licences.
+
+The report keeps what the checks learned (the rows, and per image its digest, pHash and size), so a build
+that validates reads metadata.csv once and every image once (`image_pass`)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -14,8 +17,8 @@ from .collection import (
     ALLOWED_EXTENSIONS, KNOWN_CATEGORIES, METADATA_FILE, _is_document, has_allowed_extension, local_rows,
     read_metadata, scan_files,
 )
-from .errors import BadImage, CollectionError
-from .images import digest, load_image, read_bytes
+from .errors import CollectionError
+from .image_pass import ImageFacts, ReadImage, phash_bits, read_images
 from .schema import FIELDS, REQUIRED_FIELDS
 
 ERROR, WARNING = "error", "warning"
@@ -39,6 +42,8 @@ class ValidationReport:
     files: int = 0
     categories: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    records: list = field(default_factory=list, repr=False)  # the collection's rows (collection.Row), as read
+    images: dict[str, ImageFacts] = field(default_factory=dict, repr=False)  # file name -> what its read learned
 
     @property
     def errors(self) -> list[Finding]:
@@ -91,40 +96,84 @@ class ValidationReport:
 def validate_collection(root: str | Path, near_bits: int = NEAR_DUPLICATE_BITS, workers: int = 2,
                         progress: bool = True) -> ValidationReport:
     """Validate a local collection folder; decodes every image. Never raises for bad content: reports it."""
+    report = check_rows(root)
+    if report.records:
+        check_images(report, near_bits=near_bits, workers=workers, progress=progress)
+    return report
+
+
+def check_rows(root: str | Path) -> ValidationReport:
+    """Everything but the pixels: metadata.csv (parsed once), names, files, categories, licences. The rows
+    are in `report.records`; none when the metadata cannot be read."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise CollectionError(f"Collection folder {root} does not exist.")
     report = ValidationReport(root=str(root))
     files = [name for name in scan_files(root) if not _is_document(name)]
     has_metadata = (root / METADATA_FILE).is_file()
-    if has_metadata and not _check_metadata(root, report, set(files)):
-        return report
-    if not has_metadata:
+    metadata = None
+    if has_metadata:
+        metadata = _check_metadata(root, report, set(files))
+        if metadata is None:
+            return report
+    else:
         report.add(WARNING, "no-metadata", f"No {METADATA_FILE}: categories come from sub-folder names and "
                    "the other fields stay empty.")
-    rows = local_rows(root)
+    rows = local_rows(root, metadata=metadata)
+    report.records = rows
     report.rows = len(rows)
     report.categories = dict(Counter(row.category for row in rows))
     _check_categories(rows, report, strict=has_metadata)
     _check_licences(rows, report, has_metadata)
-    present = [row for row in rows if row.path is not None and row.path.is_file()]
-    report.files = len(present)
-    _check_images(present, report, near_bits, workers, progress)
     return report
 
 
-def _check_metadata(root: Path, report: ValidationReport, files: set[str]) -> bool:
-    """Columns, names, extensions and the file <-> row correspondence. False when nothing more can be read."""
+def check_images(report: ValidationReport, near_bits: int = NEAR_DUPLICATE_BITS, workers: int = 2,
+                 progress: bool = True, skip: set[str] = frozenset(), sides=(), thumbnails: bool = False,
+                 on_chunk: Callable[[list[ReadImage]], None] | None = None) -> None:
+    """Read every present image of `report.records` once (except `skip`): undecodable ones are errors, exact
+    and near duplicates warnings; what each read learned lands in `report.images`. `sides`, `thumbnails`
+    and `on_chunk` let a build use the same decode (see `image_pass.read_images`)."""
+    present = [row for row in report.records if row.file_name not in skip and row.path is not None
+               and row.path.is_file()]
+    report.files = len(present)
+    report.images, problems = read_images(present, sides=sides, thumbnails=thumbnails, workers=workers,
+                                          progress=progress, on_chunk=on_chunk)
+    for name, problem in problems.items():
+        report.add(ERROR, "undecodable", problem, name)
+    duplicate_findings(report, [(row.file_name, report.images[row.file_name]) for row in present
+                                if row.file_name in report.images], near_bits)
+
+
+def duplicate_findings(report: ValidationReport, images: list[tuple[str, ImageFacts]], near_bits: int) -> None:
+    """Exact duplicates by SHA-256, near duplicates by perceptual hash (warnings)."""
+    by_digest: dict[str, str] = {}
+    for name, facts in images:
+        if facts.sha256 in by_digest:
+            report.add(WARNING, "exact-duplicate", f"{name} is byte-identical to {by_digest[facts.sha256]}.", name,
+                       by_digest[facts.sha256])
+        else:
+            by_digest[facts.sha256] = name
+    names = [name for name, _ in images]
+    hashes = [phash_bits(facts.phash) for _, facts in images]
+    for first, second, distance in near_duplicate_pairs(names, hashes, near_bits):
+        report.add(WARNING, "near-duplicate", f"{first} and {second} look alike (pHash distance {distance}).",
+                   first, second)
+
+
+def _check_metadata(root: Path, report: ValidationReport, files: set[str]):
+    """Columns, names, extensions and the file <-> row correspondence. Returns metadata.csv as parsed
+    (records, header), or None when nothing more can be read."""
     try:
         records, header = read_metadata(root)
     except CollectionError as error:
         report.add(ERROR, "bad-metadata", str(error))
-        return False
+        return None
     missing = [name for name in REQUIRED_FIELDS if name not in header]
     if missing:
         report.add(ERROR, "bad-columns", f"{METADATA_FILE} lacks required column(s) {missing}; "
                    f"it has {header}, expected {list(FIELDS)}.")
-        return False
+        return None
     optional = [name for name in FIELDS if name not in header and name not in REQUIRED_FIELDS]
     if optional:
         report.add(WARNING, "missing-columns", f"{METADATA_FILE} has no column(s) {optional}; they stay empty.")
@@ -147,7 +196,7 @@ def _check_metadata(root: Path, report: ValidationReport, files: set[str]) -> bo
     for name in sorted(files - listed):
         report.add(WARNING, "unlisted-file", f"{name}: file has no row in {METADATA_FILE}; it is not indexed.",
                    name)
-    return True
+    return records, header
 
 
 def _check_categories(rows, report: ValidationReport, strict: bool) -> None:
@@ -167,40 +216,6 @@ def _check_licences(rows, report: ValidationReport, has_metadata: bool) -> None:
     for source, count in sorted(unknown.items()):
         report.add(WARNING, "unknown-licence", f"{count} image(s) from {source} state no licence; check the "
                    "source's terms before use beyond research and education.")
-
-
-def _check_images(rows, report: ValidationReport, near_bits: int, workers: int, progress: bool) -> None:
-    """Decode every image; exact duplicates by SHA-256, near duplicates by perceptual hash."""
-    import imagehash
-    from tqdm.auto import tqdm
-
-    def inspect(row):
-        try:
-            data = read_bytes(row.path, row.file_name)
-            image = load_image(data, row.file_name)
-            return row.file_name, digest(data), imagehash.phash(image).hash.flatten(), None
-        except BadImage as error:
-            return row.file_name, None, None, str(error)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(tqdm(pool.map(inspect, rows), total=len(rows), desc="validate", unit="img",
-                            disable=not progress))
-    by_digest: dict[str, str] = {}
-    names, hashes = [], []
-    for name, sha, phash, problem in results:
-        if problem:
-            report.add(ERROR, "undecodable", problem, name)
-            continue
-        if sha in by_digest:
-            report.add(WARNING, "exact-duplicate", f"{name} is byte-identical to {by_digest[sha]}.", name,
-                       by_digest[sha])
-        else:
-            by_digest[sha] = name
-        names.append(name)
-        hashes.append(phash)
-    for first, second, distance in near_duplicate_pairs(names, hashes, near_bits):
-        report.add(WARNING, "near-duplicate", f"{first} and {second} look alike (pHash distance {distance}).",
-                   first, second)
 
 
 def near_duplicate_pairs(names: list[str], hashes: list, max_bits: int) -> list[tuple[str, str, int]]:

@@ -47,26 +47,40 @@ def test_build_writes_dataset_vectors_faiss_indexes_and_manifest(synthetic_colle
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
-def test_each_image_is_decoded_once_for_every_image_model_and_each_distinct_text_embedded_once(
+def test_a_build_reads_the_collection_once_every_image_decoded_and_hashed_once_for_every_purpose(
         synthetic_collection, tmp_path, monkeypatch):
+    """Validation, pHash, thumbnail and two image models share one decode per image; metadata.csv is parsed
+    once; each distinct text is embedded once."""
     from fakes import BrightnessEmbedder, KeywordEmbedder
-    from retrieval import index
+    from retrieval import collection, images, validate
     from retrieval.embedders import IMAGE, Availability, EmbedderSpec, register, unregister
 
     register(EmbedderSpec("brightness-b", "test", (IMAGE,), IMAGE, 3, "tests", "half brightness, again",
                           BrightnessEmbedder, lambda: Availability(True, "tests"), version="brightness-b:1"))
-    decoded, embedded = [], []
-    decode, embed_texts = index.load_image, KeywordEmbedder.embed_texts
+    decoded, hashed, parsed, embedded = [], [], [], []
+    decode, digest, read_metadata = images.decode_bytes, images.digest, collection.read_metadata
+    embed_texts = KeywordEmbedder.embed_texts
 
-    def counted_decode(data, name, **options):
+    def counted_decode(data, name, *args, **options):
         decoded.append(name)
-        return decode(data, name, **options)
+        return decode(data, name, *args, **options)
+
+    def counted_digest(data):
+        hashed.append(data)
+        return digest(data)
+
+    def counted_parse(root):
+        parsed.append(root)
+        return read_metadata(root)
 
     def counted_embed(self, texts):
         embedded.extend(texts)
         return embed_texts(self, texts)
 
-    monkeypatch.setattr(index, "load_image", counted_decode)
+    monkeypatch.setattr(images, "decode_bytes", counted_decode)
+    monkeypatch.setattr(images, "digest", counted_digest)
+    monkeypatch.setattr(collection, "read_metadata", counted_parse)
+    monkeypatch.setattr(validate, "read_metadata", counted_parse)
     monkeypatch.setattr(KeywordEmbedder, "embed_texts", counted_embed)
     try:
         build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "brightness-b"],
@@ -74,10 +88,16 @@ def test_each_image_is_decoded_once_for_every_image_model_and_each_distinct_text
     finally:
         unregister("brightness-b")
     dataset = IndexFolder(tmp_path / "index").current().load_dataset()
-    assert sorted(decoded) == sorted(dataset["id"])  # once each, though two models read them
+    assert sorted(decoded) == sorted(dataset["file_name"])  # once each, though four purposes read them
+    assert len(hashed) == len(dataset) and len(parsed) == 1
     assert sorted(embedded) == sorted(set(dataset["text"])) and len(set(dataset["text"])) < len(dataset)
     vectors = dataset.with_format("numpy")
     assert np.allclose(vectors["brightness"], vectors["brightness-b"])  # each model got every image
+    import imagehash
+
+    first = IndexFolder(tmp_path / "index").current().load_dataset()[0]
+    assert first["phash"] == str(imagehash.phash(images.load_image(synthetic_collection / first["file_name"])))
+    assert len(first["phash"]) == 16 and first["thumbnail"][:2] == b"\xff\xd8"  # the pHash, and a JPEG
 
 
 def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(synthetic_collection, tmp_path,

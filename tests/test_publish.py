@@ -313,6 +313,44 @@ def test_a_dataset_snapshot_loads_through_hf_location(subset_index, tmp_path, mo
         hub.forget_resolved()
 
 
+def test_publish_takes_an_hf_location_as_the_app_does(synthetic_collection, tmp_path, monkeypatch, fake_models):
+    """The index to publish may be `hf://datasets/OWNER/NAME`, resolved as the app resolves it (the download
+    is faked by a local snapshot without symlinks). Kept vectors are reused; with every row kept, TF-IDF is
+    restored and the maps taken over, with a row left out they are refitted and projected again."""
+    from retrieval.index import build_index
+
+    metadata = synthetic_collection / "metadata.csv"
+    metadata.write_text(metadata.read_text().replace("CC0-1.0", "CC-BY-NC-4.0", 1))  # chest/c0: non-commercial
+    build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "tfidf"],
+                progress=False, log=lambda *_: None)
+    snapshot = tmp_path / "hub-cache" / "datasets--owner--xray-index" / "snapshots" / "abc123"
+    publish(tmp_path / "index", snapshot, licenses="all", as_dataset=True, log=lambda *_: None)
+    before = sorted(p.relative_to(snapshot) for p in snapshot.rglob("*"))
+    source = IndexFolder(snapshot).require_current().manifest
+    calls = []
+    monkeypatch.setattr(hub, "download_snapshot", lambda repo_id, revision=None: calls.append(repo_id) or snapshot)
+    hub.forget_resolved()
+    try:
+        every = publish("hf://datasets/owner/xray-index", tmp_path / "every", licenses="all", as_dataset=True,
+                        log=lambda *_: None)
+        open_only = publish("hf://datasets/owner/xray-index", tmp_path / "open", licenses="open",
+                            as_dataset=True, log=lambda *_: None)
+    finally:
+        hub.forget_resolved()
+    assert calls == ["owner/xray-index"] and sorted(p.relative_to(snapshot) for p in snapshot.rglob("*")) == before
+    whole = IndexFolder(tmp_path / "every").require_current().manifest
+    assert every.rows == 6 and whole.fingerprint == source.fingerprint
+    assert whole.models["tfidf"].embedded == 0 and whole.models["tfidf"].reused == 6  # restored, not refitted
+    assert whole.models["brightness"].map_digest == source.models["brightness"].map_digest
+    kept = IndexFolder(tmp_path / "open").require_current()
+    assert open_only.rows == 5 and open_only.excluded_rows == 1 and kept.damage() is None
+    assert "chest/c0.png" not in kept.load_dataset()["file_name"]
+    assert kept.manifest.models["tfidf"].embedded == 5  # refitted on the kept rows only
+    assert kept.manifest.models["brightness"].map_digest != source.models["brightness"].map_digest
+    assert kept.manifest.fingerprint == metadata_fingerprint(kept.load_dataset().to_list())
+    assert SearchEngine(tmp_path / "open").similar("chest/c1", model="brightness", k=1).hits
+
+
 def test_hub_locations_are_checked_and_failures_explained(monkeypatch):
     from retrieval.errors import NoIndex
 

@@ -3,8 +3,6 @@ shared by training and evaluation, so evaluation never imports training."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,10 +41,11 @@ def item_from_row(row) -> Item:
 
 
 def fingerprint(items: Sequence[Item]) -> str:
-    """sha256 over the sorted metadata rows (what a model was trained on, not the pixels)."""
-    lines = sorted(json.dumps([i.file_name, i.category, i.label, i.source, i.caption], ensure_ascii=False)
-                   for i in items)
-    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    """The collection fingerprint (retrieval.collection.metadata_fingerprint) of the rows a model was trained on,
+    over the fields an Item keeps (not the pixels)."""
+    from ..collection import metadata_fingerprint
+
+    return metadata_fingerprint(items, fields=("file_name", "category", "label", "source", "caption"))
 
 
 __all__ = ["Item", "item_from_row", "fingerprint", "UNKNOWN_SOURCE"]
