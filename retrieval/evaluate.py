@@ -178,16 +178,16 @@ def evaluate_index(index: "str | Path | SearchEngine" = "index", models: list[st
     near_bits = NEAR_DUPLICATE_BITS if near_bits is None else near_bits
     version, queries = load_queries(queries_file)
     engine = index if isinstance(index, SearchEngine) else SearchEngine(index)
-    names = engine.models
+    names = engine.policy.models
     if models:  # the TF-IDF baseline runs whenever the index has it
         names = list(dict.fromkeys(models))
         for name in names:
             engine.vectors(name)  # an unknown name raises the engine's own error, listing the index's models
-        if BASELINE_TEXT_MODEL in engine.models and BASELINE_TEXT_MODEL not in names:
+        if BASELINE_TEXT_MODEL in engine.policy.models and BASELINE_TEXT_MODEL not in names:
             names.append(BASELINE_TEXT_MODEL)
     index_dir = engine.index_dir
-    ids = engine.ids
-    records = [engine.record(item) for item in ids]
+    ids = engine.catalogue.ids
+    records = [engine.catalogue.record(item) for item in ids]
     categories = np.asarray([r["category"] or "" for r in records], dtype=object)
     labels = np.asarray([f"{r['category']}\x1f{r['label']}" if r["label"] else "" for r in records], dtype=object)
     keys = {CATEGORY: categories, LABEL: labels}
@@ -244,12 +244,12 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
     """The query file through `search_text` for every text-capable model of the index."""
     from tqdm.auto import tqdm
 
-    engine, queries, ids = evaluation.engine, evaluation.queries, evaluation.engine.ids
+    engine, queries, ids = evaluation.engine, evaluation.queries, evaluation.engine.catalogue.ids
     shown_file = Path(queries_file) if queries_file else QUERIES_FILE.relative_to(Path(__file__).parents[1])
     evaluation.text = {"file": shown_file.as_posix(), "version": version, "queries": len(queries), "models": {}}
     targets = {level: np.stack([_text_targets(q, keys[CATEGORY], keys[LABEL], level) for q in queries])
                for level in LEVELS}
-    text_models = [name for name in engine.models_for("text") if name in evaluation.models]
+    text_models = [name for name in engine.policy.models_for("text") if name in evaluation.models]
     for name in text_models:
         ranked = np.full((len(queries), K), -1, dtype=np.int64)
         for position, query in enumerate(tqdm(queries, desc=f"text queries {name}", unit="query",
@@ -338,7 +338,7 @@ def _variants(protocol: dict) -> dict:
 
 
 def _indexes(engine, name: str) -> str:
-    return engine.manifest.models[name].indexes
+    return engine.policy.entries[name].indexes
 
 
 def _image_features(engine, ids: list[str], progress: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -350,7 +350,7 @@ def _image_features(engine, ids: list[str], progress: bool) -> tuple[np.ndarray,
     from .embedders import l2_normalise
 
     def inspect(item_id):
-        image = engine.image(item_id)  # the stored image, decoded as the validator decodes it
+        image = engine.catalogue.image(item_id)  # the stored image, decoded as the validator decodes it
         thumbnail = image.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX)
         return np.asarray(thumbnail, dtype=np.float32).ravel(), imagehash.phash(image).hash.flatten()
 

@@ -135,7 +135,7 @@ def _plot_confusion(evaluation: Evaluation, path: Path) -> Path:
 def _grid_samples(evaluation: Evaluation, count: int) -> list[int]:
     """One query row per category, in turn, picked with a fixed seed (the same rows for every model)."""
     rng = np.random.default_rng(0)
-    categories = np.asarray([evaluation.engine.record(i)["category"] for i in evaluation.engine.ids])
+    categories = np.asarray(evaluation.engine.catalogue.column("category"))
     per_category = [list(rng.permutation(np.flatnonzero(categories == c))) for c in evaluation.categories]
     chosen = []
     while len(chosen) < count and any(per_category):
@@ -166,7 +166,7 @@ def _plot_grid(evaluation: Evaluation, name: str, samples: list, path: Path, sho
     a few dozen matplotlib axes per grid would take longer than the whole evaluation."""
     from PIL import Image, ImageDraw, ImageOps
 
-    engine = evaluation.engine
+    catalogue = evaluation.engine.catalogue
     font, small = _font(13), _font(11)
     pad, border, caption, header = 8, 5, 34, 30
     cell_w, cell_h = tile + 2 * border, tile + 2 * border + caption
@@ -192,14 +192,14 @@ def _plot_grid(evaluation: Evaluation, name: str, samples: list, path: Path, sho
             place(0, line, panel, (120, 120, 120),
                   ["text query: " + category, ", ".join(sorted(labels)) if labels else "(category level)"])
         else:
-            record = engine.record(engine.ids[query])
+            record = catalogue.record(catalogue.ids[query])
             category, labels = record["category"], {record["label"]} if record["label"] else set()
-            picture = ImageOps.pad(engine.image(engine.ids[query]), (tile, tile), color=0).convert("RGB")
+            picture = ImageOps.pad(catalogue.image(catalogue.ids[query]), (tile, tile), color=0).convert("RGB")
             place(0, line, picture, (120, 120, 120), ["query: " + category, record["label"] or "(no label)"])
         for column, row in enumerate([r for r in ranked if r >= 0][:shown], start=1):
-            record = engine.record(engine.ids[row])
+            record = catalogue.record(catalogue.ids[row])
             same_label = bool(labels) and record["category"] == category and record["label"] in labels
-            picture = ImageOps.pad(engine.image(engine.ids[row]), (tile, tile), color=0).convert("RGB")
+            picture = ImageOps.pad(catalogue.image(catalogue.ids[row]), (tile, tile), color=0).convert("RGB")
             place(column, line, picture, GREEN if record["category"] == category else RED,
                   [f"#{column} {record['category']}", (record["label"] or "(no label)")
                    + (" \u2713" if same_label else "")])

@@ -69,7 +69,7 @@ def test_every_figure_is_a_share(evaluation):
 
 def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evaluation):
     cross = evaluation.cross_source
-    records = [evaluation.engine.record(i) for i in evaluation.engine.ids]
+    records = [evaluation.engine.catalogue.record(i) for i in evaluation.engine.catalogue.ids]
     assert set(cross["sources"]) == {r["source"] for r in records}  # every source in exactly one fold
     assert cross["folds"] == 3 and set(cross["sources"].values()) == {0, 1, 2}
     assert set(cross["models"]) == {"efficientnet-lite0", "xray-lite0"}  # text models index metadata, not pixels
@@ -86,7 +86,7 @@ def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
     assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", "xray-lite0", RAW_PIXELS}
     assert set(evaluation.text["models"]) == {"tfidf", "minilm", "xray-lite0"}  # the text-capable models
     assert evaluation.image["efficientnet-lite0"][CATEGORY]["queries"] == evaluation.rows
-    labelled = sum(1 for i in evaluation.engine.ids if evaluation.engine.record(i)["label"])
+    labelled = sum(1 for label in evaluation.engine.catalogue.column("label") if label)
     assert evaluation.image["efficientnet-lite0"][LABEL]["queries"] <= labelled < evaluation.rows
 
 
@@ -135,7 +135,6 @@ def test_near_duplicates_are_taken_out_of_each_others_results(tmp_path):
 
     result = evaluate_index(tmp_path / "index", progress=False)
     assert result.near_duplicates["pairs"] >= 1
-    ids = result.engine.ids
-    original, copy = ids.index(next(i for i in ids if result.engine.record(i)["file_name"] == "chest/c0.png")), \
-        ids.index(next(i for i in ids if result.engine.record(i)["file_name"] == "chest/copy.png"))
+    files = result.engine.catalogue.column("file_name")
+    original, copy = files.index("chest/c0.png"), files.index("chest/copy.png")
     assert copy not in result.ranked[RAW_PIXELS][original]
