@@ -193,3 +193,19 @@ def test_the_default_models_follow_the_evaluation_then_the_preference_order(subs
     monkeypatch.setattr(policy, "figures", lambda: {
         "efficientnet-lite0": {"cross_source_category_p@5": 0.8}, "xray-lite0": {"cross_source_category_p@5": 0.7}})
     assert policy.default_model("image") == "efficientnet-lite0"  # evaluated: the better one across sources
+
+
+def test_the_default_model_follows_the_evaluation_summary_written_after_the_engine_loaded(engine):
+    policy = engine.policy
+    assert policy.figures() == {} and policy.default_model("text") == "tfidf"  # the registry's preference
+    engine.generation.write_evaluation({"models": {"keywords": {"text_category_p@5": 0.9},
+                                                   "tfidf": {"text_category_p@5": 0.4, "indexes": "text"}}})
+    assert policy.figures()["keywords"]["text_category_p@5"] == 0.9  # read again once the file exists
+    assert policy.default_model("text") == "keywords"
+    assert engine.search_text("knee").model == "keywords"
+
+
+def test_a_hit_carries_every_schema_field_as_an_attribute(engine):
+    hit = engine.search_text("knee", model="keywords", k=1)[0]
+    assert {name: getattr(hit, name) for name in FIELDS} == {k: v for k, v in hit.to_dict().items() if k in FIELDS}
+    assert hit.to_dict() == {"rank": 1, "score": round(hit.score, 6), **engine.catalogue.record(hit.id)}
