@@ -14,11 +14,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from retrieval import RetrievalError, SearchEngine, build_index, load_settings, model_rows
+from retrieval import RetrievalError, SearchEngine, build_index, load_settings
 from retrieval.embedders import IMAGE, TEXT
 from retrieval.files import MAX_FILE_BYTES, SUPPORTED_FORMATS
 from retrieval.images import load_image
 from retrieval.options import K_DEFAULT, TEXT_WEIGHT_DEFAULT
+from retrieval.policy import model_rows
 from ui import PAGE_CSS, PAGE_JS, components, explore, links, render, startup
 from ui.components import SHOW, Controls, ResultsView
 from ui.gradio_cache import write_cache_atomically

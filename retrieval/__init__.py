@@ -23,18 +23,10 @@ def __getattr__(name):  # heavy modules load on first use, so `python -m retriev
         from .validate import validate_collection
 
         return validate_collection
-    if name == "QueryOptions":
-        from .options import QueryOptions
-
-        return QueryOptions
     if name == "list_models":
         from .embedders import list_models
 
         return list_models
-    if name == "model_rows":
-        from .policy import model_rows
-
-        return model_rows
     if name == "load_settings":
         from .settings import load_settings
 
@@ -42,5 +34,5 @@ def __getattr__(name):  # heavy modules load on first use, so `python -m retriev
     raise AttributeError(f"module 'retrieval' has no attribute {name!r}; its public names are {__all__}")
 
 
-__all__ = ["SearchEngine", "SearchResult", "QueryOptions", "build_index", "validate_collection", "list_models",
-           "model_rows", "load_settings", "RetrievalError"]
+__all__ = ["SearchEngine", "SearchResult", "build_index", "validate_collection", "list_models", "load_settings",
+           "RetrievalError"]

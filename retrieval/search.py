@@ -27,7 +27,7 @@ from .options import K_DEFAULT, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT
 from .policy import ModelPolicy
 from .ranking import VOTE_NEIGHBOURS, break_ties, nearest_with_ties, spread_duplicates, vote
 from .results import Hit, SearchResult
-from .vectorstore import VectorStore, VectorStoreFactory, store_from_settings
+from .vectorstore import VectorStore, VectorStoreFactory, faiss_store
 
 
 class SearchEngine:
@@ -203,4 +203,14 @@ class SearchEngine:
         return l2_normalise((1.0 - weight) * vector + weight * self.encoder.texts(name, [text]))
 
 
-__all__ = ["SearchEngine", "SearchResult", "Hit"]
+def store_from_settings(settings) -> VectorStoreFactory:
+    """The factory the settings ask for: FAISS unless XRAY_STORE=milvus."""
+    if settings.store != "milvus":
+        return faiss_store
+    from .milvus_store import milvus_store
+
+    return milvus_store(settings.milvus_uri, collection=settings.milvus_collection, sync=settings.milvus_sync,
+                        index=settings.milvus_index, token=settings.milvus_token, db_name=settings.milvus_db)
+
+
+__all__ = ["SearchEngine", "SearchResult", "Hit", "store_from_settings"]

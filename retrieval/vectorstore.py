@@ -2,7 +2,7 @@
 
 The engine resolves rows to metadata and images; a store only answers "which rows are nearest". Every store
 is made by a factory with one signature, `(generation, dataset, models) -> VectorStore`: `faiss_store` here,
-`milvus_store(uri, ...)` in milvus_store.py; `store_from_settings` picks one from the settings.
+`milvus_store(uri, ...)` in milvus_store.py.
 """
 
 from __future__ import annotations
@@ -72,14 +72,4 @@ def faiss_store(generation: IndexGeneration, dataset, models: list[str]) -> Fais
     return FaissStore(generation, dataset, models)
 
 
-def store_from_settings(settings) -> VectorStoreFactory:
-    """The factory the settings ask for: FAISS unless XRAY_STORE=milvus."""
-    if settings.store != "milvus":
-        return faiss_store
-    from .milvus_store import milvus_store
-
-    return milvus_store(settings.milvus_uri, collection=settings.milvus_collection, sync=settings.milvus_sync,
-                        index=settings.milvus_index, token=settings.milvus_token, db_name=settings.milvus_db)
-
-
-__all__ = ["VectorStore", "VectorStoreFactory", "FaissStore", "faiss_store", "store_from_settings"]
+__all__ = ["VectorStore", "VectorStoreFactory", "FaissStore", "faiss_store"]

@@ -15,7 +15,7 @@ import pytest
 from retrieval.errors import RetrievalError
 from retrieval.layout import IndexFolder
 from retrieval.milvus_store import MilvusStore, collection_key, collection_name, milvus_store
-from retrieval.vectorstore import store_from_settings
+from retrieval.search import store_from_settings
 from retrieval.settings import load_settings
 from retrieval.vectorstore import faiss_store
 
