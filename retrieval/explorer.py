@@ -4,6 +4,7 @@ collection with where a query lands on it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .images import ImageSource, load_image
 from .layout import IndexGeneration
 from .policy import ModelPolicy
 from .vectorstore import VectorStore
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 
 class Explorer:

@@ -7,9 +7,7 @@ place that reads it), else the registry's preference order.
 
 from __future__ import annotations
 
-from .embedders import (
-    IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_embedders, list_models, training_card,
-)
+from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, training_card
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
 from .layout import IndexGeneration, ModelEntry
 
