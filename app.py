@@ -15,20 +15,21 @@ from pathlib import Path
 import gradio as gr
 
 from retrieval import RetrievalError, SearchEngine, build_index, load_settings
+from retrieval.embedders import IMAGE, TEXT
+from retrieval.files import MAX_FILE_BYTES, SUPPORTED_FORMATS
+from retrieval.images import load_image
+from retrieval.options import K_DEFAULT, TEXT_WEIGHT_DEFAULT
+from retrieval.policy import model_rows
 from ui import PAGE_CSS, PAGE_JS, components, explore, links, render, startup
 from ui.components import SHOW, Controls, ResultsView
 from ui.gradio_cache import write_cache_atomically
+from ui.texts import DISCLAIMER, EMPTY, SUGGESTION_NOTE, TEXT_EXAMPLES
 
 write_cache_atomically()
 
-TEXT, IMAGE, K_DEFAULT = SearchEngine.TEXT, SearchEngine.IMAGE, SearchEngine.K_DEFAULT
 SEARCH_CONCURRENCY = 2  # searches running at once (2 CPU cores); the rest wait in the queue
 SEARCH = dict(concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)  # every search shares the 2 slots
 QUEUE_SIZE = 64  # waiting requests beyond this are refused at once instead of piling up
-EMPTY = "**No images above the threshold** — lower it or try another query."
-DISCLAIMER = "For research and education only — **not a diagnostic device**. It finds similar images; it never diagnoses."
-TEXT_EXAMPLES = ["chest x-ray", "knee fracture", "dental panoramic", "hand radiograph of a child",
-                 "knee osteoarthritis severe", "spine scoliosis", "wrist fracture", "covid-19 pneumonia"]
 
 
 # --- handlers ---------------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ class Handlers:
     def __init__(self, engine: SearchEngine):
         self.engine = engine
         self.example_files: list[str] = []
-        self._thumbnails = render.Thumbnails(engine.thumbnail_jpeg)
+        self._thumbnails = render.Thumbnails(engine.catalogue.thumbnail_jpeg)
 
     def search_text(self, query: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                     min_score: float | None = None):
@@ -60,7 +61,7 @@ class Handlers:
 
     def search_image(self, image: str | None, model: str | None = None, k: int = K_DEFAULT,
                      category: str | None = None, min_score: float | None = None, text: str = "",
-                     text_weight: float = SearchEngine.TEXT_WEIGHT_DEFAULT):
+                     text_weight: float = TEXT_WEIGHT_DEFAULT):
         """Find radiographs in the collection that look like an example image, and suggest its category.
 
         Args:
@@ -115,8 +116,8 @@ class Handlers:
             The query and the result overlaid with their heat maps (where the model looks, never a finding); a note.
         """
         def explain(query, **_):  # a typed id is looked up in the index, never read as a server path
-            query = query or (self.engine.record(query_id)["id"] if query_id else None)
-            return self.engine.explain(query, result_id, model=model or None)
+            query = query or (self.engine.catalogue.record(query_id)["id"] if query_id else None)
+            return self.engine.explorer.explain(query, result_id, model=model or None)
         why = self._ask(explain, query_image, model, 0, 0, 0)
         return why.query_overlay, why.result_overlay, f"{explore.WHY_NOTE}\n\n**{why.model}**, score {why.score:.3f}."
 
@@ -147,19 +148,19 @@ class Handlers:
     def models(self) -> list[dict]:
         """Every registered model: family, what it embeds, dimension, where its weights come from, and whether
         it is ready here (with the reason when not). Only models with status "ready" can answer queries."""
-        return self.engine.model_table()
+        return model_rows(self.engine.policy)
 
     def pick(self, records: list[dict], mode: str, event: gr.SelectData):
         """A clicked result: its id, its image and its full metadata (a click that marks it stops here, quietly)."""
         if mode != SHOW:
             raise gr.Error("marked", visible=False, print_exception=False)
         record = records[event.index]
-        return record["id"], self.engine.image(record["id"]), render.details_markdown(record)
+        return record["id"], self.engine.catalogue.image(record["id"]), render.details_markdown(record)
 
     def preview(self, path: str | None):
         """The uploaded file as the search sees it (DICOM included); nothing when it is not an image."""
         try:
-            return self.engine.query_image(path) if path else None
+            return load_image(path) if path else None
         except RetrievalError:
             return None  # the search itself reports why
 
@@ -168,11 +169,12 @@ class Handlers:
 
     def model_chosen(self, model: str | None):
         """A newly chosen model brings its description and its own default minimum score."""
-        return gr.update(info=self.engine.describe(model)), self.engine.default_min_score(model)
+        policy = self.engine.policy
+        return gr.update(info=policy.describe(model)), policy.default_min_score(model)
 
     def choose_default(self, model: str):
         """The model chosen in the Models tab becomes the default of the search tabs that can use it."""
-        text, image = self.engine.models_for(TEXT), self.engine.models_for(IMAGE)
+        text, image = self.engine.policy.models_for(TEXT), self.engine.policy.models_for(IMAGE)
         return (gr.update(value=model) if model in text else gr.update(),
                 gr.update(value=model) if model in image else gr.update())
 
@@ -203,12 +205,12 @@ def _wire_selection(handlers: Handlers, main: ResultsView, details: components.D
 def build_demo(engine: SearchEngine) -> gr.Blocks:
     """The whole app over one loaded index; `launch()` serves it."""
     handlers = Handlers(engine)
-    stats = engine.collection_stats()
-    examples = render.example_files(engine)
+    catalogue = engine.catalogue
+    examples = render.example_files(catalogue)
     handlers.example_files = [path for path, _ in examples]
     with gr.Blocks(title="X-Ray Search", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# X-Ray Search\nFind radiographs by text or by example image among {len(engine)} images "
-                    f"from public datasets ({', '.join(engine.categories)}); click a result for more like it.")
+        gr.Markdown(f"# X-Ray Search\nFind radiographs by text or by example image among {len(catalogue)} images "
+                    f"from public datasets ({', '.join(catalogue.categories)}); click a result for more like it.")
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         link_status = gr.Markdown(elem_id="link-status")
         with gr.Tabs() as tabs:
@@ -218,7 +220,8 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         query = gr.Textbox(label="Query", placeholder="e.g. knee fracture — press Enter to search",
                                            elem_id="text-query")
                         text_button = gr.Button("Search", variant="primary", elem_id="text-search")
-                        text_controls = components.controls(engine, TEXT, "text", handlers.model_chosen)
+                        text_controls = components.controls(engine.policy, catalogue.categories, TEXT, "text",
+                                                           handlers.model_chosen)
                         text_examples = gr.Examples(TEXT_EXAMPLES, inputs=query, label="Example queries",
                                                     cache_examples=False, api_visibility="private")
                     with gr.Column(scale=2):
@@ -231,29 +234,30 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                     with gr.Column(scale=1):
                         query_file = gr.File(label="Query image: drop, paste (Ctrl+V) or click to choose",
                                              file_count="single", type="filepath", elem_id="query-file")
-                        gr.Markdown(f"Accepted: {engine.UPLOAD_FORMATS}; up to {engine.MAX_UPLOAD_BYTES // 2**20} MB.")
+                        gr.Markdown(f"Accepted: {SUPPORTED_FORMATS}; up to {MAX_FILE_BYTES // 2**20} MB.")
                         preview = gr.Image(label="Query as searched", type="pil", interactive=False, height=220)
                         image_button = gr.Button("Search", variant="primary", elem_id="image-search")
-                        image_controls = components.controls(engine, IMAGE, "image", handlers.model_chosen)
-                        words, weight = components.words_box(engine, image_controls.model)
+                        image_controls = components.controls(engine.policy, catalogue.categories, IMAGE, "image",
+                                                            handlers.model_chosen)
+                        words, weight = components.words_box(engine.policy, image_controls.model)
                         example_gallery = gr.Gallery(examples, label="Examples from the collection (click to search)",
                                                      columns=3, height=300, allow_preview=False, interactive=False,
                                                      elem_id="image-examples")
                     with gr.Column(scale=2):
                         suggestion = gr.Label(label="Suggested category", num_top_classes=3, elem_id="suggestion")
-                        gr.Markdown(engine.SUGGESTION_NOTE)
+                        gr.Markdown(SUGGESTION_NOTE)
                         image_results = components.results_view("Results", "image-results")
                         image_feedback = components.feedback_row("image")
                         links.link_row("image", image_results.table, image_controls)
                 why_show, why_id, *why_outputs = explore.why_panel("image")
                 image_details = components.details_panel("image")
             with gr.Tab("Map", id="map"):
-                map_parts = explore.map_tab(engine, handlers, image_controls.model, query_file)
+                map_parts = explore.map_tab(engine.explorer, image_controls.model, query_file)
                 map_details = components.details_panel("map") if map_parts else None
             with gr.Tab("Models", id="models"):
-                default_model = components.models_tab(engine, handlers.models())
+                default_model = components.models_tab(engine.policy, handlers.models())
             with gr.Tab("Collection", id="collection"):
-                components.collection_tab(stats)
+                components.collection_tab(catalogue.collection_stats())
 
         # wiring: the public endpoints carry api_name; everything else is private
         text_inputs = [query, *text_controls]
@@ -273,13 +277,13 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
         _wire_selection(handlers, text_results, text_details, text_controls, image_controls, None, text_feedback.click)
         # why similar: the query and the selected result with their heat maps; the toggle shows them plain
         why_inputs, why = [query_file, image_details.item_id, image_controls.model, why_show], explore.why_view(
-            engine, handlers.explain)
+            catalogue, handlers.explain)
         picked.success(handlers.explain, [query_file, image_details.item_id, image_controls.model, why_id],
                        why_outputs, api_name="explain", **SEARCH).success(
-            explore.plain_when_off(engine), why_inputs, why_outputs, api_visibility="private", queue=False)
+            explore.plain_when_off(catalogue), why_inputs, why_outputs, api_visibility="private", queue=False)
         why_show.change(why, why_inputs, why_outputs, api_visibility="private", concurrency_id="search")
         # refine: the original query and the marks (the API endpoint first: it takes the name "refine")
-        components.refine_endpoint(engine, handlers.refine, **SEARCH)
+        components.refine_endpoint(engine.policy, catalogue.categories, handlers.refine, **SEARCH)
         for feedback, view, first, image, controls in (
                 (text_feedback, text_results, query, gr.State(None), text_controls),
                 (image_feedback, image_results, gr.State(""), query_file, image_controls)):
@@ -304,7 +308,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, share: bo
     """Queue and serve `demo` with the app's limits (main() and the tests both start it this way)."""
     demo.queue(default_concurrency_limit=SEARCH_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo.launch(server_name=host, server_port=port, share=share, mcp_server=mcp,
-                       max_file_size=SearchEngine.MAX_UPLOAD_BYTES, css=PAGE_CSS, js=PAGE_JS, **options)
+                       max_file_size=MAX_FILE_BYTES, css=PAGE_CSS, js=PAGE_JS, **options)
 
 
 # --- command line -----------------------------------------------------------------------------------

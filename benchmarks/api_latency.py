@@ -189,18 +189,16 @@ def server_breakdown(index: str, model: str, repeats: int = 50) -> dict:
     handlers = app.Handlers(engine)
     out = {"handler Handlers.search_text k=10": _timed(lambda query: handlers.search_text(query, model, 10),
                                                        repeats)}
-    ids = engine.ids[:: max(1, len(engine) // 10)][:10]
-    images = [engine.thumbnail(item) for item in ids]
+    catalogue = engine.catalogue
+    ids = catalogue.ids[:: max(1, len(catalogue) // 10)][:10]
+    images = [catalogue.thumbnail(item) for item in ids]
     for image in images:
         image.load()  # the app caches decoded thumbnails
     folder = Path(tempfile.mkdtemp(prefix="xray-thumbnails-"))
     paths = []
     for item, image in zip(ids, images):
         path = folder / f"{len(paths)}.jpg"
-        if hasattr(engine, "thumbnail_jpeg"):
-            path.write_bytes(engine.thumbnail_jpeg(item))  # the stored bytes, as the app serves them
-        else:
-            image.save(path, format="JPEG", quality=85)
+        path.write_bytes(catalogue.thumbnail_jpeg(item))  # the stored bytes, as the app serves them
         paths.append(str(path))
     for label, value, component in (
             ("gallery postprocess, 10 PIL images, format=jpeg (the app before)", images, gr.Gallery(format="jpeg")),

@@ -45,8 +45,8 @@ def main() -> None:
     texts = (texts * (1 + (args.queries + WARM_UP) // len(texts)))[:args.queries + WARM_UP]
     images = _image_files(Path(args.collection), args.queries + WARM_UP)
     engine = SearchEngine(args.index)
-    plans = [("text", name, texts) for name in engine.models_for("text")]
-    plans += [("image", name, images) for name in engine.models_for("image")]
+    plans = [("text", name, texts) for name in engine.policy.models_for("text")]
+    plans += [("image", name, images) for name in engine.policy.models_for("image")]
 
     results, rows = [], []
     for modality, name, items in plans:

@@ -46,10 +46,14 @@ def cmd_build(args) -> int:
 
 
 def cmd_search(args) -> int:
+    from dataclasses import asdict
+
+    from .options import QueryOptions
     from .search import SearchEngine
 
+    options = QueryOptions(k=args.k, category=args.category, min_score=args.min_score)  # refused before loading
     engine = SearchEngine(args.index, vector_store=_vector_store(args))
-    options = {"model": args.model, "k": args.k, "category": args.category, "min_score": args.min_score}
+    options = {"model": args.model, **asdict(options)}
     if args.text is not None:
         result = engine.search_text(args.text, **options)
     elif args.image is not None:
@@ -65,14 +69,15 @@ def cmd_search(args) -> int:
                        [[h.rank, f"{h.score:.3f}", h.id, h.category, h.label, h.source[:40]] for h in result]))
     if result.suggestion:
         shares = ", ".join(f"{c} {s:.0%}" for c, s in result.suggestion.items())
-        print(f"\nSuggested category: {shares}\n({result.note})")
+        print(f"\nSuggested category: {shares}\n(Share of similarity-weighted votes among the nearest images: "
+              "a retrieval statistic, not a diagnosis.)")
     return 0
 
 
 def cmd_models(args) -> int:
-    from .embedders import list_models
+    from .policy import model_rows
 
-    rows = [{key: value for key, value in row.items() if key != "description"} for row in list_models()]
+    rows = model_rows()  # the registry, as the app's Models tab shows it (which adds the index's columns)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -148,10 +153,11 @@ def _add_store_options(parser, settings) -> None:
 
 
 def _add_search_options(parser) -> None:
-    from .search import K_DEFAULT
+    from .options import K_DEFAULT, K_MAX, K_MIN
 
     parser.add_argument("--model", help="model name (default: the index's best for the query type)")
-    parser.add_argument("--k", type=int, default=K_DEFAULT, help="number of results, 1-20 (default 5)")
+    parser.add_argument("--k", type=int, default=K_DEFAULT,
+                        help=f"number of results, {K_MIN}-{K_MAX} (default {K_DEFAULT})")
     parser.add_argument("--category", help="only this category")
     parser.add_argument("--min-score", type=float, help="minimum cosine similarity (default: per model)")
 

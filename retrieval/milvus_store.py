@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import BrokenIndex, RetrievalError
+from .ranking import TIE  # the k-th result's tie group is fetched whole before ordering
 from .vectorstore import VectorStore
 
 # Index types and their documented parameters. FLAT is exact (same answers as FAISS flat) and the default;
@@ -36,7 +37,6 @@ METRIC = "COSINE"  # vectors are unit length, so Milvus's cosine equals FAISS's 
 BATCH = 1000  # rows per upsert and per id lookup (well below Milvus's 16384-row and 64 MB message limits)
 MAX_LIMIT = 16384  # Milvus's largest top-k
 ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes)
-TIE = 1e-6  # scores this close are a tie; the k-th result's tie group is fetched whole before ordering
 
 
 @dataclass

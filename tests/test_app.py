@@ -16,7 +16,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import app  # noqa: E402
 from retrieval.embedders import list_embedders  # noqa: E402
 from retrieval.files import MAX_FILE_BYTES  # noqa: E402
-from retrieval.search import DUPLICATE_MARGIN  # noqa: E402
+from retrieval.images import load_image  # noqa: E402
+from retrieval.ranking import DUPLICATE_MARGIN  # noqa: E402
 
 ENDPOINTS = {"/search_text", "/search_image", "/similar", "/refine", "/explain", "/models"}
 RESULT_FIELDS = {"id", "rank", "score", "file_name", "category", "label", "caption", "source", "license"}
@@ -65,8 +66,9 @@ def client(served, tmp_path_factory):
 @pytest.fixture(scope="module")
 def knee_file(engine, real_subset) -> tuple[str, Path]:
     """(id, path) of a knee radiograph that is in the index."""
-    item_id = next(i for i in engine.ids if engine.record(i)["category"] == "knee")
-    return item_id, real_subset / engine.record(item_id)["file_name"]
+    catalogue = engine.catalogue
+    item_id = next(i for i in catalogue.ids if catalogue.record(i)["category"] == "knee")
+    return item_id, real_subset / catalogue.record(item_id)["file_name"]
 
 
 def check_results(gallery, records, k: int, min_score: float | None = None) -> None:
@@ -174,9 +176,9 @@ def test_more_like_this_excludes_the_query_itself(client, knee_file):
 def test_models_lists_every_registered_model(client, engine):
     rows = {row["name"]: row for row in client.predict(api_name="/models")}
     assert set(list_embedders()) <= set(rows)
-    for name in engine.models:
+    for name in engine.policy.models:
         assert rows[name]["status"] == "ready"
-        assert rows[name]["dim"] == engine.manifest.models[name].dim
+        assert rows[name]["dim"] == engine.policy.entries[name].dim
     assert rows["minilm"]["embeds"] == "text" and rows["efficientnet-lite0"]["embeds"] == "image"
     for name, row in rows.items():
         assert row["status"] == "ready" or row["status"].startswith(("not available here: ", "not in this index"))
@@ -236,7 +238,8 @@ def test_explain_returns_both_images_with_their_heat_maps(client, knee_file, eng
     query_overlay, result_overlay, note = client.predict(handle_file(str(path)), result_id, model="xray-lite0",
                                                          api_name="/explain")
     with Image.open(query_overlay) as query, Image.open(result_overlay) as result:
-        assert query.size == engine.query_image(str(path)).size and result.size == engine.image(result_id).size
+        assert query.size == load_image(str(path)).size
+        assert result.size == engine.catalogue.image(result_id).size
         assert query.mode == "RGB" and len(set(query.getdata())) > 50  # coloured, not the gray image
     assert "regions that drive the similarity" in note and "**xray-lite0**, score 0." in note
     by_id = client.predict(None, result_id, model="efficientnet-lite0", query_id=item_id, api_name="/explain")
@@ -248,13 +251,35 @@ def test_explain_returns_both_images_with_their_heat_maps(client, knee_file, eng
 
 
 def test_models_show_the_evaluation_figures_of_the_index(engine, monkeypatch):
-    monkeypatch.setattr(engine, "evaluation", lambda: {  # as read from the index's evaluation summary
+    monkeypatch.setattr(engine.policy, "figures", lambda: {  # as read from the index's evaluation summary
         "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61234},
         "efficientnet-lite0": {"indexes": "image", "image_category_p@5": 0.9, "text_category_p@5": None}})
     rows = {row["name"]: row for row in app.Handlers(engine).models()}
     assert rows["tfidf"]["text_category_p@5"] == 0.612 and rows["tfidf"]["image_category_p@5"] is None
     assert rows["efficientnet-lite0"]["image_category_p@5"] == 0.9
     assert "indexes" not in rows["tfidf"] and rows["minilm"]["text_category_p@5"] is None
+
+
+def test_the_cli_models_verb_and_the_models_tab_show_one_table(engine, capsys):
+    import json
+
+    from retrieval import cli
+    from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS, model_rows
+    from ui import render
+
+    assert cli.main(["models", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == model_rows()  # the registry alone: no index is named
+    tab = app.Handlers(engine).models()
+    assert tab == model_rows(engine.policy)  # the same rows, with the index's status and columns added
+    assert [list(row)[:len(REGISTRY_COLUMNS)] for row in printed + tab] == [list(REGISTRY_COLUMNS)] * len(printed + tab)
+    by_name = {row["name"]: row for row in tab}
+    for row in printed:  # what the registry says of a model is the same in both
+        assert {key: by_name[row["name"]][key] for key in ("family", "embeds", "weights")} == \
+            {key: row[key] for key in ("family", "embeds", "weights")}
+    models, _ = render.model_tables(tab)
+    assert models["headers"] == [*REGISTRY_COLUMNS, *INDEX_COLUMNS] == list(tab[0])[:len(models["headers"])]
+    assert len(models["column_widths"]) == len(models["headers"])
 
 
 @pytest.mark.parametrize("args, options, message", [

@@ -70,8 +70,8 @@ def engine(subset_index):
 
 
 def collection_file(engine, real_subset, category: str) -> Path:
-    item_id = next(i for i in engine.ids if engine.record(i)["category"] == category)
-    return real_subset / engine.record(item_id)["file_name"]
+    item_id = next(i for i in engine.catalogue.ids if engine.catalogue.record(i)["category"] == category)
+    return real_subset / engine.catalogue.record(item_id)["file_name"]
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,10 @@ def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_fold
     build_index(dicom_folder, tmp_path / "index", models=["brightness", "tfidf"], progress=False,
                 log=lambda *_: None)
     engine = SearchEngine(tmp_path / "index")
-    chest = engine.record("chest_pa")
+    chest = engine.catalogue.record("chest_pa")
     assert chest["category"] == "chest" and chest["view"] == "PA" and chest["caption"]
-    assert engine.record("IMG0001")["file_name"] == "IMG0001"
-    assert engine.image("chest_pa").mode == "L"
+    assert engine.catalogue.record("IMG0001")["file_name"] == "IMG0001"
+    assert engine.catalogue.image("chest_pa").mode == "L"
     assert engine.search_text("chest", model="tfidf", k=1)[0].id == "chest_pa"
 
 

@@ -10,7 +10,7 @@ from retrieval.evaluation.figures import CATEGORY, FIGURES, LABEL, figures
 from retrieval.evaluation.metrics import rank_leave_one_out
 from retrieval.evaluation.queries import load_queries
 from retrieval.evaluation.run import RAW_PIXELS, evaluate_index
-from retrieval.evaluation.summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
+from retrieval.evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
 from retrieval.layout import IndexFolder
 
 from conftest import synthetic_image, write_collection
@@ -211,7 +211,7 @@ def test_the_training_protocols_and_evaluate_judge_with_one_precision_at_k():
 
 
 def test_a_figure_name_round_trips_through_the_summary(tmp_path):
-    from retrieval.evaluation.summary import MODEL_FIGURES, ModelFigures
+    from retrieval.evaluation_summary import MODEL_FIGURES, ModelFigures
     from retrieval.layout import IndexGeneration
 
     generation = IndexGeneration(tmp_path)

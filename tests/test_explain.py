@@ -89,7 +89,7 @@ def test_xray_lite0_maps_only_what_its_border_crop_kept():
 @pytest.mark.parametrize("model", ["tfidf", "minilm"])
 def test_a_text_model_has_no_spatial_features_so_no_map(model, subset_engine):
     with pytest.raises(NoSpatialFeatures, match="no spatial features"):
-        subset_engine.explain(subset_engine.ids[0], subset_engine.ids[1], model=model)
+        subset_engine.explorer.explain(subset_engine.catalogue.ids[0], subset_engine.catalogue.ids[1], model=model)
 
 
 def test_the_embedder_interface_says_so_by_default():
@@ -99,14 +99,14 @@ def test_the_embedder_interface_says_so_by_default():
 
 @pytest.mark.parametrize("model", IMAGE_MODELS)
 def test_explaining_a_result_of_an_id_query_gives_both_overlays_at_the_images_sizes(model, subset_engine):
-    query = subset_engine.ids[0]
+    query = subset_engine.catalogue.ids[0]
     hit = subset_engine.similar(query, model=model, k=1)[0]
-    why = subset_engine.explain(query, hit.id, model=model)
+    why = subset_engine.explorer.explain(query, hit.id, model=model)
     assert (why.model, why.query_id, why.result_id) == (model, query, hit.id)
     assert why.score == pytest.approx(hit.score, abs=1e-4)  # the score the search ranked by
     pairs = ((why.query_overlay, why.query_map, query), (why.result_overlay, why.result_map, hit.id))
     for overlay, heat, item in pairs:
-        size = subset_engine.image(item).size
+        size = subset_engine.catalogue.image(item).size
         assert overlay.mode == "RGB" and overlay.size == size
         assert heat.shape == size[::-1] and heat.dtype == np.float32
         assert -1.0 <= np.nanmin(heat) <= np.nanmax(heat) <= 1.0
@@ -114,20 +114,20 @@ def test_explaining_a_result_of_an_id_query_gives_both_overlays_at_the_images_si
 
 
 def test_an_uploaded_image_is_explained_against_a_result_row(subset_engine):
-    item = subset_engine.ids[5]
+    item = subset_engine.catalogue.ids[5]
     upload = io.BytesIO()
-    subset_engine.image(item).rotate(90, expand=True).save(upload, format="PNG")
+    subset_engine.catalogue.image(item).rotate(90, expand=True).save(upload, format="PNG")
     hit = subset_engine.search_image(upload.getvalue(), model="xray-lite0", k=1)[0]
-    why = subset_engine.explain(upload.getvalue(), hit.id, model="xray-lite0")
+    why = subset_engine.explorer.explain(upload.getvalue(), hit.id, model="xray-lite0")
     assert why.query_id is None and why.score == pytest.approx(hit.score, abs=1e-4)
-    assert why.query_overlay.size == subset_engine.query_image(upload.getvalue()).size
-    assert why.result_overlay.size == subset_engine.image(hit.id).size
+    assert why.query_overlay.size == load_image(upload.getvalue()).size
+    assert why.result_overlay.size == subset_engine.catalogue.image(hit.id).size
 
 
 def test_the_overlay_keeps_the_radiograph_readable(subset_engine):
-    item = subset_engine.ids[3]
-    why = subset_engine.explain(item, subset_engine.ids[4], model="efficientnet-lite0")
-    gray = np.asarray(subset_engine.image(item), np.float32)
+    item = subset_engine.catalogue.ids[3]
+    why = subset_engine.explorer.explain(item, subset_engine.catalogue.ids[4], model="efficientnet-lite0")
+    gray = np.asarray(subset_engine.catalogue.image(item), np.float32)
     coloured = np.asarray(why.query_overlay, np.float32)
     # at most MAX_ALPHA of any pixel is colour: the image shows through everywhere
     assert np.abs(coloured - gray[..., None]).max() <= MAX_ALPHA * 255 + 1
@@ -141,21 +141,21 @@ def test_each_image_runs_through_its_model_once_then_comes_from_the_cache(subset
     original = embedder.feature_maps
     monkeypatch.setattr(embedder, "feature_maps", lambda images: passes.append(len(images)) or original(images))
     CACHE.clear()
-    ids = subset_engine.ids
-    upload = subset_engine.image_bytes(ids[10])
-    first = subset_engine.explain(upload, ids[11], model="efficientnet-lite0")
-    again = subset_engine.explain(upload, ids[11], model="efficientnet-lite0")
-    subset_engine.explain(upload, ids[12], model="efficientnet-lite0")
-    subset_engine.explain(ids[12], ids[11], model="efficientnet-lite0")
+    ids = subset_engine.catalogue.ids
+    upload = subset_engine.catalogue.stored_bytes(ids[10])
+    first = subset_engine.explorer.explain(upload, ids[11], model="efficientnet-lite0")
+    again = subset_engine.explorer.explain(upload, ids[11], model="efficientnet-lite0")
+    subset_engine.explorer.explain(upload, ids[12], model="efficientnet-lite0")
+    subset_engine.explorer.explain(ids[12], ids[11], model="efficientnet-lite0")
     assert passes == [1, 1, 1]  # the upload, row 11, row 12: one pass each, one image per pass
     assert np.array_equal(first.result_map, again.result_map, equal_nan=True)
 
 
 def test_an_unknown_id_is_a_bad_query(subset_engine):
-    known = subset_engine.ids[0]
+    known = subset_engine.catalogue.ids[0]
     for query, result in (("no-such-id", known), (known, "no-such-id")):
         with pytest.raises(BadQuery, match="No image with id 'no-such-id'"):
-            subset_engine.explain(query, result, model="efficientnet-lite0")
+            subset_engine.explorer.explain(query, result, model="efficientnet-lite0")
 
 
 # --- the zoo, offline: tiny random models in each hub repo's layout (tests/tiny_models.py) -------------------

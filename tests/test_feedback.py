@@ -15,8 +15,8 @@ MODELS = ["efficientnet-lite0", "xray-lite0"]
 
 def _labelled(engine, label_of=lambda record: record["label"]):
     groups: dict[tuple, list[str]] = {}
-    for item in engine.ids:
-        record = engine.record(item)
+    for item in engine.catalogue.ids:
+        record = engine.catalogue.record(item)
         if record["label"]:
             groups.setdefault((record["category"], label_of(record)), []).append(item)
     return groups
@@ -70,11 +70,11 @@ def test_refine_takes_a_text_an_id_or_an_image_and_can_leave_out_what_was_judged
     fresh = engine.refine("knee radiograph", relevant, irrelevant, model="minilm", k=10, exclude_judged=True)
     assert not {hit.id for hit in fresh} & {*relevant, *irrelevant}
 
-    item = engine.ids[0]
+    item = engine.catalogue.ids[0]
     by_id = engine.refine(item, [engine.similar(item, model="xray-lite0", k=1)[0].id], model="xray-lite0",
                           exclude_judged=True)
     assert item not in {hit.id for hit in by_id}
-    by_image = engine.refine(engine.image(item), relevant, model="xray-lite0")
+    by_image = engine.refine(engine.catalogue.image(item), relevant, model="xray-lite0")
     assert by_image.model == "xray-lite0" and len(by_image) > 0
 
 
@@ -89,14 +89,14 @@ def test_refine_rejects_bad_judgements_clearly(subset_engine, relevant, irreleva
 
 
 def test_an_image_cannot_be_both_relevant_and_irrelevant(subset_engine):
-    item = subset_engine.ids[0]
+    item = subset_engine.catalogue.ids[0]
     with pytest.raises(BadQuery, match="both"):
         subset_engine.refine("knee", [item], [item], model="minilm")
 
 
 def test_image_and_text_with_weight_zero_is_the_plain_image_query(subset_engine):
     engine = subset_engine
-    picture = engine.image(engine.ids[0])
+    picture = engine.catalogue.image(engine.catalogue.ids[0])
     plain = engine.search_image(picture, model="xray-lite0", k=10)
     with_words = engine.search_image(picture, model="xray-lite0", k=10, text="severe arthritis", text_weight=0.0)
     assert [(h.id, h.score) for h in plain] == [(h.id, h.score) for h in with_words]
@@ -104,7 +104,8 @@ def test_image_and_text_with_weight_zero_is_the_plain_image_query(subset_engine)
 
 def test_words_steer_an_image_query_toward_their_category(subset_engine):
     engine = subset_engine
-    picture = engine.image(next(i for i in engine.ids if engine.record(i)["category"] == "chest"))
+    catalogue = engine.catalogue
+    picture = catalogue.image(next(i for i in catalogue.ids if catalogue.record(i)["category"] == "chest"))
     plain = Counter(hit.category for hit in engine.search_image(picture, model="xray-lite0", k=10))
     steered = Counter(hit.category for hit in engine.search_image(picture, model="xray-lite0", k=10,
                                                                   text="knee radiograph", text_weight=0.8))
@@ -112,8 +113,8 @@ def test_words_steer_an_image_query_toward_their_category(subset_engine):
 
 
 def test_only_models_that_embed_both_take_words(subset_engine):
-    assert subset_engine.models_for_image_and_text() == ["xray-lite0"]
-    picture = subset_engine.image(subset_engine.ids[0])
+    assert subset_engine.policy.models_for_image_and_text() == ["xray-lite0"]
+    picture = subset_engine.catalogue.image(subset_engine.catalogue.ids[0])
     with pytest.raises(BadQuery, match="cannot add words"):
         subset_engine.search_image(picture, model="efficientnet-lite0", text="knee", text_weight=0.5)
     with pytest.raises(BadQuery, match="text weight"):

@@ -16,6 +16,7 @@ from conftest import REPO, synthetic_image, write_collection
 from retrieval.layout import IndexFolder
 from retrieval.errors import CollectionError, EmbedderUnavailable, UnknownEmbedder
 from retrieval.index import build_index
+from retrieval.policy import model_rows
 from retrieval.search import SearchEngine
 
 MODELS = ["keywords", "brightness", "tfidf"]
@@ -110,16 +111,17 @@ def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(s
     assert entry.faiss_factory.startswith("HNSW") and entry.recall_at_10 >= ann.RECALL_TARGET
     engine = SearchEngine(tmp_path / "index")
     assert {hit.category for hit in engine.similar("chest/c0", k=2, min_score=-1)} == {"chest"}
-    assert "recall@10" in next(row["index"] for row in engine.model_table() if row["name"] == "brightness")
+    rows = model_rows(engine.policy)
+    assert "recall@10" in next(row["index"] for row in rows if row["name"] == "brightness")
 
 
 def test_each_row_stores_a_small_thumbnail_for_the_gallery(synthetic_collection, tmp_path):
     build_index(synthetic_collection, tmp_path / "index", models=["brightness"], **quiet)
     engine = SearchEngine(tmp_path / "index")
-    for item_id in engine.ids:
-        thumbnail = engine.thumbnail(item_id)
+    for item_id in engine.catalogue.ids:
+        thumbnail = engine.catalogue.thumbnail(item_id)
         assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 384
-        assert max(thumbnail.size) == min(384, max(engine.image(item_id).size))  # same picture, smaller
+        assert max(thumbnail.size) == min(384, max(engine.catalogue.image(item_id).size))  # same picture, smaller
     dataset = IndexFolder(tmp_path / "index").current().load_dataset()
     assert max(len(data) for data in dataset["thumbnail"]) <= 25_000
 
@@ -169,8 +171,8 @@ def test_a_plain_folder_without_metadata_builds_with_sub_folder_categories(tmp_p
                                                   {"file_name": "knee/b.png", "kind": "stripes"}], metadata=False)
     build_index(root, tmp_path / "index", models=["brightness", "tfidf"], **quiet)
     engine = SearchEngine(tmp_path / "index")
-    assert engine.categories == ["chest", "knee"]
-    assert engine.record("knee/b")["label"] == ""
+    assert engine.catalogue.categories == ["chest", "knee"]
+    assert engine.catalogue.record("knee/b")["label"] == ""
 
 
 def test_a_hub_dataset_id_goes_through_load_dataset(synthetic_collection, tmp_path, monkeypatch):
@@ -188,9 +190,9 @@ def test_a_hub_dataset_id_goes_through_load_dataset(synthetic_collection, tmp_pa
     report = build_index("someone/xray-demo", tmp_path / "index", models=["brightness", "keywords"], **quiet)
     assert calls == ["someone/xray-demo"] and report.rows == 6
     engine = SearchEngine(tmp_path / "index")
-    assert sorted(engine.categories) == ["chest", "knee"]
-    assert engine.record("chest/c1")["caption"] == "chest radiograph"
-    assert engine.image("knee/k0").mode == "L"
+    assert sorted(engine.catalogue.categories) == ["chest", "knee"]
+    assert engine.catalogue.record("chest/c1")["caption"] == "chest radiograph"
+    assert engine.catalogue.image("knee/k0").mode == "L"
 
 
 def test_a_build_without_named_models_builds_the_defaults_available_here(synthetic_collection, tmp_path,

@@ -8,22 +8,23 @@ from ui.links import BadLink, image_file, read_link
 
 def test_a_text_link_carries_its_query_and_settings(subset_engine):
     link = read_link({"q": "knee fracture", "model": "minilm", "k": "7", "category": "knee", "min_score": "0.25"},
-                     subset_engine)
+                     subset_engine.catalogue, subset_engine.policy)
     assert (link.q, link.model, link.k, link.category, link.min_score) == ("knee fracture", "minilm", 7, "knee", 0.25)
     assert link.modality == "text"
 
 
 def test_an_id_link_opens_an_image_search_of_that_collection_image(subset_engine):
-    item = subset_engine.ids[3]
-    link = read_link({"id": item}, subset_engine)
+    catalogue = subset_engine.catalogue
+    item = catalogue.ids[3]
+    link = read_link({"id": item}, catalogue, subset_engine.policy)
     assert link.modality == "image" and link.id == item and link.k is None
-    with Image.open(image_file(subset_engine, item)) as picture:
-        assert picture.size == subset_engine.image(item).size
+    with Image.open(image_file(catalogue, item)) as picture:
+        assert picture.size == catalogue.image(item).size
 
 
 def test_a_page_without_a_search_asks_for_none(subset_engine):
-    assert read_link({}, subset_engine) is None
-    assert read_link({"model": "minilm"}, subset_engine) is None
+    assert read_link({}, subset_engine.catalogue, subset_engine.policy) is None
+    assert read_link({"model": "minilm"}, subset_engine.catalogue, subset_engine.policy) is None
 
 
 @pytest.mark.parametrize("params, message", [
@@ -33,10 +34,11 @@ def test_a_page_without_a_search_asks_for_none(subset_engine):
     ({"q": "knee", "model": "no-such-model"}, "cannot answer this search"),
     ({"q": "knee", "k": "ten"}, "not a whole number"),
     ({"q": "knee", "k": "0"}, "k must be from 1 to 20"),
+    ({"q": "knee", "k": "21"}, "k must be from 1 to 20"),
     ({"q": "knee", "category": "elbow"}, "Unknown category"),
     ({"q": "knee", "min_score": "high"}, "not a number"),
     ({"q": "knee", "min_score": "3"}, "min_score must be from -1 to 1"),
 ])
 def test_a_bad_parameter_is_named(subset_engine, params, message):
     with pytest.raises(BadLink, match=message):
-        read_link(params, subset_engine)
+        read_link(params, subset_engine.catalogue, subset_engine.policy)

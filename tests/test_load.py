@@ -47,7 +47,7 @@ def test_concurrent_clients_get_the_answers_they_get_alone(subset_index, real_su
     from retrieval.search import SearchEngine
 
     engine = SearchEngine(subset_index)
-    images = [real_subset / engine.record(item)["file_name"] for item in engine.ids[::24]][:5]
+    images = [real_subset / engine.catalogue.record(item)["file_name"] for item in engine.catalogue.ids[::24]][:5]
     queries = [("text", text) for text in TEXTS] + [("image", path) for path in images]
     demo = app.build_demo(engine)
     port = free_port()

@@ -49,7 +49,7 @@ def fresh(module_fake_models, tmp_path):
 
 
 def centre(engine, category, model="brightness"):
-    points = engine.collection_map(model)
+    points = engine.explorer.collection_map(model)
     return np.mean([(x, y) for x, y, c in zip(points["x"], points["y"], points["category"]) if c == category], axis=0)
 
 
@@ -64,7 +64,7 @@ def test_each_image_model_stores_one_finite_2d_point_per_row(index):
 
 def test_the_map_keeps_the_two_kinds_apart(engine):
     chest, knee = centre(engine, "chest"), centre(engine, "knee")
-    points = engine.collection_map("brightness")
+    points = engine.explorer.collection_map("brightness")
     for x, y, category in zip(points["x"], points["y"], points["category"]):
         own, other = (chest, knee) if category == "chest" else (knee, chest)
         assert np.linalg.norm((x, y) - own) < np.linalg.norm((x, y) - other)
@@ -73,13 +73,14 @@ def test_the_map_keeps_the_two_kinds_apart(engine):
 def test_the_collection_map_is_columns_a_dataframe_takes_as_they_are(engine):
     import pandas as pd
 
-    frame = pd.DataFrame(engine.collection_map("brightness"))
+    frame = pd.DataFrame(engine.explorer.collection_map("brightness"))
     assert list(frame.columns) == ["id", "x", "y", "category", "label", "source"]
-    assert list(frame["id"]) == engine.ids and len(frame) == 16
+    assert list(frame["id"]) == engine.catalogue.ids and len(frame) == 16
     assert frame.loc[frame["id"] == "knee/k3", ["category", "label", "source"]].values.tolist() == [
         ["knee", "kl-0", "synthetic"]]
-    assert engine.map_models() == ["brightness"]
-    assert engine.collection_map() == engine.collection_map("brightness")  # the default: the image model's
+    assert engine.explorer.map_models() == ["brightness"]
+    explorer = engine.explorer
+    assert explorer.collection_map() == explorer.collection_map("brightness")  # the default: the image model's
 
 
 # --- rebuilt with the vectors, kept without them -----------------------------------------------------------
@@ -114,7 +115,7 @@ def test_a_new_image_rebuilds_the_map_with_its_point(fresh):
     assert report.models["brightness"].embedded == 1 and report.models["brightness"].map_seconds > 0
     assert generation.read_map("brightness").shape == (17, 2)
     assert generation.manifest.models["brightness"].map_digest != old
-    assert len(SearchEngine(index).collection_map("brightness")["id"]) == 17
+    assert len(SearchEngine(index).explorer.collection_map("brightness")["id"]) == 17
 
 
 def test_a_missing_map_file_leaves_the_index_served_and_the_next_build_adds_it(fresh):
@@ -123,7 +124,7 @@ def test_a_missing_map_file_leaves_the_index_served_and_the_next_build_adds_it(f
     os.remove(generation.map_path("brightness"))
     assert generation.damage() is None and not generation.has_map("brightness")
     with pytest.raises(BadQuery, match="rebuild the index to get the map"):
-        SearchEngine(index).collection_map("brightness")
+        SearchEngine(index).explorer.collection_map("brightness")
     report = build_index(collection, index, models=MODELS, **quiet)
     assert not report.up_to_date and report.models["brightness"].embedded == 0
     assert IndexFolder(index).current().read_map("brightness").shape == (16, 2)
@@ -145,33 +146,33 @@ def test_an_index_built_before_maps_says_to_rebuild_and_a_plain_build_adds_them(
     manifest.models = {name: dataclasses.replace(entry, map_digest=None) for name, entry in manifest.models.items()}
     generation.write_manifest(manifest)
     engine = SearchEngine(index)
-    assert engine.map_models() == []
+    assert engine.explorer.map_models() == []
     with pytest.raises(BadQuery, match="rebuild the index to get the map"):
-        engine.collection_map("brightness")
+        engine.explorer.collection_map("brightness")
     with pytest.raises(BadQuery, match="no map of the collection; rebuild"):
-        engine.collection_map()
+        engine.explorer.collection_map()
     report = build_index(collection, index, models=MODELS, **quiet)  # the collection is unchanged
     assert not report.up_to_date and report.models["brightness"].embedded == 0
-    assert SearchEngine(index).map_models() == ["brightness"]
+    assert SearchEngine(index).explorer.map_models() == ["brightness"]
 
 
 # --- placing a query ---------------------------------------------------------------------------------------
 def test_an_id_is_located_at_its_own_point(engine):
-    points = engine.collection_map("brightness")
+    points = engine.explorer.collection_map("brightness")
     row = points["id"].index("knee/k3")
-    assert engine.locate("knee/k3", "brightness") == (points["x"][row], points["y"][row])
+    assert engine.explorer.locate("knee/k3", "brightness") == (points["x"][row], points["y"][row])
 
 
 def test_a_query_vector_lands_among_its_nearest_rows(engine):
-    vector = engine.stored_vector("chest/c2", "brightness")[None, :]  # (1, dim), as a query is embedded
-    where = np.array(engine.locate(vector, "brightness"))
+    vector = engine.store.vector("brightness", engine.catalogue.row("chest/c2"))[None, :]  # (1, dim), as a query
+    where = np.array(engine.explorer.locate(vector, "brightness"))
     assert np.linalg.norm(where - centre(engine, "chest")) < np.linalg.norm(where - centre(engine, "knee"))
     neighbours = engine.store.search("brightness", vector[0], 10)
     assert tuple(where) == pytest.approx(place(engine.generation.read_map("brightness"), neighbours))
 
 
 def test_an_uploaded_image_lands_among_images_like_it(engine):
-    where = np.array(engine.locate(synthetic_image("stripes", seed=77), "brightness"))
+    where = np.array(engine.explorer.locate(synthetic_image("stripes", seed=77), "brightness"))
     assert np.linalg.norm(where - centre(engine, "knee")) < np.linalg.norm(where - centre(engine, "chest"))
 
 
@@ -192,7 +193,7 @@ def test_a_query_lands_at_the_similarity_weighted_mean_of_its_neighbours():
 ])
 def test_a_model_or_query_the_map_cannot_serve_is_refused_clearly(engine, call, error, message):
     with pytest.raises(error, match=message):
-        call(engine)
+        call(engine.explorer)
 
 
 # --- the projection itself ---------------------------------------------------------------------------------
@@ -210,12 +211,12 @@ def test_the_same_vectors_give_the_same_map():
 def test_on_the_real_subset_neighbours_on_the_map_share_a_category(subset_engine):
     from collections import Counter
 
-    for model in subset_engine.map_models():
-        points = subset_engine.collection_map(model)
+    for model in subset_engine.explorer.map_models():
+        points = subset_engine.explorer.collection_map(model)
         xy, categories = np.column_stack([points["x"], points["y"]]), points["category"]
         agree = 0
         for row in range(len(xy)):
             nearest = np.argsort(np.linalg.norm(xy - xy[row], axis=1))[1:6]
             agree += Counter(categories[i] for i in nearest).most_common(1)[0][0] == categories[row]
         assert agree / len(xy) >= 0.8, model
-    assert set(subset_engine.map_models()) == {"efficientnet-lite0", "xray-lite0"}
+    assert set(subset_engine.explorer.map_models()) == {"efficientnet-lite0", "xray-lite0"}

@@ -95,7 +95,7 @@ def assert_exact_top_k(matrix: np.ndarray, query: np.ndarray, found, k: int, all
 
 # --- the same answers as FAISS ---------------------------------------------------------------------------
 def test_text_queries_answer_as_on_faiss_for_every_text_model(subset_engine, milvus_engine):
-    models = subset_engine.models_for("text")
+    models = subset_engine.policy.models_for("text")
     assert set(models) >= {"tfidf", "minilm"}
     for model in models:
         for text in TEXT_QUERIES:
@@ -106,10 +106,10 @@ def test_text_queries_answer_as_on_faiss_for_every_text_model(subset_engine, mil
 
 
 def test_image_queries_answer_as_on_faiss_with_the_same_suggestion(subset_engine, milvus_engine):
-    models = subset_engine.models_for("image")
+    models = subset_engine.policy.models_for("image")
     assert "efficientnet-lite0" in models
-    for item_id in subset_engine.ids[::40]:
-        picture = subset_engine.image(item_id)
+    for item_id in subset_engine.catalogue.ids[::40]:
+        picture = subset_engine.catalogue.image(item_id)
         for model in models:
             for category in (None, "hand"):
                 options = {"model": model, "k": 10, "category": category, "min_score": -1.0}
@@ -120,8 +120,8 @@ def test_image_queries_answer_as_on_faiss_with_the_same_suggestion(subset_engine
 
 
 def test_more_like_this_answers_as_on_faiss_for_every_model(subset_engine, milvus_engine):
-    for model in subset_engine.models:
-        for item_id in subset_engine.ids[::9]:
+    for model in subset_engine.policy.models:
+        for item_id in subset_engine.catalogue.ids[::9]:
             for category in (None, "fracture"):
                 options = {"model": model, "k": 10, "category": category, "min_score": -1.0}
                 got = milvus_engine.similar(item_id, **options)
@@ -131,7 +131,7 @@ def test_more_like_this_answers_as_on_faiss_for_every_model(subset_engine, milvu
 
 def test_without_ties_the_lists_are_identical(subset_engine, milvus_engine):
     """Image vectors of distinct pictures never tie: the two stores give the very same list."""
-    for item_id in subset_engine.ids[::15]:
+    for item_id in subset_engine.catalogue.ids[::15]:
         expected = subset_engine.similar(item_id, model="efficientnet-lite0", k=20, min_score=-1.0)
         got = milvus_engine.similar(item_id, model="efficientnet-lite0", k=20, min_score=-1.0)
         assert [hit.id for hit in got] == [hit.id for hit in expected]
@@ -179,7 +179,7 @@ def test_filter_values_are_quoted_so_they_cannot_change_the_expression(indexed, 
 
 def test_stored_vectors_come_from_the_dataset(indexed, milvus_engine):
     dataset, _ = indexed
-    for model in milvus_engine.models:
+    for model in milvus_engine.policy.models:
         assert np.array_equal(milvus_engine.store.vector(model, 3), np.asarray(dataset[3][model], np.float32))
 
 

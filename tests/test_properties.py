@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from retrieval.errors import BadQuery, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
-from retrieval.search import DUPLICATE_MARGIN, K_MAX, K_MIN, MAX_QUERY_CHARS, SearchEngine
+from retrieval.options import K_MAX, K_MIN, MAX_QUERY_CHARS
+from retrieval.ranking import DUPLICATE_MARGIN
+from retrieval.search import SearchEngine
 
 TEXT_MODELS, IMAGE_MODELS = {"keywords", "tfidf"}, {"brightness"}
 
@@ -41,7 +43,7 @@ def option_error(engine, k, category, min_score):
     """The error the shared options deserve, or None when they are valid."""
     if isinstance(k, bool) or not isinstance(k, int) or not K_MIN <= k <= K_MAX:
         return BadQuery
-    if category and category not in engine.categories:
+    if category and category not in engine.catalogue.categories:
         return BadQuery
     if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))
                                   or not -1.0 <= min_score <= 1.0):
@@ -99,7 +101,7 @@ def test_more_like_this_answers_valid_options_and_names_the_invalid_one(engine, 
                                                                         min_score):
     result, error = outcome(lambda: engine.similar(item, model=model or None, k=k, category=category,
                                                    min_score=min_score))
-    expected = (BadQuery if item not in engine.ids else None) \
+    expected = (BadQuery if item not in engine.catalogue.ids else None) \
         or model_error(model, TEXT_MODELS | IMAGE_MODELS) or option_error(engine, k, category, min_score)
     if expected is None:
         assert error is None, error
@@ -111,4 +113,5 @@ def test_more_like_this_answers_valid_options_and_names_the_invalid_one(engine, 
 
 def test_a_valid_query_that_matches_nothing_is_an_empty_answer_not_an_error(engine):
     result = engine.similar("chest/chest0", model="brightness", k=5, min_score=1.0)
-    assert result.hits == [] and np.isfinite(engine.stored_vector("chest/chest0", "brightness")).all()
+    stored = engine.store.vector("brightness", engine.catalogue.row("chest/chest0"))
+    assert result.hits == [] and np.isfinite(stored).all()

@@ -169,7 +169,7 @@ def test_the_published_index_is_whole_refingerprinted_and_has_no_symlinks(publis
     assert manifest.categories == dict(Counter(metadata[name]["category"] for name in kept))
     assert not [p for p in out.rglob("*") if p.is_symlink()]
     engine = SearchEngine(out / "index")
-    assert len(engine) == len(kept) and set(engine.models) == set(manifest.models)
+    assert len(engine) == len(kept) and set(engine.policy.models) == set(manifest.models)
     assert all(hit.license and hit.source for hit in engine.search_text("knee", model="tfidf"))
 
 
@@ -205,8 +205,8 @@ def test_the_published_space_runs_on_its_own(published, tmp_path_factory):
     assert not (elsewhere.parent / "shared").exists()
     query = elsewhere / "query.png"
     engine = SearchEngine(space / "index")
-    knee = next(item for item in engine.ids if item.startswith("knee/"))
-    engine.image(knee).save(query)
+    knee = next(item for item in engine.catalogue.ids if item.startswith("knee/"))
+    engine.catalogue.image(knee).save(query)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -10,8 +10,10 @@ import pytest
 from conftest import COLLECTION, REPO, synthetic_image
 from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
 from retrieval.index import build_index
+from retrieval.evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
 from retrieval.schema import FIELDS
-from retrieval.search import DUPLICATE_MARGIN, SearchEngine
+from retrieval.ranking import DUPLICATE_MARGIN
+from retrieval.search import SearchEngine
 
 
 @pytest.fixture
@@ -25,9 +27,9 @@ def engine(synthetic_collection, tmp_path, fake_models):
 
 def test_image_neighbours_share_the_query_category(subset_engine):
     precisions = []
-    for item_id in subset_engine.ids:
+    for item_id in subset_engine.catalogue.ids:
         hits = subset_engine.similar(item_id, model="efficientnet-lite0", k=5, min_score=-1)
-        category = subset_engine.record(item_id)["category"]
+        category = subset_engine.catalogue.record(item_id)["category"]
         precisions.append(np.mean([hit.category == category for hit in hits]))
     assert np.mean(precisions) >= 0.8
 
@@ -49,7 +51,7 @@ def test_semantic_text_search_finds_the_right_images(subset_engine, query, relev
 
 
 def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
-    hits = subset_engine.similar(subset_engine.ids[0], model="efficientnet-lite0", k=8)
+    hits = subset_engine.similar(subset_engine.catalogue.ids[0], model="efficientnet-lite0", k=8)
     assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     hits = subset_engine.search_text("chest radiograph", model="minilm", k=8)  # metadata: repeats may yield
@@ -62,7 +64,7 @@ def test_results_are_ranked_by_score_and_carry_every_field(subset_engine):
 def test_a_category_filter_inside_faiss_still_returns_k_results(subset_engine):
     hits = subset_engine.search_text("knee", model="tfidf", k=20, category="hand", min_score=-1)
     assert len(hits) == 20 and {hit.category for hit in hits} == {"hand"}
-    image_hits = subset_engine.similar(subset_engine.ids[0], k=20, category="dental", min_score=-1)
+    image_hits = subset_engine.similar(subset_engine.catalogue.ids[0], k=20, category="dental", min_score=-1)
     assert len(image_hits) == 20 and {hit.category for hit in image_hits} == {"dental"}
 
 
@@ -71,12 +73,11 @@ def test_an_image_query_suggests_a_category_as_a_retrieval_statistic(subset_engi
     result = subset_engine.search_image(path, k=5)
     assert result.suggested_category == "knee"
     assert abs(sum(result.suggestion.values()) - 1) < 1e-6
-    assert "not a diagnosis" in result.note
     assert result.hits[0].category == "knee"
 
 
 def test_more_like_this_excludes_the_query_itself(subset_engine):
-    item_id = subset_engine.ids[5]
+    item_id = subset_engine.catalogue.ids[5]
     hits = subset_engine.similar(item_id, k=20, min_score=-1)
     assert len(hits) == 20 and item_id not in [hit.id for hit in hits]
 
@@ -168,7 +169,7 @@ def test_metadata_text_describes_the_image_not_its_dataset(tmp_path):
     engine = SearchEngine(tmp_path / "index")
     assert engine.search_text("severe osteoarthritis", model="tfidf", k=2)[0].label == "kl-4"
     assert engine.search_text("grading dataset", model="tfidf", k=2).hits == []  # the source is not searched
-    assert engine.record("knee/k0")["source"] == "Severity Grading Dataset"  # but it is shown
+    assert engine.catalogue.record("knee/k0")["source"] == "Severity Grading Dataset"  # but it is shown
 
 
 def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tmp_path, fake_models):
@@ -186,9 +187,26 @@ def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tm
 
 
 def test_the_default_models_follow_the_evaluation_then_the_preference_order(subset_engine, monkeypatch):
-    monkeypatch.setattr(subset_engine, "evaluation", lambda: {})  # not evaluated: the registry's order
-    assert subset_engine.default_model("text") == "minilm"  # a row's own words first, while it has them
-    assert subset_engine.default_model("image") == "xray-lite0"  # its card: it beat the frozen model on unseen sources
-    monkeypatch.setattr(subset_engine, "evaluation", lambda: {
-        "efficientnet-lite0": {"cross_source_category_p@5": 0.8}, "xray-lite0": {"cross_source_category_p@5": 0.7}})
-    assert subset_engine.default_model("image") == "efficientnet-lite0"  # evaluated: the better one across sources
+    policy = subset_engine.policy
+    monkeypatch.setattr(policy, "evaluation", EvaluationSummary)  # not evaluated: the registry's order
+    assert policy.default_model("text") == "minilm"  # a row's own words first, while it has them
+    assert policy.default_model("image") == "xray-lite0"  # its card: it beat the frozen model on unseen sources
+    measured = {"models": {"efficientnet-lite0": {DEFAULT_IMAGE_FIGURE: 0.8}, "xray-lite0": {DEFAULT_IMAGE_FIGURE: 0.7}}}
+    monkeypatch.setattr(policy, "evaluation", lambda: EvaluationSummary.from_dict(measured))
+    assert policy.default_model("image") == "efficientnet-lite0"  # evaluated: the better one across sources
+
+
+def test_the_default_model_follows_the_evaluation_summary_written_after_the_engine_loaded(engine):
+    policy = engine.policy
+    assert not policy.evaluation().models and policy.default_model("text") == "tfidf"  # the registry's preference
+    engine.generation.write_evaluation({"models": {"keywords": {"text_category_p@5": 0.9},
+                                                   "tfidf": {"text_category_p@5": 0.4, "indexes": "text"}}})
+    assert policy.evaluation().figure("keywords", DEFAULT_TEXT_FIGURE) == 0.9  # read again once the file exists
+    assert policy.default_model("text") == "keywords"
+    assert engine.search_text("knee").model == "keywords"
+
+
+def test_a_hit_carries_every_schema_field_as_an_attribute(engine):
+    hit = engine.search_text("knee", model="keywords", k=1)[0]
+    assert {name: getattr(hit, name) for name in FIELDS} == {k: v for k, v in hit.to_dict().items() if k in FIELDS}
+    assert hit.to_dict() == {"rank": 1, "score": round(hit.score, 6), **engine.catalogue.record(hit.id)}

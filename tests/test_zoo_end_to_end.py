@@ -37,6 +37,6 @@ def test_all_nine_models_build_search_and_show_as_ready_in_the_app(zoo_index, sy
         assert len(engine.search_text("knee radiograph", model=name, k=3, min_score=-1)) == 3
     statuses = {row["name"]: row["status"] for row in app.Handlers(engine).models()}
     assert all(statuses[name] == "ready" for name in NINE), statuses
-    assert set(TINY_MODELS) <= set(engine.models_for("image"))
-    assert set(CLIP_LIKE) <= set(engine.models_for("text"))
+    assert set(TINY_MODELS) <= set(engine.policy.models_for("image"))
+    assert set(CLIP_LIKE) <= set(engine.policy.models_for("text"))
     app.build_demo(engine)  # the dropdowns accept every ready model

@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 import gradio as gr
 
+from retrieval.options import K_DEFAULT, K_MAX, K_MIN, TEXT_WEIGHT_DEFAULT
+
 from . import render
 
 SHOW, MARK_RELEVANT, MARK_IRRELEVANT = "show it and more like it", "mark it relevant", "mark it not relevant"
@@ -61,17 +63,17 @@ def results_view(label: str, elem_id: str) -> ResultsView:
     return ResultsView(status, gallery, table)
 
 
-def controls(engine, modality: str, prefix: str, on_model) -> Controls:
-    choices = [(f"{name} — {engine.family(name)}", name) for name in engine.models_for(modality)]
-    default = engine.default_model(modality)
+def controls(policy, categories: list[str], modality: str, prefix: str, on_model) -> Controls:
+    """A search tab's model (from `policy`: the models that embed `modality`), k, category and minimum score."""
+    choices = [(f"{name} — {policy.family(name)}", name) for name in policy.models_for(modality)]
+    default = policy.default_model(modality)
     model = gr.Dropdown(choices, value=default, label=f"{modality.capitalize()} model", elem_id=f"{prefix}-model",
-                        info=engine.describe(default))
-    k = gr.Slider(engine.K_MIN, engine.K_MAX, value=engine.K_DEFAULT, step=1, precision=0, label="Results (top-k)",
-                  elem_id=f"{prefix}-k")
-    min_score = gr.Slider(0.0, 1.0, value=engine.default_min_score(default), step=0.01, label="Minimum score",
+                        info=policy.describe(default))
+    k = gr.Slider(K_MIN, K_MAX, value=K_DEFAULT, step=1, precision=0, label="Results (top-k)", elem_id=f"{prefix}-k")
+    min_score = gr.Slider(0.0, 1.0, value=policy.default_min_score(default), step=0.01, label="Minimum score",
                           info="Cosine similarity; changing the model resets it to that model's default.",
                           elem_id=f"{prefix}-min-score")
-    category = gr.Dropdown([("All categories", "")] + [(c, c) for c in engine.categories], value="",
+    category = gr.Dropdown([("All categories", "")] + [(c, c) for c in categories], value="",
                            label="Category", elem_id=f"{prefix}-category")
     model.change(on_model, model, [model, min_score], api_visibility="private")
     return Controls(model, k, category, min_score)
@@ -132,25 +134,26 @@ def wire_feedback(view: ResultsView, feedback: Feedback) -> None:
                       [feedback.relevant, feedback.irrelevant], api_visibility="private", queue=False)
 
 
-def words_box(engine, model: gr.Dropdown):
+def words_box(policy, model: gr.Dropdown):
     """The image tab's optional words and their weight, shown only while the model embeds images and text."""
-    allowed = model.value in engine.models_for_image_and_text()
+    allowed = model.value in policy.models_for_image_and_text()
     words = gr.Textbox("", label="Add words (optional)", placeholder="e.g. severe, fracture — Enter searches",
                        visible=allowed, elem_id="image-words")
-    weight = gr.Slider(0.0, 1.0, value=engine.TEXT_WEIGHT_DEFAULT, step=0.05, label="Weight of the words",
+    weight = gr.Slider(0.0, 1.0, value=TEXT_WEIGHT_DEFAULT, step=0.05, label="Weight of the words",
                        info="0: the image alone; 1: the words alone.", visible=allowed, elem_id="image-words-weight")
 
     def show(name):
-        return (gr.update(visible=name in engine.models_for_image_and_text()),) * 2
+        return (gr.update(visible=name in policy.models_for_image_and_text()),) * 2
     model.change(show, model, [words, weight], api_visibility="private")
     return words, weight
 
 
-def models_tab(engine, rows: list[dict]) -> gr.Dropdown:
-    """Every registered model, the evaluation figures and the training cards; returns the default-model choice."""
+def models_tab(policy, rows: list[dict]) -> gr.Dropdown:
+    """Every registered model (`rows`: retrieval.policy.model_rows), the evaluation figures and the training cards;
+    returns the default-model choice."""
     gr.Markdown(render.MODELS_INTRO)
-    usable = [name for name in engine.models if name not in engine.unavailable]
-    default_model = gr.Dropdown(usable, value=engine.default_model("text"), elem_id="default-model",
+    usable = [name for name in policy.models if name not in policy.unavailable]
+    default_model = gr.Dropdown(usable, value=policy.default_model("text"), elem_id="default-model",
                                 label="Default model for searches",
                                 info="Becomes the model of the search tabs that can use it.")
     models, figures = render.model_tables(rows)
@@ -158,7 +161,7 @@ def models_tab(engine, rows: list[dict]) -> gr.Dropdown:
     if figures:  # the index has been evaluated (python -m retrieval evaluate)
         gr.Markdown("Retrieval quality measured on this index (`python -m retrieval evaluate`):")
         gr.Dataframe(**figures, interactive=False, elem_id="evaluation-table")
-    gr.Markdown(render.cards_markdown(engine.training_cards()), elem_id="training-cards")
+    gr.Markdown(render.cards_markdown(policy.training_cards()), elem_id="training-cards")
     return default_model
 
 
@@ -170,16 +173,16 @@ def collection_tab(stats: dict) -> None:
     gr.Markdown(sources, elem_classes="nowrap-head")
 
 
-def refine_endpoint(engine, refine, **options) -> None:
+def refine_endpoint(policy, categories: list[str], refine, **options) -> None:
     """/refine for API and MCP callers: hidden inputs that take a text, an id or an image, and any model of the index
     (the page's Refine buttons call the same handler with each tab's own controls)."""
     with gr.Column(visible=False):
         inputs = [gr.Textbox(label="query"),
                   gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="relevant"),
                   gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="irrelevant"),
-                  gr.Dropdown(engine.models, value=None, label="model"),
-                  gr.Slider(engine.K_MIN, engine.K_MAX, value=engine.K_DEFAULT, step=1, precision=0, label="k"),
-                  gr.Dropdown(["", *engine.categories], value="", label="category"),
+                  gr.Dropdown(policy.models, value=None, label="model"),
+                  gr.Slider(K_MIN, K_MAX, value=K_DEFAULT, step=1, precision=0, label="k"),
+                  gr.Dropdown(["", *categories], value="", label="category"),
                   gr.Number(None, label="min_score"),
                   gr.File(type="filepath", label="image"),
                   gr.Checkbox(False, label="exclude_judged")]

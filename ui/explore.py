@@ -1,5 +1,6 @@
 """The Map tab (the collection's image embeddings in 2-D, computed at build time) and the "why similar" pair of the
-image tab's details panel. Both are thin over SearchEngine: `collection_map`/`locate` and `explain`."""
+image tab's details panel. Both are thin over the engine's explorer (`collection_map`, `locate`) and the app's
+`explain` handler."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import gradio as gr
 import pandas as pd
 
 from retrieval import RetrievalError
+from retrieval.embedders import IMAGE
+from retrieval.images import load_image
 
 from . import components
 
@@ -22,16 +25,16 @@ WHY_NOTE = ("**Why similar** — the regions that drive the similarity between y
             "(brighter = more similar to the other image). It shows where the model looks, never a finding.")
 
 
-def map_frame(engine, model: str | None, colour: str, query_file: str | None = None) -> pd.DataFrame:
+def map_frame(explorer, model: str | None, colour: str, query_file: str | None = None) -> pd.DataFrame:
     """The map's points, coloured by `colour`, plus the image tab's query where it lands."""
     if not model:
         return pd.DataFrame({"x": [], "y": [], "colour": [], "id": [], "category": [], "label": [], "source": []})
-    points = pd.DataFrame(engine.collection_map(model))
+    points = pd.DataFrame(explorer.collection_map(model))
     points["category / label"] = points["category"] + " / " + points["label"].fillna("")
     points["colour"] = points[COLOUR_BY.get(colour, "category")].replace("", "(none)")
     if query_file:
         try:
-            x, y = engine.locate(engine.query_image(query_file), model)
+            x, y = explorer.locate(load_image(query_file), model)
             points = pd.concat([points, pd.DataFrame([{"x": x, "y": y, "colour": QUERY_POINT, "id": "(query)",
                                                        "category": "", "label": "", "source": ""}])])
         except RetrievalError:  # an unreadable query leaves the map as it is; the image tab says why
@@ -39,40 +42,43 @@ def map_frame(engine, model: str | None, colour: str, query_file: str | None = N
     return points[["x", "y", "colour", "id", "category", "label", "source"]]
 
 
-def selection(engine, model: str | None, event: gr.SelectData):
+def selection(explorer, model: str | None, event: gr.SelectData):
     """The images in the brushed strip of the map, top to bottom as drawn, as a gallery and its records."""
     if not model or not isinstance(event.index, (list, tuple)) or len(event.index) != 2:
         return [], [], "Drag across the map to choose a strip of points."
     low, high = sorted(float(v) for v in event.index)
-    points = pd.DataFrame(engine.collection_map(model))
+    points = pd.DataFrame(explorer.collection_map(model))
     chosen = points[(points["x"] >= low) & (points["x"] <= high)].sort_values("y", ascending=False)
     ids = list(chosen["id"][:SELECTION_SIZE])
-    records = [engine.record(item) for item in ids]
-    gallery = [(engine.thumbnail(item), f"{r['category']} · {r['label']} · {item}") for item, r in zip(ids, records)]
+    catalogue = explorer.catalogue
+    records = [catalogue.record(item) for item in ids]
+    gallery = [(catalogue.thumbnail(item), f"{r['category']} · {r['label']} · {item}")
+               for item, r in zip(ids, records)]
     more = f" (the first {SELECTION_SIZE})" if len(chosen) > SELECTION_SIZE else ""
     return gallery, records, f"{len(chosen)} images in the strip{more} — click one for more like it."
 
 
-def map_tab(engine, handlers, image_model, query_file):
+def map_tab(explorer, image_model, query_file):
     """The Map tab's layout and wiring; returns the selection's results view and details (wired by the app)."""
-    models = engine.map_models()
+    models = explorer.map_models()
     gr.Markdown(MAP_INTRO)
     if not models:
         gr.Markdown("This index has no map yet: rebuild it (`python -m retrieval build ...`) to compute one.")
         return None
     with gr.Row():
-        model = gr.Dropdown(models, value=models[-1] if engine.default_model("image") not in models
-                            else engine.default_model("image"), label="Image model", elem_id="map-model")
+        preferred = explorer.policy.default_model(IMAGE)
+        model = gr.Dropdown(models, value=preferred if preferred in models else models[-1], label="Image model",
+                            elem_id="map-model")
         colour = gr.Radio(list(COLOUR_BY), value="category", label="Colour by", elem_id="map-colour")
-    plot = gr.ScatterPlot(map_frame(engine, model.value, "category"), x="x", y="y", color="colour",
+    plot = gr.ScatterPlot(map_frame(explorer, model.value, "category"), x="x", y="y", color="colour",
                           tooltip=["id", "category", "label", "source"], height=560, x_title=" ", y_title=" ",
                           label="Collection map", elem_id="collection-map")
     view = components.results_view("Images in the selected strip", "map-selection")
-    refresh = lambda m, c, q: map_frame(engine, m, c, q)  # noqa: E731
+    refresh = lambda m, c, q: map_frame(explorer, m, c, q)  # noqa: E731
     for trigger in (model.change, colour.change):
         trigger(refresh, [model, colour, query_file], plot, api_visibility="private")
     def select(chosen_model: str | None, event: gr.SelectData):
-        return selection(engine, chosen_model, event)
+        return selection(explorer, chosen_model, event)
     plot.select(select, model, [view.gallery, view.table, view.status], api_visibility="private")
     return model, colour, plot, refresh, view
 
@@ -91,7 +97,7 @@ def why_panel(prefix: str):
     return show, query_id, query, result, note
 
 
-def why_view(engine, explain):
+def why_view(catalogue, explain):
     """The pair for the panel: overlays when the toggle is on (through the public `explain`), plain images when off,
     the reason when the model has no spatial features."""
     def view(query_file, item_id, model, show):
@@ -101,17 +107,17 @@ def why_view(engine, explain):
             try:
                 return explain(query_file, item_id, model)
             except gr.Error as error:
-                return engine.query_image(query_file), engine.image(item_id), f"{WHY_NOTE}\n\n_{error.message}_"
-        return engine.query_image(query_file), engine.image(item_id), WHY_NOTE
+                return load_image(query_file), catalogue.image(item_id), f"{WHY_NOTE}\n\n_{error.message}_"
+        return load_image(query_file), catalogue.image(item_id), WHY_NOTE
     return view
 
 
-def plain_when_off(engine):
+def plain_when_off(catalogue):
     """After the public `explain` has drawn the maps: the plain pair instead when the toggle is off."""
     def view(query_file, item_id, model, show):
         if show or not query_file or not item_id:
             return gr.skip(), gr.skip(), gr.skip()
-        return engine.query_image(query_file), engine.image(item_id), WHY_NOTE
+        return load_image(query_file), catalogue.image(item_id), WHY_NOTE
     return view
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from retrieval.options import K_DEFAULT, K_MAX, K_MIN, MIN_SCORE_RANGE
+
 PARAMETERS = ("q", "id", "model", "k", "category", "min_score")
 
 # Runs in the browser: the current search's link, copied to the clipboard and shown. `first` is the results JSON
@@ -51,29 +53,30 @@ class BadLink(ValueError):
     """A link parameter the page cannot use; the message says which and why."""
 
 
-def read_link(params, engine) -> Link | None:
-    """The search a page URL asks for (None when it asks for none). Raises BadLink naming the bad parameter."""
+def read_link(params, catalogue, policy) -> Link | None:
+    """The search a page URL asks for (None when it asks for none), checked against the engine's `catalogue`
+    (ids, categories) and `policy` (models). Raises BadLink naming the bad parameter."""
     values = {name: params.get(name) for name in PARAMETERS if params.get(name) not in (None, "")}
     if not values.keys() & {"q", "id"}:
         return None
     if "q" in values and "id" in values:
         raise BadLink("A link carries either ?q= (a text search) or ?id= (an image), not both.")
     link = Link(q=values.get("q"), id=values.get("id"))
-    if link.id is not None and link.id not in set(engine.ids):
+    if link.id is not None and link.id not in catalogue:
         raise BadLink(f"No image with id {link.id!r} in this collection.")
     if "model" in values:
-        if values["model"] not in engine.models_for(link.modality):
+        if values["model"] not in policy.models_for(link.modality):
             raise BadLink(f"model={values['model']!r} cannot answer this search; use one of "
-                          f"{engine.models_for(link.modality)}.")
+                          f"{policy.models_for(link.modality)}.")
         link.model = values["model"]
     if "k" in values:
-        link.k = _number(values, "k", int, engine.K_MIN, engine.K_MAX)
+        link.k = _number(values, "k", int, K_MIN, K_MAX)
     if "category" in values:
-        if values["category"] not in engine.categories:
-            raise BadLink(f"Unknown category {values['category']!r}; choose from {engine.categories}.")
+        if values["category"] not in catalogue.categories:
+            raise BadLink(f"Unknown category {values['category']!r}; choose from {catalogue.categories}.")
         link.category = values["category"]
     if "min_score" in values:
-        link.min_score = _number(values, "min_score", float, -1, 1)
+        link.min_score = _number(values, "min_score", float, *MIN_SCORE_RANGE)
     return link
 
 
@@ -83,18 +86,18 @@ def _number(values: dict, name: str, kind, low, high):
     except ValueError:
         raise BadLink(f"{name}={values[name]!r} is not a {'whole number' if kind is int else 'number'}.") from None
     if not low <= value <= high:
-        raise BadLink(f"{name} must be from {low} to {high}; got {value}.")
+        raise BadLink(f"{name} must be from {low:g} to {high:g}; got {value}.")
     return value
 
 
-def image_file(engine, item_id: str) -> str:
+def image_file(catalogue, item_id: str) -> str:
     """The collection image as a PNG in a temporary file: the image tab's query, as if uploaded."""
     folder = Path(tempfile.gettempdir()) / "xray-links"
     folder.mkdir(exist_ok=True)
     path = folder / f"{hashlib.sha1(item_id.encode()).hexdigest()[:16]}.png"
     if not path.exists():
         partial = path.with_suffix(".part")
-        engine.image(item_id).save(partial, format="PNG")
+        catalogue.image(item_id).save(partial, format="PNG")
         partial.replace(path)
     return str(path)
 
@@ -107,7 +110,7 @@ def opener(handlers, tabs, status, text, image):
 
     def open_link(request: gr.Request):
         try:
-            link = read_link(dict(request.query_params), engine) if request else None
+            link = read_link(dict(request.query_params), engine.catalogue, engine.policy) if request else None
         except BadLink as error:
             return {status: f"**This link cannot be opened:** {error}"}
         if link is None:
@@ -116,12 +119,12 @@ def opener(handlers, tabs, status, text, image):
         updates = {tabs: gr.Tabs(selected=link.modality), status: ""}
         updates.update({control: value for control, value in zip(controls, (link.model, link.k, link.category,
                                                                           link.min_score)) if value is not None})
-        settings = (link.model, link.k or engine.K_DEFAULT, link.category, link.min_score)
+        settings = (link.model, link.k or K_DEFAULT, link.category, link.min_score)
         if link.q is not None:
             updates[query] = link.q
             updates.update(zip(text_outputs, handlers.search_text(link.q, *settings)))
         else:
-            updates[query_file] = image_file(engine, link.id)
+            updates[query_file] = image_file(engine.catalogue, link.id)
             updates.update(zip(image_outputs, handlers.search_image(updates[query_file], *settings)))
         return updates
 

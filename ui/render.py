@@ -7,11 +7,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
+
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
 MODELS_INTRO = ("Every registered model, with where its weights come from. Models that are not available here "
                 "are listed but not offered in the search tabs.")
-MODEL_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status", "index")
-MODEL_COLUMN_WIDTHS = [140, 130, 100, 60, 280, 380, 160]  # px
+MODEL_COLUMNS = (*REGISTRY_COLUMNS, *INDEX_COLUMNS)  # then the evaluation figures, in a table of their own
+MODEL_COLUMN_WIDTHS = [140, 130, 100, 60, 280, 380, 240, 160]  # px, one per column
 
 
 class Thumbnails:
@@ -20,7 +22,7 @@ class Thumbnails:
     image here against 3 ms for a file, benchmarks/api_latency.py)."""
 
     def __init__(self, load):
-        self._load = load  # id -> JPEG bytes (SearchEngine.thumbnail_jpeg)
+        self._load = load  # id -> JPEG bytes (Catalogue.thumbnail_jpeg)
         self._folder = Path(tempfile.mkdtemp(prefix="xray-thumbnails-"))
         self._lock = threading.Lock()
         self._written: dict[str, str] = {}
@@ -60,8 +62,9 @@ def details_markdown(record: dict) -> str:
 
 
 def model_tables(rows: list[dict]) -> tuple[dict, dict | None]:
-    """The Models tab's two tables as Dataframe arguments: the models, and their evaluation figures (None
-    before the index has been evaluated)."""
+    """The Models tab's two tables as Dataframe arguments, from the rows of retrieval.policy.model_rows (what
+    the CLI `models` verb prints): the models, and their evaluation figures (None before the index has been
+    evaluated)."""
     models = {"value": [[row[key] for key in MODEL_COLUMNS] for row in rows], "headers": list(MODEL_COLUMNS),
               "column_widths": MODEL_COLUMN_WIDTHS}
     figures = list(dict.fromkeys(key for row in rows for key in row if key not in MODEL_COLUMNS))
@@ -95,15 +98,15 @@ def collection_markdown(stats: dict) -> tuple[str, str, str]:
     return "\n".join(counts), "\n".join(labels), "\n".join(sources)
 
 
-def example_files(engine) -> list[tuple[str, str]]:
-    """One image per category, written to a temporary folder at start-up: (path, category)."""
+def example_files(catalogue) -> list[tuple[str, str]]:
+    """One image per category of the `catalogue`, written to a temporary folder at start-up: (path, category)."""
     folder = Path(tempfile.mkdtemp(prefix="xray-examples-"))
     first: dict[str, str] = {}
-    for item_id in engine.ids:
-        first.setdefault(engine.record(item_id)["category"], item_id)
+    for item_id, category in zip(catalogue.ids, catalogue.column("category")):
+        first.setdefault(category, item_id)
     examples = []
-    for category in engine.categories:
+    for category in catalogue.categories:
         path = folder / f"{category}.png"
-        engine.image(first[category]).save(path)
+        catalogue.image(first[category]).save(path)
         examples.append((str(path), category))
     return examples

@@ -1,5 +1,6 @@
 """How well an index or a training run retrieves: one home for the metrics, the protocols, the query set, the
-report, the plots and the summary the app reads. Both `python -m retrieval evaluate` and training import it.
+report and the plots. Both `python -m retrieval evaluate` and training import it; it writes the summary the app
+reads, whose format and figure names live below the engine in retrieval/evaluation_summary.py.
 
     metrics.py       P@k, recall, hit rate, AP/mAP, the confusion matrix, and the one exact top-k ranking
     figures.py       the figure names (p@1 ... hit@10), the relevance levels, one block of figures
@@ -11,8 +12,7 @@ report, the plots and the summary the app reads. Both `python -m retrieval evalu
     pixels.py        the raw-pixel baseline and the near duplicates (stored pHash, else recomputed)
     index_access.py  the one door to a served index (every SearchEngine member the evaluation uses)
     run.py           `evaluate_index`: one run over an index, its `Evaluation`
-    summary.py       the typed summary in <generation>/evaluation.json that picks the app's default models
     report.py        the run as text tables;  plots.py  the run as PNGs
 
-This file imports nothing, so `from retrieval.evaluation.summary import ...` stays cheap for the app.
+This file imports nothing: importing one module of the package loads only what that module needs.
 """

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evaluation_summary import CATEGORY, FIGURES, K, KS, LABEL, LEVELS  # the names, declared with the summary
 from . import metrics
-
-KS = (1, 5, 10)
-K = max(KS)
-FIGURES = tuple(f"p@{k}" for k in KS) + (f"map@{K}", f"r@{K}", f"hit@{K}")
-CATEGORY, LABEL = "category", "label"  # relevant: same category; same (category, label), labelled rows only
-LEVELS = (CATEGORY, LABEL)
 
 
 def figures(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:

@@ -1,9 +1,9 @@
 """The one door between the evaluation and a served index: every SearchEngine member the evaluation uses is
 used here and nowhere else, so the engine can change shape behind one small class.
 
-Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `models`,
-`models_for("text")`, `manifest.models[name].indexes`, `ids`, `record(id)`, `image(id)`, `vectors(name)` and
-`search_text(text, model=, k=, min_score=)` (its hits' `row`). From the generation (layout.IndexGeneration):
+Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `vectors(name)`,
+`search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text")` and
+`entries[name].indexes`; its catalogue's `ids`, `record(id)` and `image(id)`. From the generation (layout.IndexGeneration):
 `name`, `load_dataset()` (the stored `phash` column) and `write_evaluation(...)` via summary.py.
 """
 
@@ -50,28 +50,28 @@ class IndexAccess:
 
     @property
     def models(self) -> list[str]:
-        return self._engine.models
+        return self._engine.policy.models
 
     def text_models(self) -> list[str]:
         """The models that can embed a text query here."""
-        return self._engine.models_for("text")
+        return self._engine.policy.models_for("text")
 
     def indexes(self, model: str) -> str:
         """What the model's stored vectors encode: "image" or "text" (the row's metadata)."""
-        return self._engine.manifest.models[model].indexes
+        return self._engine.policy.entries[model].indexes
 
     @cached_property
     def ids(self) -> list[str]:
-        return self._engine.ids
+        return self._engine.catalogue.ids
 
     @cached_property
     def records(self) -> list[dict]:
         """Every row's metadata, in row order."""
-        return [self._engine.record(item) for item in self.ids]
+        return [self._engine.catalogue.record(item) for item in self.ids]
 
     def image(self, row: int) -> "Image.Image":
         """The stored image of a row, decoded as the validator decodes it."""
-        return self._engine.image(self.ids[row])
+        return self._engine.catalogue.image(self.ids[row])
 
     def vectors(self, model: str) -> np.ndarray:
         """(rows, dim) stored vectors; an unknown model raises the engine's error, listing the index's models."""

@@ -36,7 +36,7 @@ from .leave_one_out import feedback_gain, judge, random_expectation, random_text
 from .pixels import THUMBNAIL_SIDE, image_features, near_duplicates
 from .queries import TextQuery, load_queries, shown_path
 from .rows import Item, fingerprint, item_from_row
-from .summary import (
+from ..evaluation_summary import (
     CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, EvaluationSummary,
     ModelFigures, figure_key,
 )

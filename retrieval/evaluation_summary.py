@@ -1,5 +1,6 @@
-"""The evaluation summary the app reads: per-model figures under named keys in <generation>/evaluation.json,
-written by `python -m retrieval evaluate`; the figures that pick the app's default models are named here.
+"""The evaluation summary of an index generation: per-model figures under named keys in evaluation.json, written
+by `python -m retrieval evaluate` (retrieval/evaluation/) and read by the app's model policy; the names of the
+figures, and of those that pick the app's default models, are declared here, below both.
 
     {"created_at": ..., "rows": ..., "near_duplicate_pairs": ..., "text_queries": ...,
      "models": {name: {"cross_source_category_p@5": ..., ...,  # MODEL_FIGURES, in that order, null where a
@@ -17,10 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .figures import CATEGORY, FIGURES, LEVELS
-
 if TYPE_CHECKING:
-    from ..layout import IndexGeneration
+    from .layout import IndexGeneration
+
+KS = (1, 5, 10)  # the cut-offs of P@k
+K = max(KS)  # and of mAP, recall and hit rate
+FIGURES = tuple(f"p@{k}" for k in KS) + (f"map@{K}", f"r@{K}", f"hit@{K}")
+CATEGORY, LABEL = "category", "label"  # relevant: same category; same (category, label), labelled rows only
+LEVELS = (CATEGORY, LABEL)
 
 # What a figure measures (the first part of its key).
 CROSS_SOURCE = "cross_source"  # image model, whole sources held out (the honest image figure)
@@ -130,6 +135,6 @@ class EvaluationSummary:
         return generation.write_evaluation(self.to_dict())
 
 
-__all__ = ["EvaluationSummary", "ModelFigures", "figure_key", "is_figure", "DEFAULT_IMAGE_FIGURE",
+__all__ = ["KS", "K", "FIGURES", "CATEGORY", "LABEL", "LEVELS", "EvaluationSummary", "ModelFigures", "figure_key", "is_figure", "DEFAULT_IMAGE_FIGURE",
            "DEFAULT_TEXT_FIGURE", "MODEL_FIGURES", "HEADLINE", "CROSS_SOURCE", "IMAGE", "TEXT", "METADATA",
            "FEEDBACK_GAIN", "FEEDBACK_RESIDUAL_GAIN"]

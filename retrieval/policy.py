@@ -1,0 +1,186 @@
+"""Which of an index's models can answer here, which one answers by default, and the models table (the CLI
+`models` verb and the app's Models tab both print `model_rows`).
+
+The defaults follow the index's typed evaluation summary when it has one (read in `ModelPolicy.evaluation`, the
+one place that reads it), else the registry's preference order.
+"""
+
+from __future__ import annotations
+
+from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, training_card
+from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
+from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
+from .layout import IndexGeneration, ModelEntry
+
+# The evaluation figure that picks a modality's default model when the index has been evaluated (named and
+# explained in evaluation/summary.py: image models by sources they have not seen).
+DEFAULT_BY_FIGURE = {IMAGE: DEFAULT_IMAGE_FIGURE, TEXT: DEFAULT_TEXT_FIGURE}
+TABLE_FIGURES = 6  # evaluation figures shown per model in the models table (headline first)
+REGISTRY_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status", "detail")  # every models table
+INDEX_COLUMNS = ("index",)  # and, over an index, how its vectors are searched (then the evaluation figures)
+
+
+class ModelPolicy:
+    """The models of one index generation that this program can serve, and the choices made for a query that
+    names none. Read-only after construction, so safe to share between threads."""
+
+    def __init__(self, generation: IndexGeneration, models: list[str] | None = None):
+        """`models`: the index's models to serve (default: all); one the index lacks raises UnknownEmbedder."""
+        self.generation = generation
+        self.entries: dict[str, ModelEntry] = generation.manifest.models
+        self.unavailable: dict[str, str] = {}  # model -> why it cannot embed a query here
+        self.models: list[str] = []
+        for name in models if models is not None else list(self.entries):
+            if name not in self.entries:
+                raise UnknownEmbedder(f"Model {name!r} is not in this index; it has {list(self.entries)}.")
+            self.models.append(name)
+            reason = _unavailable(name)
+            if reason:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
+                self.unavailable[name] = reason
+        self._evaluation: tuple[int | None, EvaluationSummary] | None = None  # (file stamp, summary)
+
+    def models_for(self, modality: str) -> list[str]:
+        """Models in this index that can embed a query of `modality` right now."""
+        return [name for name in self.models
+                if self.entries[name].embeds(modality) and name not in self.unavailable]
+
+    def models_for_image_and_text(self) -> list[str]:
+        """Models that embed both images and texts in one space: an image query can take words too."""
+        return [name for name in self.models_for(IMAGE) if self.entries[name].embeds(TEXT)]
+
+    def default_model(self, modality: str) -> str | None:
+        """The usable model with the best evaluation figure for `modality` (image: cross-source), else the
+        registry's preference order, else the first usable one."""
+        usable = self.models_for(modality)
+        summary = self.evaluation()
+        scored = {name: summary.figure(name, DEFAULT_BY_FIGURE[modality]) for name in usable}
+        scored = {name: value for name, value in scored.items() if value is not None}
+        if scored:
+            return max(scored, key=scored.get)
+        preferred = [name for name in QUERY_PREFERENCE[modality] if name in usable and _earned(name, modality)]
+        return next(iter(preferred), usable[0] if usable else None)
+
+    def row_model(self) -> str | None:
+        """The model that compares collection rows when none is named: the best image model, else text."""
+        return self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self.models), None)
+
+    def default_min_score(self, model: str | None) -> float:
+        entry = self.entries.get(model or "")
+        return float(entry.default_min_score) if entry else 0.0
+
+    def describe(self, model: str | None) -> str | None:
+        """One line on what a model does (None for a model this program does not know)."""
+        try:
+            return embedder_spec(model).description if model else None
+        except UnknownEmbedder:
+            return None
+
+    def family(self, model: str) -> str:
+        return self.entries[model].family
+
+    def training_cards(self) -> dict[str, str]:
+        """{model: its training card as Markdown} for the index's models that were trained by this project."""
+        cards = {name: training_card(name) for name in self.models}
+        return {name: card.get("markdown", "") for name, card in cards.items() if card}
+
+    def resolve(self, name: str | None, modality: str | None) -> str:
+        """`name`, checked: in this index and, for a query of `modality`, able to embed it here. Raises
+        BadQuery, UnknownEmbedder or EmbedderUnavailable saying which models would do."""
+        if name is None:
+            raise BadQuery(f"This index has no model that embeds {modality or 'queries'}.")
+        if name not in self.models:
+            spec = embedder_spec(name)  # unknown names raise UnknownEmbedder with the registered list
+            raise UnknownEmbedder(f"Model {spec.name!r} is not in this index; it has {self.models}.")
+        if modality is not None:
+            if not self.entries[name].embeds(modality):
+                raise BadQuery(f"Model {name!r} cannot embed {modality} queries; use one of "
+                               f"{self.models_for(modality)}.")
+            if name in self.unavailable:
+                raise EmbedderUnavailable(f"Model {name!r} is not available here: {self.unavailable[name]}")
+        return name
+
+    def status(self, name: str) -> str:
+        """"ready", "not available here: why" or "not in this index (how to add it)"."""
+        if name in self.unavailable:
+            return f"not available here: {self.unavailable[name]}"
+        if name in self.models:
+            return "ready"
+        reason = _unavailable(name)
+        if reason:
+            return f"not available here: {reason}"
+        return f"not in this index (add it: python -m retrieval build --models ...,{name})"
+
+    def evaluation(self) -> EvaluationSummary:
+        """What `python -m retrieval evaluate` measured on this index (empty before it has run): the one place
+        the evaluation summary is read, again only when its file changes."""
+        try:
+            stamp = self.generation.evaluation_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._evaluation is None or self._evaluation[0] != stamp:
+            summary = EvaluationSummary.read(self.generation) if stamp is not None else EvaluationSummary()
+            self._evaluation = (stamp, summary)
+        return self._evaluation[1]
+
+
+def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
+    """The models table, one dict per model, for the CLI `models` verb and the app's Models tab alike.
+
+    Always: name, family, embeds, dim, weights, status, detail (where the weights were found, when ready).
+    With the `policy` of an index, the index's own models are listed too (registered or not), the status says
+    whether each one serves this index, `index` says how its vectors are searched, and the headline evaluation
+    figures follow (None where a figure does not apply)."""
+    registry = {row["name"]: row for row in list_models()}
+    names = list(dict.fromkeys([*registry, *(policy.models if policy else [])]))
+    summary = policy.evaluation() if policy else EvaluationSummary()
+    shown = summary.measured_keys()[:TABLE_FIGURES]  # headline figures first
+    rows = []
+    for name in names:
+        registered, built = registry.get(name), policy.entries.get(name) if policy else None
+        if registered is None:  # in the index, but no longer registered in this program
+            registered = {"family": built.family, "embeds": " + ".join(built.modalities), "weights": "",
+                          "status": "", "detail": ""}
+        ready = registered["status"] == "ready"
+        row = {"name": name, "family": registered["family"], "embeds": registered["embeds"],
+               "dim": built.dim if built else registered["dim"], "weights": registered["weights"],
+               "status": policy.status(name) if policy else
+               ("ready" if ready else f"not available here: {registered['detail']}"),
+               "detail": registered["detail"] if ready else ""}
+        if policy:
+            row["index"] = _index_description(built)
+            row.update({key: _rounded(summary.figure(name, key)) for key in shown})
+        rows.append(row)
+    return rows
+
+
+def _unavailable(name: str) -> str:
+    """Why a model cannot embed a query in this program ("" when it can)."""
+    try:
+        embedder_spec(name)
+    except UnknownEmbedder:
+        return "not registered in this program"
+    state = availability(name)
+    return "" if state.ready else state.reason
+
+
+def _earned(name: str, modality: str) -> bool:
+    """A model trained here leads the image search only if its card shows it beat the frozen baseline on
+    held-out sources; pretrained models keep their place in the preference order."""
+    card = training_card(name)
+    return card is None or modality != IMAGE or bool(card.get("beats_frozen_cross_source"))
+
+
+def _index_description(entry: ModelEntry | None) -> str:
+    """How a model's vectors are searched: "exact" or the approximate index with its measured recall."""
+    if entry is None:
+        return ""
+    if entry.recall_at_10 is None:
+        return f"{entry.faiss_factory} (exact)"
+    return f"{entry.faiss_factory}, recall@10 {entry.recall_at_10:.3f} (measured at build)"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+__all__ = ["ModelPolicy", "model_rows", "DEFAULT_BY_FIGURE", "REGISTRY_COLUMNS", "INDEX_COLUMNS"]
