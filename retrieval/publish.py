@@ -18,179 +18,23 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .collection import metadata_fingerprint  # noqa: F401  (re-exported: what a published manifest states)
 from .errors import RetrievalError
 from .hub import is_hub_location, resolve_index
 from .layout import IndexFolder, IndexGeneration, Manifest
+from .licences import ModelDecision, allowed, model_decision, policy_classes, trained_models
+from .space_cards import dataset_card, source_table, sources_file, space_readme
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout whose app is published
 SPACE_CODE = ("app.py", "retrieval", "ui", "requirements.txt")  # what a Space needs to run the app
 LFS_PATTERNS = ("*.arrow", "*.faiss", "*.npy")  # plus every other file over LFS_THRESHOLD, by its path
 LFS_THRESHOLD = 10 * 2**20  # the Hub refuses plain git files over 10 MB
 REPORT_FILE = "PUBLISH.json"  # what was kept and left out; also marks a folder this command may replace
-SHORT_DESCRIPTION = "Find similar radiographs by text or by example image."
-
-# --- licences --------------------------------------------------------------------------------------------
-OPEN, NONCOMMERCIAL, UNKNOWN = "open", "noncommercial", "unknown"
-POLICIES: dict[str, frozenset[str]] = {
-    "open": frozenset({OPEN}),
-    "noncommercial": frozenset({OPEN, NONCOMMERCIAL}),
-    "all": frozenset({OPEN, NONCOMMERCIAL, UNKNOWN}),
-}
-POLICY_MEANING = {
-    "open": "CC0, public domain, CC-BY and CC-BY-SA (any version), MIT/Apache/BSD-style licences",
-    "noncommercial": "the open licences plus CC-BY-NC(-SA/-ND) and research-only or non-commercial terms",
-    "all": "every image, including those whose licence is unknown or unstated (check each source's terms "
-           "before publishing)",
-}
-_NONCOMMERCIAL = re.compile(r"(^|[^a-z])(nc|non-?commercial|research|academic|education(al)?)([^a-z]|$)")
-_NO_DERIVATIVES = re.compile(r"(^|[^a-z])nd([^a-z]|$)")
-_OPEN = re.compile(r"(^|[^a-z])(cc0|cc-zero|public-?domain|pddl|cc-by(-sa)?|creative-commons-attribution"
-                   r"(-share-?alike)?|mit|apache|bsd|isc|unlicense|odc-by|odbl|cdla-permissive)([^a-z]|$)")
-_UNKNOWN_WORDS = re.compile(r"^(|unknown|none|n/?a|other|unspecified|not-stated|proprietary|custom)$")
-
-
-def licence_class(licence: str | None) -> str:
-    """"open", "noncommercial" or "unknown" for a licence as a source states it ("CC-BY-4.0",
-    "CC BY-NC-SA 4.0", "Apache-2.0", "research only", "unknown", "" ...). The most restrictive reading wins:
-    any non-commercial or research-only term makes it non-commercial; no-derivatives without NC, and anything
-    not recognised, is unknown."""
-    text = re.sub(r"[\s_]+", "-", str(licence or "").strip().lower())
-    text = text.replace("ccby", "cc-by")
-    if _UNKNOWN_WORDS.match(text):
-        return UNKNOWN
-    if _NONCOMMERCIAL.search(text):
-        return NONCOMMERCIAL
-    if _NO_DERIVATIVES.search(text):
-        return UNKNOWN
-    if _OPEN.search(text):
-        return OPEN
-    return UNKNOWN
-
-
-def allowed(licence: str | None, policy: str) -> bool:
-    return licence_class(licence) in _policy(policy)
-
-
-def _policy(policy: str) -> frozenset[str]:
-    try:
-        return POLICIES[policy]
-    except KeyError:
-        raise RetrievalError(f"Unknown licence policy {policy!r}; choose from {list(POLICIES)}.") from None
-
-
-# --- trained models and their training cards -------------------------------------------------------------
-def card_licences(card: dict | None, source_licences: dict[str, set[str]] | None = None) -> dict[str, int]:
-    """Licence -> training rows, from a training card's "licenses" (dict or list) or "sources" (a dict or list
-    of entries), at its top level or under "data". A source entry without a licence takes the licences its
-    rows have in `source_licences` (the index's own rows), else counts as "unknown". {} when the card names
-    neither licences nor sources."""
-    found: Counter = Counter()
-    if not isinstance(card, dict):
-        return {}
-    for block in (card, card.get("data")):
-        if isinstance(block, dict):
-            _add_licences(found, block.get("licenses", block.get("licences")))
-            _add_sources(found, block.get("sources"), source_licences or {})
-    return dict(found)
-
-
-def _add_licences(found: Counter, licences) -> None:
-    if isinstance(licences, dict):
-        for name, rows in licences.items():
-            found[str(name)] += rows if isinstance(rows, int) else 0
-    elif isinstance(licences, list):
-        for name in licences:
-            found[str(name)] += 0
-
-
-def _add_sources(found: Counter, sources, source_licences: dict[str, set[str]]) -> None:
-    if isinstance(sources, dict):
-        entries = [(name, entry) for name, entry in sources.items()]
-    elif isinstance(sources, list):
-        entries = [(entry.get("source", entry.get("name")) if isinstance(entry, dict) else None, entry)
-                   for entry in sources]
-    else:
-        return
-    for name, entry in entries:
-        if isinstance(entry, str):  # {source: licence}
-            found[entry] += 0
-            continue
-        entry = entry if isinstance(entry, dict) else {}
-        rows = entry.get("rows", entry.get("images", 0))
-        rows = rows if isinstance(rows, int) else 0
-        nested = entry.get("licenses", entry.get("licences"))
-        licence = entry.get("license", entry.get("licence"))
-        if isinstance(nested, (dict, list)):
-            _add_licences(found, nested)
-        elif licence is not None:
-            found[str(licence)] += rows
-        else:  # the card names the source only: its rows in the index say how it is licensed
-            known = sorted(source_licences.get(str(name), set())) or [UNKNOWN]
-            for value in known:
-                found[value] += rows if len(known) == 1 else 0
-
-
-@dataclass
-class ModelDecision:
-    name: str
-    ships: bool
-    why: str
-    licences: dict[str, int] = field(default_factory=dict)
-
-
-def model_decision(name: str, card: dict | None, policy: str, include_research: bool = False,
-                   source_licences: dict[str, set[str]] | None = None) -> ModelDecision:
-    """A trained model is a derivative of its training images: it ships only when every licence its card
-    lists is within the policy (a card without licences counts as unknown), or with --include-research-models."""
-    licences = card_licences(card, source_licences)
-    classes = {licence_class(licence) for licence in licences} or {UNKNOWN}
-    outside = sorted(licence for licence in licences if not allowed(licence, policy))
-    if classes <= _policy(policy):
-        return ModelDecision(name, True, f"trained only on images the {policy!r} policy allows "
-                                         f"({', '.join(sorted(licences)) or 'no licences listed'})", licences)
-    reason = (f"trained on images outside the {policy!r} policy ({', '.join(outside)})" if outside else
-              "its training card does not say what its training images are licensed under")
-    if include_research:
-        return ModelDecision(name, True, f"{reason}; included by --include-research-models", licences)
-    return ModelDecision(name, False, f"left out: {reason}", licences)
-
-
-def asset_models(repo: Path = REPO) -> dict[str, dict | None]:
-    """Model folders under assets/models/ and their training cards (None when a folder has none)."""
-    from .embedders.model_folder import ModelFolder
-
-    return {folder.name: folder.read_card() for folder in ModelFolder.in_assets(repo)}
-
-
-def trained_models(repo: Path, index_models: list[str]) -> dict[str, dict | None]:
-    """Every trained model the Space would carry or use: the model folders under assets/models/, and models of
-    the index whose registry entry has a training card (a model trained here, e.g. xray-lite0)."""
-    from .embedders import embedder_spec
-    from .errors import UnknownEmbedder
-
-    cards = asset_models(repo)
-    for name in index_models:
-        if name in cards:
-            continue
-        try:
-            spec = embedder_spec(name)
-        except UnknownEmbedder:
-            continue
-        if spec.card is not None:
-            try:
-                cards[name] = spec.card()
-            except Exception:  # an unreadable card says nothing about licences: treated as unknown
-                cards[name] = None
-    return cards
-
 
 # --- what was kept --------------------------------------------------------------------------------------
 @dataclass
@@ -232,7 +76,7 @@ def publish(index_dir: str | Path, out: str | Path, licenses: str = "open", titl
     (a folder, or `hf://datasets/OWNER/NAME[@REVISION]` as the app takes it), keeping only the rows the
     `licenses` policy allows. Returns what was kept and left out."""
     started = time.perf_counter()
-    _policy(licenses)
+    policy_classes(licenses)  # an unknown policy is refused before anything is read
     index_root = resolve_index(index_dir)
     source = IndexFolder(index_root).require_current()
     manifest = source.manifest
@@ -260,8 +104,8 @@ def publish(index_dir: str | Path, out: str | Path, licenses: str = "open", titl
         report = PublishReport(str(out), "dataset" if as_dataset else "space", licenses, generation.manifest.rows,
                                sum(sum(v.values()) for v in excluded.values()), kept, excluded, models, decisions,
                                generation.manifest.fingerprint, generation.name, warnings=warnings)
-        sources = _source_table(generation)
-        sources_md = _sources_file(collection, manifest.collection)
+        sources = source_table(generation)
+        sources_md = sources_file(collection, manifest.collection, repo)
         if as_dataset:
             (temporary / "README.md").write_text(dataset_card(report, sources, sources_md, title))
         else:
@@ -383,15 +227,6 @@ def _copy_code(repo: Path, target: Path, dropped_models: set[str]) -> None:
         shutil.copytree(assets, target / "assets", ignore=skip)
 
 
-def gradio_pin(requirements: Path) -> str:
-    """The version `gradio==X` pins in requirements.txt (the Space's sdk_version must be the same)."""
-    for line in requirements.read_text().splitlines():
-        match = re.match(r"^\s*gradio\s*==\s*([\w.\-+]+)", line)
-        if match:
-            return match.group(1)
-    raise RetrievalError(f"{requirements} does not pin gradio (gradio==X.Y.Z); the Space's sdk_version needs it.")
-
-
 def gitattributes(folder: Path) -> str:
     """Git LFS for the index's binaries and for every other file over 10 MB, named by its path."""
     lines = [f"{pattern} filter=lfs diff=lfs merge=lfs -text" for pattern in LFS_PATTERNS]
@@ -413,181 +248,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _source_table(generation: IndexGeneration) -> dict[str, dict]:
-    """Per kept source: images, link and licences (with counts), from the published rows themselves."""
-    dataset = generation.load_dataset()
-    table: dict[str, dict] = {}
-    for name, url, licence in zip(dataset["source"], dataset["source_url"], dataset["license"]):
-        entry = table.setdefault(name or "(unnamed source)", {"images": 0, "urls": [], "licenses": Counter()})
-        entry["images"] += 1
-        if url and url not in entry["urls"]:
-            entry["urls"].append(url)
-        entry["licenses"][licence or "(none)"] += 1
-    return dict(sorted(table.items()))
-
-
-def _sources_file(collection: str | Path | None, name: str) -> Path | None:
-    """The collection's SOURCES.md: in `collection` when given, else found from the manifest's collection name
-    (a folder of that name here, or beside the checkout in ../shared/)."""
-    candidates = [Path(collection).expanduser()] if collection else [
-        Path(name).expanduser(), Path.cwd().parent / "shared" / name, REPO.parent / "shared" / name]
-    for folder in candidates:
-        if (folder / "SOURCES.md").is_file():
-            return folder / "SOURCES.md"
-    return None
-
-
-def source_sections(sources_md: Path | None, sources: dict[str, dict]) -> list[str]:
-    """The `###` sections of SOURCES.md that describe a kept source (they name one of its links)."""
-    if sources_md is None:
-        return []
-    urls = {url.rstrip("/") for entry in sources.values() for url in entry["urls"]}
-    sections = [section.strip() for section in re.split(r"(?m)^(?=#{2,3} )", sources_md.read_text())
-                if section.startswith("### ")]
-    chosen = [section for section in sections if any(url in section for url in urls)]
-    # a section that defers to a chosen one ("Same repo ... as `fracatlas` above") describes a kept source too
-    names = {re.sub(r"^(\d+\.\s*)?", "", section[4:].split("\n", 1)[0]).split(" (")[0].strip() for section in chosen}
-    return [section for section in sections
-            if section in chosen or any(f"as `{name}`" in section for name in names if name)]
-
-
-def _sources_markdown(report: PublishReport, sources: dict[str, dict], sources_md: Path | None) -> str:
-    lines = ["| Source | Images | Licence | Link |", "|---|---:|---|---|"]
-    for name, entry in sources.items():
-        licences = ", ".join(f"{licence} ({count})" if len(entry["licenses"]) > 1 else licence
-                             for licence, count in sorted(entry["licenses"].items()))
-        links = " ".join(f"<{url}>" for url in entry["urls"])
-        lines.append(f"| {_cell(name)} | {entry['images']} | {_cell(licences)} | {links} |")
-    sections = source_sections(sources_md, sources)
-    if sections:
-        lines += ["", "What the collection's `SOURCES.md` says about these sources (rows of other licences "
-                      "in a source were left out as counted above):", ""]
-        lines += [re.sub(r"(?m)^### ", "#### ", section) + "\n" for section in sections]
-    elif sources_md is None:
-        lines += ["", "(The collection's SOURCES.md was not found; the table lists each source, link and licence "
-                      "as the rows state them.)"]
-    return "\n".join(lines)
-
-
-def _excluded_markdown(report: PublishReport) -> str:
-    if not report.excluded:
-        return "No image of the index was left out."
-    lines = [f"{report.excluded_rows} images of the index were left out by the {report.policy!r} policy:", "",
-             "| Source | Licence | Images left out |", "|---|---|---:|"]
-    for source, licences in report.excluded.items():
-        for licence, count in licences.items():
-            lines.append(f"| {_cell(source)} | {_cell(licence or '(none)')} | {count} |")
-    return "\n".join(lines)
-
-
-def _models_markdown(report: PublishReport) -> str:
-    lines = [f"Models in the index: {', '.join(f'`{m}`' for m in report.models)}."]
-    for decision in report.model_decisions:
-        lines.append(f"- `{decision.name}` (trained model, a derivative of its training images): "
-                     f"{'included' if decision.ships else 'not included'} — {decision.why}.")
-    if not report.model_decisions:
-        lines.append("No trained model: the image and text models are pretrained elsewhere, and TF-IDF is "
-                     "fitted on the published rows' metadata only.")
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _yaml_string(text: str) -> str:
-    return json.dumps(str(text), ensure_ascii=False)  # a JSON string is a valid YAML scalar
-
-
-def space_readme(report: PublishReport, sources: dict[str, dict], sources_md: Path | None, title: str,
-                 repo: Path = REPO) -> str:
-    front = ["---", f"title: {_yaml_string(title)}", "emoji: 🩻", "colorFrom: indigo", "colorTo: gray",
-             "sdk: gradio", f"sdk_version: {gradio_pin(repo / 'requirements.txt')}", "app_file: app.py",
-             'python_version: "3.11"', *_licence_front_matter(report),
-             f"short_description: {_yaml_string(SHORT_DESCRIPTION)}", "---", ""]
-    warning = "".join(f"> **Warning:** {w}\n\n" for w in report.warnings)
-    body = f"""# {title}
-
-{warning}Search {report.rows} real radiographs by text or by example image; click a result for more like it.
-
-> **Research and education only. Not a diagnostic device.** It finds similar images; it never diagnoses.
-
-Every result shows its source and licence (gallery caption and details panel). The images keep their sources'
-licences; the code is MIT.
-
-## What this Space holds
-
-Images published under the **{report.policy}** licence policy: {POLICY_MEANING[report.policy]}.
-
-{_models_markdown(report)}
-
-{_excluded_markdown(report)}
-
-## Image licences and attribution
-
-{_sources_markdown(report, sources, sources_md)}
-
-## How this Space was made
-
-`python -m retrieval publish --index index --out SPACE_DIR --licenses {report.policy}` in the X-Ray Search
-repository: a prebuilt index of the kept images (`index/`, named by
-`index/CURRENT`), so the Space serves at once. From Python: `gradio_client.Client("owner/space-name")`, endpoints
-`/search_text`, `/search_image`, `/similar`, `/models`.
-"""
-    return "\n".join(front) + "\n" + body
-
-
-def _licence_front_matter(report: PublishReport) -> list[str]:
-    licences = {licence for entry in report.kept.values() for licence in entry}
-    single = {"cc-by-4.0": "cc-by-4.0", "cc0-1.0": "cc0-1.0", "cc-by-sa-4.0": "cc-by-sa-4.0"}
-    if len(licences) == 1 and next(iter(licences)).lower() in single:
-        return [f"license: {single[next(iter(licences)).lower()]}"]
-    return ["license: other", "license_name: mixed", "license_link: README.md"]
-
-
-def dataset_card(report: PublishReport, sources: dict[str, dict], sources_md: Path | None, title: str) -> str:
-    citations = [line.split("Citation:", 1)[1].strip() for section in source_sections(sources_md, sources)
-                 for line in section.splitlines() if "Citation:" in line]
-    citation = "\n".join(f"- {c}" for c in citations) if citations else (
-        "Cite each source as its own page asks (links above).")
-    front = ["---", *_licence_front_matter(report), f"pretty_name: {_yaml_string(title + ' index')}",
-             "tags:", "  - medical", "  - x-ray", "  - radiograph", "  - image-retrieval", "configs:",
-             "  - config_name: default", "    data_files:", "      - split: train",
-             f"        path: generations/{report.generation}/dataset/*.arrow", "---", ""]
-    warning = "".join(f"> **Warning:** {w}\n\n" for w in report.warnings)
-    body = f"""# {title} — prebuilt index
-
-{warning}A prebuilt X-Ray Search index of {report.rows} radiographs (licence policy **{report.policy}**:
-{POLICY_MEANING[report.policy]}), with one vector column per model and their FAISS files. Research and education
-only; not a diagnostic device.
-
-Serve it: `XRAY_INDEX=hf://datasets/OWNER/NAME python app.py` (or `--index hf://datasets/OWNER/NAME`); it is
-downloaded once into the Hugging Face cache and loaded like a local index folder.
-
-## Layout
-
-- `CURRENT`: the name of the generation to serve (Hub repositories keep no symlinks)
-- `generations/{report.generation}/manifest.json`: rows, fingerprint, models
-- `generations/{report.generation}/dataset/`: the Dataset (`datasets.load_from_disk`): metadata, image, vectors
-- `generations/{report.generation}/faiss/<model>.faiss`: exact inner-product index per model
-- `generations/{report.generation}/models/<model>/`: fitted state (TF-IDF, fitted on these rows only)
-
-{_models_markdown(report)}
-
-{_excluded_markdown(report)}
-
-## Licences and attribution
-
-{_sources_markdown(report, sources, sources_md)}
-
-## Citation
-
-{citation}
-"""
-    return "\n".join(front) + "\n" + body
-
-
-# --- the Hub --------------------------------------------------------------------------------------------
 def upload_arguments(folder: str | Path, repo_id: str, as_dataset: bool) -> dict:
     """What `HfApi().upload_folder` gets for a published folder."""
     return {"folder_path": str(folder), "repo_id": repo_id, "repo_type": "dataset" if as_dataset else "space",
@@ -606,6 +266,4 @@ def push(folder: str | Path, repo_id: str, as_dataset: bool = False, api=None):
     return api.upload_folder(**arguments)
 
 
-__all__ = ["publish", "PublishReport", "licence_class", "allowed", "POLICIES", "POLICY_MEANING", "card_licences",
-           "model_decision", "ModelDecision", "asset_models", "trained_models", "gitattributes", "lfs_covered",
-           "gradio_pin", "metadata_fingerprint", "upload_arguments", "push", "source_sections"]
+__all__ = ["publish", "PublishReport", "gitattributes", "lfs_covered", "upload_arguments", "push"]

@@ -21,10 +21,10 @@ import yaml
 from conftest import COLLECTION, REPO
 from retrieval import hub
 from retrieval.layout import IndexFolder
-from retrieval.publish import (
-    allowed, card_licences, gitattributes, gradio_pin, licence_class, lfs_covered, metadata_fingerprint,
-    model_decision, publish, push, upload_arguments,
-)
+from retrieval.collection import metadata_fingerprint
+from retrieval.licences import allowed, card_licences, licence_class, model_decision
+from retrieval.publish import gitattributes, lfs_covered, publish, push, upload_arguments
+from retrieval.space_cards import gradio_pin
 from retrieval.search import SearchEngine
 
 BIG = 10 * 2**20
