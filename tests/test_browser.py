@@ -258,10 +258,12 @@ def test_marking_results_and_refining_changes_the_results(page):
     feedback.get_by_label("mark it relevant").check()
     page.click("#text-results .thumbnail-item >> nth=0")
     page.click("#text-results .thumbnail-item >> nth=2")
+    expect(page.locator("#text-relevant .token")).to_have_count(2)  # each mark is a round trip: wait for it
     feedback.get_by_label("mark it not relevant").check()
     page.click("#text-results .thumbnail-item >> nth=4")
     expect(page.locator("#text-irrelevant")).to_contain_text("/")  # the marked id is listed
-    assert page.locator("#text-relevant .token").count() == 2 and page.locator("#text-irrelevant .token").count() == 1
+    expect(page.locator("#text-irrelevant .token")).to_have_count(1)
+    expect(page.locator("#text-relevant .token")).to_have_count(2)
     expect(page.locator("#text-more img")).to_have_count(0)  # marking is not selecting
     before = captions(page, "text-results")
     page.click("#text-refine")
