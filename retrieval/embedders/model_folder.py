@@ -49,21 +49,11 @@ class ModelFolder:
     def name(self) -> str:
         return self.path.name
 
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def weights_path(self) -> Path:
-        return self.path / WEIGHTS_FILE
-
-    @property
-    def card_path(self) -> Path:
-        return self.path / CARD_FILE
-
-    @property
-    def card_text_path(self) -> Path:
-        return self.path / CARD_TEXT_FILE
+    # the folder's files (Paths); nobody else joins a path inside a model folder
+    config_path = property(lambda self: self.path / CONFIG_FILE)
+    weights_path = property(lambda self: self.path / WEIGHTS_FILE)
+    card_path = property(lambda self: self.path / CARD_FILE)
+    card_text_path = property(lambda self: self.path / CARD_TEXT_FILE)
 
     def exists(self) -> bool:
         """True when the folder holds a config.json (what makes it a model folder)."""
