@@ -24,6 +24,10 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from .errors import BadImage, CollectionError
 from .files import DICOM_EXTENSIONS, MAX_PIXELS, read_bytes
 
+# pydicom warns about a value that breaks its VR, and logs the value: it may name a patient. Our own checks
+# (`code`, `age_band`, the description scrub) decide what a value is worth, so pydicom's reading validation is off.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
 # BodyPartExamined (DICOM PS3.16 Annex L defined terms, upper case, spaces removed) -> our search categories.
 # Anything else maps to "" (an archive row: "other"); `load_body_parts` merges a user's table over this one.
 BODY_PART_CATEGORIES: dict[str, str] = {
