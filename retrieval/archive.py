@@ -188,11 +188,9 @@ def _decodable(ds) -> bool:
     from pydicom.pixels import get_decoder
 
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
-    if syntax is None or not syntax.is_compressed:
-        return True
     try:
-        return get_decoder(syntax).is_available
-    except NotImplementedError:
+        return syntax is None or not syntax.is_compressed or get_decoder(syntax).is_available
+    except (ValueError, NotImplementedError):  # not a transfer syntax pydicom knows, or no decoder for it
         return False
 
 

@@ -293,6 +293,8 @@ def read_header(path: Path, defer: str = "4 KB") -> pydicom.Dataset:
         magic = handle.read(132)[128:132] == b"DICM"
     if not magic and not any(keyword in ds for keyword in _DICOM_SIGNS):
         raise BadImage("not a DICOM file")
+    if len(ds) == 0:  # a meta header and nothing after it: the file was cut short
+        raise BadImage("not a readable DICOM file (truncated header)")
     return ds
 
 
