@@ -75,6 +75,8 @@ class ArchiveOptions:
             chosen = tuple(dict.fromkeys(m.strip().upper() for m in modalities.split(",") if m.strip()))
             if not chosen:
                 raise CollectionError("--modalities needs DICOM modality codes (e.g. CR,DX) or 'all'.")
+        if body_parts is not None and not Path(body_parts).is_file():
+            raise CollectionError(f"The body-part table {body_parts} does not exist (a JSON or CSV file).")
         return cls(chosen, body_parts, allow_burned_in)
 
     def key(self) -> str:

@@ -134,6 +134,8 @@ def test_the_body_part_table_is_extended_by_a_users_file_and_unknown_parts_are_o
     rows, _ = archive_rows(tmp_path / "a", b"salt", ArchiveOptions(body_parts=str(table)))
     assert sorted((row.body_part, row.category) for row in rows) == [("BRUSTKORB", "chest"), ("GALLBLADDER", "other")]
     assert dicom.load_body_parts(None) == dicom.BODY_PART_CATEGORIES  # the built-in table is not changed
+    with pytest.raises(CollectionError, match="does not exist"):
+        ArchiveOptions.parse(body_parts=str(tmp_path / "missing.json"))
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(CollectionError, match="body-part table"):
         dicom.load_body_parts(tmp_path / "bad.json")
