@@ -137,6 +137,27 @@ class Handlers:
         """
         return self._results(self._ask(self.engine.similar, item_id, model, k, category, min_score))
 
+    def study(self, item_id: str, model: str | None = None):
+        """More from this study: the other images of a result's study (an index of a DICOM archive links a study's
+        images by a salted hash of its StudyInstanceUID), most similar first.
+
+        Args:
+            item_id: the id of a collection image, as returned in the "id" field of a search result.
+            model: the model whose vectors order them; default: the best image model.
+        Returns:
+            The study's other images with captions; their records as JSON (id, rank, score, study, modality...);
+            a status line.
+        """
+        try:
+            found = self.engine.study(item_id, model=model or None)
+        except RetrievalError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        gallery, records, _ = self._results(found)
+        status = (f"{len(records)} more image{'s' if len(records) != 1 else ''} from this study." if records else
+                  "No other image of this study." if self.engine.catalogue.has_studies else
+                  "This index has no studies (only an index of a DICOM archive links them).")
+        return gallery, records, status
+
     @staticmethod
     def _ask(search, query, model, k, category, min_score, **options):
         """One engine search; the library's errors become a visible message (an AppError through the API)."""
@@ -198,6 +219,8 @@ def _wire_selection(handlers: Handlers, main: ResultsView, details: components.D
         event.success(handlers.similar, [details.item_id, image_controls.model, controls.k, controls.category,
                                          image_controls.min_score], details.more.outputs, api_name=name,
                       api_visibility="public" if name else "private", **SEARCH)
+        event.success(handlers.study, [details.item_id, image_controls.model], details.study.outputs,
+                      api_name="study" if name else None, api_visibility="public" if name else "private", **SEARCH)
         picked = picked or event
     return picked
 
@@ -228,7 +251,7 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         text_results = components.results_view("Results", "text-results")
                         text_feedback = components.feedback_row("text")
                         links.link_row("text", query, text_controls)
-                text_details = components.details_panel("text")
+                text_details = components.details_panel("text", catalogue.has_studies)
             with gr.Tab("Image search", id="image"):
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -250,14 +273,14 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         image_feedback = components.feedback_row("image")
                         links.link_row("image", image_results.table, image_controls)
                 why_show, why_id, *why_outputs = explore.why_panel("image")
-                image_details = components.details_panel("image")
+                image_details = components.details_panel("image", catalogue.has_studies)
             with gr.Tab("Map", id="map"):
                 map_parts = explore.map_tab(engine.explorer, image_controls.model, query_file)
-                map_details = components.details_panel("map") if map_parts else None
+                map_details = components.details_panel("map", catalogue.has_studies) if map_parts else None
             with gr.Tab("Models", id="models"):
                 default_model = components.models_tab(engine.policy, handlers.models())
             with gr.Tab("Collection", id="collection"):
-                components.collection_tab(catalogue.collection_stats())
+                components.collection_tab(catalogue.collection_stats(), engine.generation.manifest.skipped_objects)
 
         # wiring: the public endpoints carry api_name; everything else is private
         text_inputs = [query, *text_controls]

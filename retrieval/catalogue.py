@@ -13,7 +13,10 @@ from PIL import Image
 
 from .errors import BadQuery
 from .images import load_image, thumbnail_bytes
-from .schema import FIELDS
+from .schema import ARCHIVE_FIELDS, FIELDS
+
+
+COUNTED_FIELDS = ("modality", "body_part", "view", "laterality", "sex", "age_band", "manufacturer", "scanner")
 
 
 class Catalogue:
@@ -25,11 +28,14 @@ class Catalogue:
 
         self._images = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
         self._thumbnails = dataset.select_columns(["thumbnail"]) if "thumbnail" in dataset.column_names else None
+        # the schema's fields, and a DICOM archive's where the index has them
+        self.fields: tuple[str, ...] = (*FIELDS, *(name for name in ARCHIVE_FIELDS if name in dataset.column_names))
         self._columns = {name: list(dataset[name]) if name in dataset.column_names else [""] * len(dataset)
-                         for name in ("id", *FIELDS)}
+                         for name in ("id", *self.fields)}
         self.texts: list[str] = list(dataset["text"])  # what text models read, per row
         self._row_of = {row_id: row for row, row_id in enumerate(self._columns["id"])}
         self.categories: list[str] = sorted({category for category in self._columns["category"] if category})
+        self._studies: dict[str, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -42,7 +48,7 @@ class Catalogue:
         return list(self._columns["id"])
 
     def column(self, name: str) -> list[str]:
-        """One field of every row, in row order ("id" or a schema field; "" where a row has no value)."""
+        """One field of every row, in row order ("id" or a field of `fields`; "" where a row has no value)."""
         return [value or "" for value in self._columns[name]]
 
     def value(self, row: int, name: str) -> str:
@@ -57,8 +63,24 @@ class Catalogue:
             raise BadQuery(f"No image with id {item_id!r} in this index.") from None
 
     def record_at(self, row: int) -> dict:
-        """The id and every schema field of a row ("" for a field the row lacks)."""
-        return {"id": self._columns["id"][row], **{name: self._columns[name][row] or "" for name in FIELDS}}
+        """The id and every field of the index (`fields`) of a row ("" for a field the row lacks)."""
+        return {"id": self._columns["id"][row], **{name: self._columns[name][row] or "" for name in self.fields}}
+
+    @property
+    def has_studies(self) -> bool:
+        """True for an index of a DICOM archive, whose rows name their study (a salted hash)."""
+        return "study" in self.fields
+
+    def study_rows(self, row: int) -> list[int]:
+        """The rows of the same study as `row` (itself included), in row order; [row] where there is no study."""
+        if self._studies is None:
+            studies: dict[str, list[int]] = {}
+            for position, study in enumerate(self._columns.get("study", [])):
+                if study:
+                    studies.setdefault(study, []).append(position)
+            self._studies = studies
+        study = self._columns["study"][row] if self.has_studies else ""
+        return list(self._studies.get(study, [row])) if study else [row]
 
     def record(self, item_id: str) -> dict:
         return self.record_at(self.row(item_id))
@@ -97,6 +119,9 @@ class Catalogue:
             "categories": dict(Counter(columns["category"]).most_common()),
             "labels": dict(labels.most_common()),
             "sources": {name: {**entry, "licenses": dict(entry["licenses"])} for name, entry in sources.items()},
+            # an archive: images per value of each field worth counting (not the per-image study and frames)
+            "fields": {name: dict(Counter(value or "(none)" for value in columns[name]).most_common())
+                       for name in (self.fields if self.has_studies else ()) if name in COUNTED_FIELDS},
         }
 
 

@@ -22,11 +22,14 @@ def cmd_validate(args) -> int:
 
 
 def cmd_build(args) -> int:
+    from .archive import ArchiveOptions, skipped_text
     from .index import build_index
 
     models = args.models if args.models in (None, "all") else args.models.split(",")
+    archive = ArchiveOptions.parse(args.modalities, args.body_parts, args.allow_burned_in)
     report = build_index(args.collection, args.index, models=models, skip_invalid=args.skip_invalid,
-                         split=args.split, force=args.force, log=lambda message: print(message, file=sys.stderr))
+                         split=args.split, force=args.force, log=lambda message: print(message, file=sys.stderr),
+                         archive=archive)
     synced = {}
     if args.store == "milvus":  # the FAISS index is built as usual; Milvus then mirrors its vectors
         from .milvus_store import sync_index
@@ -39,6 +42,9 @@ def cmd_build(args) -> int:
             print(f"skipped model {name}: {why}")
         for name, why in report.skipped_rows.items():
             print(f"skipped row {name}: {why}")
+        if report.skipped_objects:
+            print(f"left out {sum(report.skipped_objects.values())} file(s) of the archive:\n"
+                  + skipped_text(report.skipped_objects))
         for done in synced.values():
             print(f"milvus {done['collection']}: {done['upserted']} upserted, {done['deleted']} deleted, "
                   f"{done['unchanged']} unchanged")
@@ -54,7 +60,9 @@ def cmd_search(args) -> int:
     options = QueryOptions(k=args.k, category=args.category, min_score=args.min_score)  # refused before loading
     engine = SearchEngine(args.index, vector_store=_vector_store(args))
     options = {"model": args.model, **asdict(options)}
-    if args.text is not None:
+    if args.study is not None:
+        result = engine.study(args.study, model=args.model, k=args.k)
+    elif args.text is not None:
         result = engine.search_text(args.text, **options)
     elif args.image is not None:
         result = engine.search_image(args.image, **options)
@@ -187,6 +195,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--skip-invalid", action="store_true", help="leave rows that fail validation out")
     p.add_argument("--split", default="train", help="split of a Hub dataset")
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
+    p.add_argument("--modalities", help="a DICOM archive: the modalities to index, e.g. CR,DX,MG, or 'all' "
+                                        "(default: CR,DX,IO,PX, the projection radiographs)")
+    p.add_argument("--body-parts", metavar="FILE", help="a DICOM archive: a JSON or CSV table BodyPartExamined "
+                                                        "-> category, merged over the built-in one")
+    p.add_argument("--allow-burned-in", action="store_true",
+                   help="a DICOM archive: also index images flagged BurnedInAnnotation=YES")
     _add_store_options(p, settings)
     p.add_argument("--milvus-index", choices=["FLAT", "HNSW", "IVF_FLAT"], default=settings.milvus_index,
                    help="Milvus index type: FLAT is exact (default: $XRAY_MILVUS_INDEX, else FLAT); see "
@@ -200,6 +214,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     query.add_argument("--text")
     query.add_argument("--image", help="image or DICOM file")
     query.add_argument("--similar", metavar="ID", help="more like this row id")
+    query.add_argument("--study", metavar="ID", help="more from this row's study (an index of a DICOM archive)")
     _add_search_options(p)
     _add_store_options(p, settings)
     p.add_argument("--json", action="store_true")

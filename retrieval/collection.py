@@ -8,7 +8,7 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -16,7 +16,7 @@ from .errors import CollectionError
 from .files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS
 from .files import read_bytes
 from .labels import label_words
-from .schema import FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
+from .schema import ARCHIVE_FIELDS, FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
 
 METADATA_FILE = "metadata.csv"
 ROW_TEXT_VERSION = 2  # bump when row_text changes: an index built with another text re-embeds it
@@ -35,6 +35,13 @@ ROW_COLUMNS = (
     "image",  # the stored picture (the file, or a DICOM file rendered to PNG)
     "thumbnail",  # a small JPEG rendered once, so results never re-render
 )
+
+
+def archive_columns() -> tuple[str, ...]:
+    """The row columns of an index built from a DICOM archive: the archive's fields follow the schema's."""
+    return (*ROW_COLUMNS[:len(FIELDS) + 1], *ARCHIVE_FIELDS, *ROW_COLUMNS[len(FIELDS) + 1:])
+
+
 _HUB_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 
 
@@ -53,13 +60,21 @@ class Row:
     source_url: str = ""
     license: str = ""
     image_bytes: bytes | None = None  # only for rows that arrive as bytes (Hub datasets)
+    archive: dict[str, str] = field(default_factory=dict)  # a DICOM archive's fields (schema.ARCHIVE), else {}
+
+    def __getattr__(self, name: str) -> str:  # only called for names that are not attributes: the archive's
+        if name in ARCHIVE_FIELDS:
+            return self.__dict__.get("archive", {}).get(name, "")
+        raise AttributeError(name)
 
     @property
     def id(self) -> str:
         return row_id(self.file_name)
 
     def metadata(self) -> dict[str, str]:
-        return {field: getattr(self, field) for field in FIELDS}
+        """Every schema field, and the archive's fields when the row comes from a DICOM archive."""
+        names = FIELDS + ARCHIVE_FIELDS if self.archive else FIELDS
+        return {name: getattr(self, name) for name in names}
 
 
 def row_id(file_name: str) -> str:
@@ -243,8 +258,9 @@ def rows_to_dataset(rows: list[Row], images: dict, cache_dir: Path,
     learned (`image_pass.ImageFacts`): nothing is hashed or decoded here. Written under cache_dir."""
     import datasets
 
+    columns = archive_columns() if any(row.archive for row in rows) else ROW_COLUMNS
     features = datasets.Features({name: datasets.Image() if name == "image" else datasets.Value(
-        "binary" if name == "thumbnail" else "string") for name in ROW_COLUMNS})
+        "binary" if name == "thumbnail" else "string") for name in columns})
 
     def generate(count):  # `count` only keys datasets' generator cache; the cache dir is ours and fresh
         iterator = iter(rows) if progress is None else progress(iter(rows))

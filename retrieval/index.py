@@ -1,7 +1,7 @@
 """Build an index: collection -> validated rows -> Dataset -> one vector column + FAISS index per model, and a
 2-D map of the collection per image model (written by `writer.GenerationWriter`, as `publish` writes).
 
-The collection is read once: metadata.csv parsed once, and each image read, hashed and decoded once for every
+The collection is read once: metadata.csv parsed once (a DICOM archive's headers instead: archive.py), and each image read, hashed and decoded once for every
 purpose (validation, pHash, thumbnail, the image models' input; `image_pass`). Only stale vectors are
 embedded: vectors are cached by content (image hash or metadata text) and model version, so an unchanged
 collection embeds nothing and one new image embeds one image. A map is projected again only when its model's
@@ -19,6 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .archive import ArchiveOptions, is_archive, read_archive, skipped_text
 from .collection import (
     METADATA_FILE, ROW_COLUMNS, ROW_TEXT_VERSION, is_local, rows_to_dataset, scan_files,
 )
@@ -28,10 +29,11 @@ from .embedders import (
 from .errors import CollectionError, EmbedderUnavailable, RetrievalError
 from .image_pass import ReadImage
 from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
+from .schema import ARCHIVE_FIELDS
 from .writer import Column, GenerationWriter, embed_texts
 
 IMAGE_CHUNK = 64  # images handed to the image models at once
-RESERVED_COLUMNS = frozenset(ROW_COLUMNS)  # a model's vector column is named by the model
+RESERVED_COLUMNS = frozenset(ROW_COLUMNS + ARCHIVE_FIELDS)  # a model's vector column is named by the model
 
 
 @dataclass
@@ -43,6 +45,7 @@ class BuildReport:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     skipped_rows: dict[str, str] = field(default_factory=dict)  # file_name -> why
     skipped_models: dict[str, str] = field(default_factory=dict)  # model -> why
+    skipped_objects: dict[str, int] = field(default_factory=dict)  # a DICOM archive: reason -> files left out
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -80,8 +83,9 @@ def resolve_models(models: Iterable[str] | str | None,
     return chosen, skipped
 
 
-def quick_fingerprint(source: str | Path) -> str | None:
-    """Cheap change detector for a local folder (names, sizes, mtimes, metadata bytes); None for the Hub."""
+def quick_fingerprint(source: str | Path, options: str = "") -> str | None:
+    """Cheap change detector for a local folder (names, sizes, mtimes, metadata bytes, and the `options` that
+    change what is read from it); None for the Hub."""
     if not is_local(source):
         return None
     root = Path(source).expanduser().resolve()
@@ -91,17 +95,18 @@ def quick_fingerprint(source: str | Path) -> str | None:
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     if (root / METADATA_FILE).is_file():
         digest.update((root / METADATA_FILE).read_bytes())
-    digest.update(f"row text {ROW_TEXT_VERSION}".encode())  # the texts derived from the metadata, too
+    digest.update(f"row text {ROW_TEXT_VERSION} {options}".encode())  # the texts derived from the metadata, too
     return digest.hexdigest()
 
 
 def build_index(source: str | Path, index_dir: str | Path = "index", models: Iterable[str] | str | None = None,
                 skip_invalid: bool = False, split: str = "train", log=print, progress: bool = True,
-                force: bool = False) -> BuildReport:
+                force: bool = False, archive: ArchiveOptions | None = None) -> BuildReport:
     """Build (or refresh) the index of `source` in `index_dir`; returns what was done.
 
     Raises CollectionError for an invalid collection unless `skip_invalid`, which leaves the offending
-    rows out and names each one in the report.
+    rows out and names each one in the report. A DICOM archive (archive.is_archive) is read with `archive`
+    (default: projection radiographs, no burned-in text); what it leaves out is counted, never fatal.
     """
     started = time.perf_counter()
     folder = IndexFolder(index_dir)
@@ -111,34 +116,56 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
     names, skipped_models = resolve_models(models, previous)
     for name, why in skipped_models.items():
         log(f"Skipping model {name}: {why}")
-    quick = quick_fingerprint(source)
+    archive, salt, options = _archive_of(source, archive, folder)
+    quick = quick_fingerprint(source, options)
     if (not force and previous and quick and previous.quick_fingerprint == quick
             and previous.skip_invalid == skip_invalid and _same_models(previous, names)
             and _has_maps(previous_generation) and _intact(previous_generation, log)):
         log(f"Index in {folder.root} is up to date ({previous.rows} rows, models {', '.join(names)}).")
         return BuildReport(str(folder.root), previous_generation.name, previous.rows, up_to_date=True,
-                           skipped_models=skipped_models, seconds=time.perf_counter() - started)
+                           skipped_models=skipped_models, skipped_objects=previous.skipped_objects,
+                           seconds=time.perf_counter() - started)
 
     with GenerationWriter(folder, previous_generation, progress=progress) as writer:
         old = _previous_vectors(previous_generation, previous)
         plans = {name: _Plan.load(name, old.get(name, {})) for name in names}
         images = _ImageEmbedding([plan for plan in plans.values() if plan.reads_images], skip_invalid)
-        rows, facts, skipped_rows = _read_collection(source, skip_invalid, split, log, progress, images)
+        if archive is not None:  # nothing in an archive is fatal: the report counts what is left out
+            images.skip_invalid, skipped_rows = True, {}
+            rows, facts, skipped_objects = read_archive(source, salt, archive, images.sides, images, progress)
+            if skipped_objects:
+                log(f"Left out {sum(skipped_objects.values())} file(s) of the archive:\n"
+                    + skipped_text(skipped_objects))
+        else:
+            rows, facts, skipped_rows = _read_collection(source, skip_invalid, split, log, progress, images)
+            skipped_objects = {}
         if not rows:
-            raise CollectionError(f"{source} holds no images to index.")
+            raise CollectionError(f"{source} holds no images to index." + (
+                f" Left out:\n{skipped_text(skipped_objects)}" if skipped_objects else ""))
         dataset = rows_to_dataset(rows, facts, writer.scratch_path)
         for plan in plans.values():
             plan.finish(dataset, progress)
         manifest = writer.write(dataset, {name: plan.column() for name, plan in plans.items()}, Manifest(
             collection=collection_name(source), fingerprint="", rows=0, models={}, quick_fingerprint=quick,
-            skip_invalid=skip_invalid, skipped_rows=skipped_rows, libraries=_library_versions()))
+            skip_invalid=skip_invalid, skipped_rows=skipped_rows, skipped_objects=skipped_objects,
+            libraries=_library_versions()))
     report = BuildReport(str(folder.root), writer.generation.name, manifest.rows, models=manifest.models,
-                         skipped_rows=skipped_rows, skipped_models=skipped_models,
+                         skipped_rows=skipped_rows, skipped_models=skipped_models, skipped_objects=skipped_objects,
                          seconds=time.perf_counter() - started)
     log(f"Built {report.rows} rows into {index_dir} in {report.seconds:.1f} s: " + ", ".join(
         f"{n} ({m.embedded} embedded, {m.reused} reused, {m.seconds:.1f} s"
         + (f"; map {m.map_seconds:.1f} s)" if m.map_digest else ")") for n, m in report.models.items()))
     return report
+
+
+def _archive_of(source, archive: ArchiveOptions | None, folder: IndexFolder):
+    """For a DICOM archive: its options (default ones unless given), the folder's salt, and what both change
+    in the index (for the "unchanged?" test: a new salt means new ids). (None, b"", "") for a collection."""
+    if not (is_local(source) and is_archive(source)):
+        return None, b"", ""
+    archive = archive or ArchiveOptions()
+    salt = folder.salt()
+    return archive, salt, f"{archive.key()} salt={hashlib.sha256(salt).hexdigest()}"
 
 
 def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool, images: "_ImageEmbedding"):

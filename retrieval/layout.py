@@ -2,6 +2,7 @@
 
     DIR/current -> generations/<id>/      (a symlink, replaced atomically)
     DIR/CURRENT                           instead of the link in a published copy (Hub repos keep no symlinks)
+    DIR/archive.salt                      the secret behind a DICOM archive's pseudonymous ids (never published)
     <generation>/manifest.json            what was built, from which collection, with which models
     <generation>/dataset/                 the Dataset (metadata, images, one vector column per model)
     <generation>/faiss/<model>.faiss      one flat inner-product index per model
@@ -29,6 +30,7 @@ from .errors import BrokenIndex, NoIndex
 
 MANIFEST_VERSION = 2  # 2: typed manifest, collection named instead of an absolute path
 CURRENT_FILE = "CURRENT"  # names the current generation where a symlink cannot be kept
+SALT_FILE = "archive.salt"  # at the folder's root, outside every generation: publish copies generations only
 REBUILD = "rebuild it with `python -m retrieval build --collection PATH --index DIR`"
 
 
@@ -69,6 +71,7 @@ class Manifest:
     quick_fingerprint: str | None = None  # names, sizes and mtimes of a local folder: the cheap "unchanged?"
     skip_invalid: bool = False
     skipped_rows: dict[str, str] = field(default_factory=dict)  # file_name -> why
+    skipped_objects: dict[str, int] = field(default_factory=dict)  # a DICOM archive: reason -> files left out
     created_at: str = ""
     libraries: dict[str, str] = field(default_factory=dict)
     manifest_version: int = MANIFEST_VERSION
@@ -319,6 +322,28 @@ class IndexFolder:
         temporary = self.root / f".{CURRENT_FILE}.{os.getpid()}"
         temporary.write_text(generation.name + "\n")
         os.replace(temporary, self.root / CURRENT_FILE)
+
+    def salt(self) -> bytes:
+        """The folder's secret for a DICOM archive's pseudonymous ids (salted hashes of its UIDs): 32 random
+        bytes created by the first build and kept at the root, outside every generation, so that `publish`,
+        which copies a generation, never ships it. Whoever holds it can map the ids back to the files."""
+        path = self.root / SALT_FILE
+        if not path.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            temporary = self.root / f".{SALT_FILE}.{os.getpid()}"
+            temporary.write_text(os.urandom(32).hex() + "\n")
+            os.chmod(temporary, 0o600)
+            try:
+                os.link(temporary, path)  # fails if another build created it first: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink()
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except ValueError as error:
+            raise BrokenIndex(f"{path} is damaged ({error}); restore it from a backup, or delete it and "
+                              f"rebuild (every archive id changes).") from error
 
     def require_current(self) -> IndexGeneration:
         generation = self.current()

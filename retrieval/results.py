@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Iterator
 
-from .schema import FIELDS
+from .schema import ALL_FIELDS, ARCHIVE_FIELDS, FIELDS
 
 
 @dataclass
@@ -17,15 +17,16 @@ class _Ranked:
 
 
 def _to_dict(hit) -> dict:
-    """id, rank, score (6 decimals) and every schema field: one JSON record of the results."""
-    return {"id": hit.id, "rank": hit.rank, "score": round(hit.score, 6),
-            **{name: getattr(hit, name) for name in FIELDS}}
+    """id, rank, score (6 decimals) and every schema field (a DICOM archive's too, for a row of an archive):
+    one JSON record of the results."""
+    names = ALL_FIELDS if any(getattr(hit, name) for name in ARCHIVE_FIELDS) else FIELDS
+    return {"id": hit.id, "rank": hit.rank, "score": round(hit.score, 6), **{name: getattr(hit, name) for name in names}}
 
 
 # One result: where it ranks, how similar it is, and every metadata field of the row, one attribute per schema
 # field (hit.category, hit.body_part, ...); `row` is its row number in the index.
 Hit = make_dataclass(
-    "Hit", [*((name, str, field(default="")) for name in FIELDS), ("row", int, field(default=-1, repr=False))],
+    "Hit", [*((name, str, field(default="")) for name in ALL_FIELDS), ("row", int, field(default=-1, repr=False))],
     bases=(_Ranked,),
     namespace={"to_dict": _to_dict, "__doc__": "One result: its rank, its score and every metadata field of the row."})
 Hit.__module__ = __name__

@@ -1,7 +1,9 @@
 """The metadata schema of a collection row, declared once: every other module reads its names from here.
 
 A collection's metadata.csv may carry more columns than these (they are ignored) or fewer (the optional ones
-stay empty); only `file_name` and `category` are required.
+stay empty); only `file_name` and `category` are required. A DICOM archive's rows (retrieval/archive.py) add
+the ARCHIVE fields, read from a whitelist of tags; an index holds those columns only when it was built from
+an archive, so a curated collection's index, fingerprint and texts are unchanged by them.
 """
 
 from __future__ import annotations
@@ -32,10 +34,27 @@ METADATA: tuple[Field, ...] = (
     Field("license", "the licence of the image, as its source states it"),
 )
 
+# What a DICOM archive adds (retrieval/dicom.py reads each from one whitelisted tag; nothing else of a file is read).
+# In an archive, `category` is BodyPartExamined mapped to the categories ("other" when unknown), `body_part` the
+# tag's raw value, `view` ViewPosition and `caption` the scrubbed Study/Series Description.
+ARCHIVE: tuple[Field, ...] = (
+    Field("modality", "DICOM Modality: CR, DX, IO, PX, ...", describes_image=True),
+    Field("laterality", "ImageLaterality: R, L, B or U", describes_image=True),
+    Field("sex", "PatientSex: M, F or O"),
+    Field("age_band", "a ten-year band of PatientAge (e.g. 40-49; 90+); never a birth date"),
+    Field("manufacturer", "Manufacturer of the equipment (spotting source confounding)"),
+    Field("scanner", "ManufacturerModelName"),
+    Field("study", "a salted hash of StudyInstanceUID: the images of one study share it"),
+    Field("frames", "NumberOfFrames of the object (a multi-frame object is indexed by its first frame)"),
+)
+
 FIELDS: tuple[str, ...] = tuple(field.name for field in METADATA)
+ARCHIVE_FIELDS: tuple[str, ...] = tuple(field.name for field in ARCHIVE)
+ALL_FIELDS: tuple[str, ...] = FIELDS + ARCHIVE_FIELDS  # every metadata field an index row may carry
 REQUIRED_FIELDS: tuple[str, ...] = tuple(field.name for field in METADATA if field.required)
-# what text models read, in this order: what the image shows, never which dataset it came from
-TEXT_FIELDS: tuple[str, ...] = tuple(field.name for field in METADATA if field.describes_image)
+# what text models read, in this order: what the image shows, never which dataset it came from (an archive's
+# modality and laterality come last, so a curated row, which has none, reads exactly as before)
+TEXT_FIELDS: tuple[str, ...] = tuple(field.name for field in METADATA + ARCHIVE if field.describes_image)
 
 
 def empty_record() -> dict[str, str]:

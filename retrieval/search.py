@@ -23,7 +23,7 @@ from .feedback import rocchio
 from .hub import resolve_index
 from .images import ImageSource
 from .layout import IndexFolder, IndexGeneration
-from .options import K_DEFAULT, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
+from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
 from .policy import ModelPolicy
 from .ranking import VOTE_NEIGHBOURS, break_ties, nearest_with_ties, spread_duplicates, vote
 from .results import Hit, SearchResult
@@ -123,6 +123,19 @@ class SearchEngine:
         options = self._options(name, k, category, min_score)
         vector = self.store.vector(name, row)[None, :]
         return SearchResult(self._search(name, vector, options, exclude=row), name)
+
+    def study(self, item_id: str, model: str | None = None, k: int = K_MAX) -> SearchResult:
+        """"More from this study": the other images of the row's study (a DICOM archive links them by a salted
+        hash of their StudyInstanceUID), most similar first by `model`; none in an index without studies."""
+        row = self.catalogue.row(item_id)
+        name = self.policy.resolve(model or self.policy.row_model(), None)
+        options = QueryOptions(k=k)
+        vector = self.store.vector(name, row)
+        scored = [(other, float(vector @ self.store.vector(name, other)))
+                  for other in self.catalogue.study_rows(row) if other != row]
+        scored.sort(key=lambda pair: (-pair[1], pair[0]))
+        return SearchResult([Hit(rank=rank, score=score, row=other, **self.catalogue.record_at(other))
+                             for rank, (other, score) in enumerate(scored[:options.k], start=1)], name)
 
     def refine(self, query: ImageSource, relevant: list[str] = (), irrelevant: list[str] = (),
                model: str | None = None, k: int = K_DEFAULT, category: str | None = None,

@@ -25,7 +25,7 @@ from .collection import metadata_fingerprint
 from .embedders import IMAGE
 from .errors import BrokenIndex, RetrievalError
 from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
-from .schema import FIELDS
+from .schema import ALL_FIELDS
 
 TEXT_CHUNK = 256
 
@@ -112,8 +112,9 @@ class GenerationWriter:
         for name, entry in entries.items():
             if entry.indexes == IMAGE:
                 entries[name] = self._map(name, entry, generation.vectors(name, saved))
-        records = saved.select_columns([name for name in FIELDS if name in saved.column_names]).to_list()
-        written = replace(manifest, fingerprint=metadata_fingerprint(records), rows=len(saved), models=entries,
+        fields = [name for name in ALL_FIELDS if name in saved.column_names]  # an archive's fields too
+        records = saved.select_columns(fields).to_list()
+        written = replace(manifest, fingerprint=metadata_fingerprint(records, fields), rows=len(saved), models=entries,
                           categories=dict(Counter(saved["category"])),
                           created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         generation.write_manifest(written)

@@ -20,7 +20,7 @@ from retrieval.files import MAX_FILE_BYTES  # noqa: E402
 from retrieval.images import load_image  # noqa: E402
 from retrieval.ranking import DUPLICATE_MARGIN  # noqa: E402
 
-ENDPOINTS = {"/search_text", "/search_image", "/similar", "/refine", "/explain", "/models"}
+ENDPOINTS = {"/search_text", "/search_image", "/similar", "/study", "/refine", "/explain", "/models"}
 RESULT_FIELDS = {"id", "rank", "score", "file_name", "category", "label", "caption", "source", "license"}
 
 

@@ -272,12 +272,33 @@ def test_metadata_maps_body_part_and_view() -> None:
         "body_part": "CHEST",
     }
     assert dicom.read_dicom(make_dicom(ramp(), BodyPartExamined="LSPINE")).metadata["category"] == "spine"
-    assert dicom.read_dicom(make_dicom(ramp(), BodyPartExamined="EXTREMITY")).metadata["category"] == ""
+    assert dicom.read_dicom(make_dicom(ramp(), BodyPartExamined="EXTREMITY")).metadata["category"] == "extremity"
+    assert dicom.read_dicom(make_dicom(ramp(), BodyPartExamined="HEART")).metadata["category"] == ""
 
 
-def test_caption_prefers_study_and_series_descriptions() -> None:
+def test_caption_prefers_study_and_series_descriptions_scrubbed() -> None:
     result = dicom.read_dicom(make_dicom(ramp(), StudyDescription="Knee 2 views", SeriesDescription="Knee lateral"))
-    assert result.metadata["caption"] == "Knee 2 views; Knee lateral"
+    assert result.metadata["caption"] == "knee views; knee lateral"  # the digit is dropped
+
+
+def test_a_description_keeps_only_anatomy_and_view_words() -> None:
+    assert dicom.scrub_description("XR CHEST PA+LAT Dr Smith 12/03/2024 acc 88123") == "xr chest pa lat"
+    assert dicom.scrub_description("Doe^Jane 1970") == ""
+    assert dicom.scrub_description("Knee knee LEFT") == "knee left"  # a repeated word once
+
+
+def test_free_text_in_a_coded_tag_is_dropped() -> None:
+    data = make_dicom(ramp(), BodyPartExamined="Jane Doe's left knee, ward 7", ViewPosition="PA")
+    assert dicom.read_dicom(data).metadata["body_part"] == ""
+
+
+def test_a_file_is_read_through_the_whitelist_only(monkeypatch) -> None:
+    asked = []
+    real = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: asked.append(k.get("specific_tags")) or real(*a, **k))
+    dicom.read_dicom(make_dicom(ramp(), **IDENTIFYING))
+    assert asked and set(asked[0]) == set(dicom.PIXEL_TAGS) | set(dicom.METADATA_TAGS)
+    assert not set(asked[0]) & set(IDENTIFYING)
 
 
 @pytest.mark.parametrize("descriptions", [{}, {"StudyDescription": "Chest PA", "SeriesDescription": "PA erect"}])

@@ -22,22 +22,26 @@ def dicom_folder(tmp_path):
     return root
 
 
-def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_folder, tmp_path, fake_models):
+def test_a_dicom_folder_is_an_archive_that_validates_builds_and_fills_metadata_from_tags(dicom_folder, tmp_path,
+                                                                                         fake_models):
     report = validate_collection(dicom_folder, progress=False)
     assert report.ok and report.rows == 2
-    build_index(dicom_folder, tmp_path / "index", models=["brightness", "tfidf"], progress=False,
-                log=lambda *_: None)
+    assert [f.message for f in report.warnings if f.code == "left-out"] == ["1 file(s) left out: not a DICOM file."]
+    build = build_index(dicom_folder, tmp_path / "index", models=["brightness", "tfidf"], progress=False,
+                        log=lambda *_: None)
+    assert build.skipped_objects == {"not-dicom": 1}
     engine = SearchEngine(tmp_path / "index")
-    chest = engine.catalogue.record("chest_pa")
-    assert chest["category"] == "chest" and chest["view"] == "PA" and chest["caption"]
-    assert engine.catalogue.record("IMG0001")["file_name"] == "IMG0001"
-    assert engine.catalogue.image("chest_pa").mode == "L"
-    assert engine.search_text("chest", model="tfidf", k=1)[0].id == "chest_pa"
+    chest = next(engine.catalogue.record(i) for i in engine.catalogue.ids if engine.catalogue.record(i)["view"] == "PA")
+    assert chest["category"] == "chest" and chest["modality"] == "CR" and chest["caption"]
+    assert chest["file_name"] == chest["id"] + ".dcm"  # never the file's own path
+    assert engine.catalogue.image(chest["id"]).mode == "L"
+    assert engine.search_text("chest", model="tfidf", k=1)[0].id == chest["id"]
 
 
 def test_a_dicom_query_finds_its_own_picture_first(dicom_folder, tmp_path, fake_models):
     build_index(dicom_folder, tmp_path / "index", models=["brightness"], progress=False, log=lambda *_: None)
     engine = SearchEngine(tmp_path / "index")
+    leg = next(i for i in engine.catalogue.ids if engine.catalogue.record(i)["body_part"] == "EXTREMITY")
     result = engine.search_image(DICOM_SAMPLES / "leg_ap_cr_jpeg2000_lossless.dcm", model="brightness", k=2)
-    assert result.hits[0].id == "IMG0001" and result.hits[0].score > 0.999
+    assert result.hits[0].id == leg and result.hits[0].score > 0.999
     assert engine.search_image((dicom_folder / "IMG0001").read_bytes(), model="brightness", k=1).hits

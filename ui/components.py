@@ -49,6 +49,7 @@ class Details:
     image: gr.Image
     record: gr.Markdown
     more: ResultsView
+    study: ResultsView  # more from this study (shown for an index of a DICOM archive)
 
 
 def results_view(label: str, elem_id: str) -> ResultsView:
@@ -94,7 +95,7 @@ def feedback_row(prefix: str) -> Feedback:
     return Feedback(click, relevant, irrelevant, exclude, button)
 
 
-def details_panel(prefix: str) -> Details:
+def details_panel(prefix: str, studies: bool = False) -> Details:
     gr.Markdown("### Selected result and more like it\nClick a result to see it here with its metadata and the "
                 "images nearest to it; click one of those to keep exploring.")
     with gr.Row():
@@ -105,7 +106,9 @@ def details_panel(prefix: str) -> Details:
             record = gr.Markdown(label="metadata", elem_id=f"{prefix}-metadata", elem_classes="details")
         with gr.Column(scale=2):
             more = results_view("More like this", f"{prefix}-more")
-    return Details(item_id, image, record, more)
+            with gr.Column(visible=studies):
+                study = results_view("More from this study", f"{prefix}-study")
+    return Details(item_id, image, record, more, study)
 
 
 def toggle_mark(records: list[dict], mode: str, relevant: list[str], irrelevant: list[str], event: gr.SelectData):
@@ -165,12 +168,16 @@ def models_tab(policy, rows: list[dict]) -> gr.Dropdown:
     return default_model
 
 
-def collection_tab(stats: dict) -> None:
+def collection_tab(stats: dict, skipped: dict[str, int] | None = None) -> None:
+    """Counts per category, label and source; for a DICOM archive, per field, and the files the build left out."""
     counts, labels, sources = render.collection_markdown(stats)
     with gr.Row(elem_id="collection-stats"):
         gr.Markdown(counts)
         gr.Markdown(labels)
     gr.Markdown(sources, elem_classes="nowrap-head")
+    archive = render.archive_markdown(stats.get("fields", {}), skipped or {})
+    if archive:
+        gr.Markdown(archive, elem_id="archive-stats")
 
 
 def refine_endpoint(policy, categories: list[str], refine, **options) -> None:

@@ -7,6 +7,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from retrieval.archive import describe
 from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
 
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
@@ -96,6 +97,20 @@ def collection_markdown(stats: dict) -> tuple[str, str, str]:
         link = f"[{entry['url']}]({entry['url']})" if entry["url"] else ""
         sources.append(f"| {source} | {entry['images']} | {licences} | {link} |")
     return "\n".join(counts), "\n".join(labels), "\n".join(sources)
+
+
+def archive_markdown(fields: dict[str, dict[str, int]], skipped: dict[str, int]) -> str:
+    """A DICOM archive: images per value of each field (modality, body part, sex, ...), and the files its build
+    left out, per reason. "" for a curated collection."""
+    parts = []
+    for name, counts in fields.items():
+        parts += [f"| {name.replace('_', ' ')} | Images |", "|---|---:|",
+                  *(f"| {value} | {count} |" for value, count in counts.items()), ""]
+    if skipped:
+        parts += [f"**{sum(skipped.values())} file(s) left out by the build**", "", "| Why | Files |", "|---|---:|",
+                  *(f"| {describe(reason)} | {count} |" for reason, count in
+                    sorted(skipped.items(), key=lambda item: (-item[1], item[0])))]
+    return "\n".join(parts)
 
 
 def example_files(catalogue) -> list[tuple[str, str]]:
