@@ -299,8 +299,10 @@ def nested_figures(evidence: Evidence, names: list[str], target: float) -> dict:
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
         scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
-        thresholds[test] = _threshold(evidence, train, target)
-        per_category[names[code]] = _rates(evidence.in_collection[test], scores[test], thresholds[test])
+        threshold = _threshold(evidence, train, target)
+        thresholds[test] = threshold
+        per_category[names[code]] = {"min_match": round(threshold, 4),
+                                     **_rates(evidence.in_collection[test], scores[test], thresholds[test])}
     judged = ~np.isnan(scores)
     inside = evidence.in_collection[judged]
     area = auroc(~inside, -scores[judged])  # how well a low match score finds the left-out category's queries
@@ -357,4 +359,4 @@ def _floats(values) -> list[float]:
 
 
 __all__ = ["NoveltyModel", "Judgement", "learn", "load_novelty", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
-           "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]
+           "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]
