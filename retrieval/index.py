@@ -265,8 +265,10 @@ def _intact(generation: IndexGeneration, log) -> bool:
 def _has_maps(generation: IndexGeneration) -> bool:
     """False when an image model has no stored map or novelty scorer (an index built before they existed, or
     a copy that left them out): the build then adds them, reusing every vector."""
+    from .novelty import is_current
+
     models = generation.manifest.models
-    return all(generation.has_map(name) and generation.has_novelty(name)
+    return all(generation.has_map(name) and is_current(generation, name)
                for name, entry in models.items() if entry.indexes == IMAGE)
 
 

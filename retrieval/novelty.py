@@ -16,8 +16,10 @@ own source removed from the searchable rows (an in-collection query from an unse
 when its category has another source) and with its own source and its whole category removed (content the
 collection lacks: a positive). A logistic regression over the standardised features gives `match_score` =
 P(in collection); the threshold keeps `TARGET_ABSTENTION` of in-collection queries abstaining, chosen on
-out-of-fold scores of training categories only. The figures are nested: each category in turn is left out of
-everything (fit and threshold) and reports (`learn`). Features are computed by the same function at query time
+out-of-fold scores of the training folds only, one threshold per suggested (voted) category where enough of its
+in-collection queries say where it lies (chest films from another hospital still look much alike; children's
+and adults' hands do not), else one for all. The figures are nested over sources: each source in turn is left
+out of the fit and of the thresholds' choice, and its queries report (`learn`). Features are computed by the same function at query time
 (`NoveltyModel.judge`), from the neighbours the vote already fetched and one product with the centres.
 """
 
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VERSION = 1  # of the features and the fit: a different version refits
+VERSION = 2  # of the features and the fit: a different version refits
 FEATURES = ("top_similarity", "mean_similarity", "vote_margin", "agreement", "centre_similarity", "centre_z")
 NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the suggestion
 TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
+MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
 MIN_CATEGORIES = 3  # fewer: no fold structure to learn from (a category left out, two left to fit)
 REGULARISATION = 1.0  # sklearn's C on standardised features
 NO_MATCH = "No close match in this collection"
@@ -67,7 +70,8 @@ class NoveltyModel:
     scale: np.ndarray
     coef: np.ndarray  # (features,) logistic regression on the standardised features; positive: in collection
     intercept: float
-    min_match: float
+    min_match: float  # the threshold where a category has none of its own
+    category_min_match: np.ndarray  # (categories,) the threshold of a query voted to each; nan: min_match
     figures: dict = field(default_factory=dict)
 
     def match_scores(self, evidence: np.ndarray) -> np.ndarray:
@@ -80,10 +84,11 @@ class NoveltyModel:
         position = {name: i for i, name in enumerate(self.categories)}
         codes = np.asarray([[position.get(name, -1) for name in categories]], dtype=np.int64)
         centre = (self.centres @ np.asarray(vector, dtype=np.float32))[None, :]
-        evidence = features(np.asarray(scores, dtype=np.float32)[None, :], codes, centre, self.centre_mean,
-                            self.centre_std)
+        evidence, voted = features(np.asarray(scores, dtype=np.float32)[None, :], codes, centre,
+                                   self.centre_mean, self.centre_std, with_vote=True)
         match = float(self.match_scores(evidence)[0])
-        return Judgement(match >= self.min_match, match, self.min_match)
+        threshold = float(_thresholds_of(self.min_match, self.category_min_match, voted)[0])
+        return Judgement(match >= threshold, match, threshold)
 
     def to_json(self) -> dict:
         """Everything but the centres (stored beside it as an array, layout.IndexGeneration.write_novelty)."""
@@ -91,6 +96,7 @@ class NoveltyModel:
                 "centre_mean": _floats(self.centre_mean), "centre_std": _floats(self.centre_std),
                 "mean": _floats(self.mean), "scale": _floats(self.scale), "coef": _floats(self.coef),
                 "intercept": round(float(self.intercept), 6), "min_match": round(float(self.min_match), 6),
+                "category_min_match": [None if np.isnan(v) else round(float(v), 6) for v in self.category_min_match],
                 "figures": self.figures}
 
     @classmethod
@@ -101,8 +107,11 @@ class NoveltyModel:
         array = lambda key: np.asarray(payload[key], dtype=np.float32)
         model = cls(list(payload["categories"]), np.asarray(centres, dtype=np.float32), array("centre_mean"),
                     array("centre_std"), array("mean"), array("scale"), array("coef"), float(payload["intercept"]),
-                    float(payload["min_match"]), dict(payload.get("figures", {})))
-        if model.centres.shape[0] != len(model.categories) or model.coef.shape != (len(FEATURES),):
+                    float(payload["min_match"]),
+                    np.asarray([np.nan if v is None else v for v in payload["category_min_match"]], dtype=np.float64),
+                    dict(payload.get("figures", {})))
+        if (model.centres.shape[0] != len(model.categories) or model.coef.shape != (len(FEATURES),)
+                or model.category_min_match.shape != (len(model.categories),)):
             raise ValueError(f"novelty model of {model.centres.shape[0]} centres for {len(model.categories)} "
                              f"categories, {model.coef.shape} coefficients")
         return model
@@ -110,12 +119,13 @@ class NoveltyModel:
 
 # --- the evidence ------------------------------------------------------------------------------------------
 def features(scores: np.ndarray, codes: np.ndarray, centre: np.ndarray, centre_mean: np.ndarray,
-             centre_std: np.ndarray) -> np.ndarray:
+             centre_std: np.ndarray, with_vote: bool = False):
     """(queries, len(FEATURES)) evidence, the same at build and at query time.
 
     `scores` (queries, k): similarities of the k nearest rows, best first; `codes` (queries, k): their category
     numbers (-1: none); `centre` (queries, categories): similarity to each category's centre, -inf for a
-    category absent from the searchable rows; `centre_mean`, `centre_std` (categories,): its members' spread."""
+    category absent from the searchable rows; `centre_mean`, `centre_std` (categories,): its members' spread.
+    `with_vote`: also return each query's voted category (queries,)."""
     queries, width = centre.shape
     weights = np.maximum(scores, 0.0) * (codes >= 0)
     votes = np.zeros((queries, width + 1), dtype=np.float64)
@@ -131,8 +141,9 @@ def features(scores: np.ndarray, codes: np.ndarray, centre: np.ndarray, centre_m
     rows = np.arange(queries)
     voted_centre = np.where(np.isfinite(centre[rows, voted]), centre[rows, voted], -1.0)
     centre_z = (voted_centre - centre_mean[voted]) / np.maximum(centre_std[voted], 1e-3)
-    return np.stack([scores[:, 0], scores.mean(axis=1), margin, agreement, nearest_centre, centre_z],
-                    axis=1).astype(np.float64)
+    evidence = np.stack([scores[:, 0], scores.mean(axis=1), margin, agreement, nearest_centre, centre_z],
+                        axis=1).astype(np.float64)
+    return (evidence, voted) if with_vote else evidence
 
 
 def centres_of(vectors: np.ndarray, codes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,8 +168,9 @@ class Evidence:
 
     x: np.ndarray
     in_collection: np.ndarray
-    category: np.ndarray  # code of the query row's category (its fold)
-    source: np.ndarray
+    category: np.ndarray  # code of the query row's category
+    source: np.ndarray  # the query row's source (its fold)
+    voted: np.ndarray  # code of the category its neighbours voted for
 
 
 def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray, width: int) -> Evidence:
@@ -177,12 +189,13 @@ def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray
                     continue  # its category has no other source: not an in-collection query
                 if np.unique(codes[searchable]).size < 2:
                     continue
-                parts.append((_group_features(vectors, similarity, codes, width, queries, searchable),
-                              not leave_category, code, source))
+                x, voted = _group_features(vectors, similarity, codes, width, queries, searchable)
+                parts.append((x, not leave_category, code, source, voted))
     return Evidence(np.concatenate([p[0] for p in parts]),
                     np.concatenate([np.full(len(p[0]), p[1]) for p in parts]),
                     np.concatenate([np.full(len(p[0]), p[2]) for p in parts]),
-                    np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]))
+                    np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]),
+                    np.concatenate([p[4] for p in parts]))
 
 
 def _group_features(vectors, similarity, codes, width, queries, searchable) -> np.ndarray:
@@ -195,7 +208,7 @@ def _group_features(vectors, similarity, codes, width, queries, searchable) -> n
     centres, mean, std = centres_of(vectors[allowed], codes[allowed], width)
     present = np.isin(np.arange(width), codes[allowed])
     centre = np.where(present[None, :], vectors[queries] @ centres.T, -np.inf)
-    return features(scores, codes[allowed][top], centre, mean, std)
+    return features(scores, codes[allowed][top], centre, mean, std, with_vote=True)
 
 
 # --- the fit ----------------------------------------------------------------------------------------------
@@ -241,22 +254,34 @@ def _score(fitted, x: np.ndarray) -> np.ndarray:
 
 
 def _out_of_fold(evidence: Evidence, chosen: np.ndarray) -> np.ndarray:
-    """Match scores of the `chosen` examples, each category scored by a fit on the other chosen categories."""
+    """Match scores of the `chosen` examples, each source's scored by a fit on the other chosen sources."""
     scores = np.full(len(evidence.x), np.nan)
-    for code in np.unique(evidence.category[chosen]):
-        train, test = chosen & (evidence.category != code), chosen & (evidence.category == code)
+    for source in np.unique(evidence.source[chosen]):
+        train, test = chosen & (evidence.source != source), chosen & (evidence.source == source)
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
         scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
     return scores
 
 
-def _threshold(evidence: Evidence, chosen: np.ndarray, target: float) -> float:
-    """The match score below which `target` of the chosen categories' in-collection queries fall, from their
-    out-of-fold scores (leave one category out inside `chosen`)."""
+def _thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int) -> tuple[float, np.ndarray]:
+    """From the `chosen` (training) sources alone: the match score below which `target` of their in-collection
+    queries fall (leave one source out inside `chosen`), overall and per voted category (nan where fewer than
+    `MIN_PER_CATEGORY` in-collection queries were voted to it)."""
     scores = _out_of_fold(evidence, chosen)
-    inside = scores[chosen & evidence.in_collection & ~np.isnan(scores)]
-    return float(np.quantile(inside, target)) if len(inside) else 0.5
+    inside = chosen & evidence.in_collection & ~np.isnan(scores)
+    overall = float(np.quantile(scores[inside], target)) if inside.any() else 0.5
+    per_category = np.full(width, np.nan)
+    for code in range(width):
+        voted = inside & (evidence.voted == code)
+        if voted.sum() >= MIN_PER_CATEGORY:
+            per_category[code] = float(np.quantile(scores[voted], target))
+    return overall, per_category
+
+
+def _thresholds_of(overall: float, per_category: np.ndarray, voted: np.ndarray) -> np.ndarray:
+    chosen = per_category[voted]
+    return np.where(np.isnan(chosen), overall, chosen)
 
 
 def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
@@ -265,7 +290,7 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
 
     Returns (model, figures); the model is None, with the reason in the figures, where the collection cannot
     teach it (fewer than `MIN_CATEGORIES` categories, or no category with two sources). The figures are the
-    nested outer folds: each category left out of the fit and of the threshold's choice, then judged."""
+    nested outer folds: each source left out of the fit and of the thresholds' choice, then judged."""
     began = time.perf_counter()
     names = sorted({c for c in categories if c})
     position = {name: i for i, name in enumerate(names)}
@@ -279,37 +304,42 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
         return None, {"fitted": False, "reason": "no category has two sources: no in-collection query can be "
                                                  "searched across sources"}
     figures = {"fitted": True, **nested_figures(evidence, names, target)}
-    everything = np.ones(len(evidence.x), dtype=bool)
-    min_match = _threshold(evidence, everything, target)
+    min_match, category_min_match = _thresholds(evidence, np.ones(len(evidence.x), dtype=bool), target, len(names))
     mean, scale, coef, intercept = _fit(evidence.x, evidence.in_collection)
     centres, centre_mean, centre_std = centres_of(vectors[codes >= 0], codes[codes >= 0], len(names))
     figures["seconds"] = round(time.perf_counter() - began, 3)
     return NoveltyModel(names, centres, centre_mean, centre_std, mean, scale, coef, intercept, min_match,
-                        figures), figures
+                        category_min_match, figures), figures
 
 
 def nested_figures(evidence: Evidence, names: list[str], target: float) -> dict:
-    """Each category in turn is the outer fold: a fit and a threshold on the other categories (the threshold
-    from their own leave-one-category-out scores), then the left-out category's queries are judged: searched
-    with the category absent (should abstain) and across sources with it present (should not)."""
+    """Each source in turn is the outer fold: a fit and thresholds on the other sources' queries (the thresholds
+    from their own leave-one-source-out scores), then the left-out source's queries are judged: searched with
+    their category absent (should abstain) and with it present in other sources (should not)."""
     scores, thresholds = np.full(len(evidence.x), np.nan), np.full(len(evidence.x), np.nan)
-    per_category = {}
-    for code in np.unique(evidence.category):
-        train, test = evidence.category != code, evidence.category == code
+    per_source = {}
+    for source in np.unique(evidence.source):
+        train, test = evidence.source != source, evidence.source == source
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
+        overall, per_category = _thresholds(evidence, train, target, len(names))
         scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
-        threshold = _threshold(evidence, train, target)
-        thresholds[test] = threshold
-        per_category[names[code]] = {"min_match": round(threshold, 4),
-                                     **_rates(evidence.in_collection[test], scores[test], thresholds[test])}
+        thresholds[test] = _thresholds_of(overall, per_category, evidence.voted[test])
+        per_source[str(source)] = {"min_match": round(overall, 4),
+                                   **_rates(evidence.in_collection[test], scores[test], thresholds[test])}
     judged = ~np.isnan(scores)
     inside = evidence.in_collection[judged]
     area = auroc(~inside, -scores[judged])  # how well a low match score finds the left-out category's queries
-    return {"protocol": "outer folds: one category each, left out of the fit and the threshold; threshold: "
-                        f"{target:.0%} of the training categories' out-of-fold in-collection queries",
+    per_category = {names[code]: _rates(inside[evidence.category[judged] == code],
+                                        scores[judged][evidence.category[judged] == code],
+                                        thresholds[judged][evidence.category[judged] == code])
+                    for code in np.unique(evidence.category[judged])}
+    return {"protocol": "outer folds: one source each, left out of the fit and the thresholds; thresholds: "
+                        f"{target:.0%} of the training sources' out-of-fold in-collection queries, per voted "
+                        f"category with at least {MIN_PER_CATEGORY} of them",
             "auroc": None if area is None else round(area, 4),
-            **_rates(inside, scores[judged], thresholds[judged]), "per_category": per_category}
+            **_rates(inside, scores[judged], thresholds[judged]), "per_category": per_category,
+            "per_source": per_source}
 
 
 def _rates(in_collection: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict:
@@ -324,6 +354,17 @@ def stored_form(model: NoveltyModel | None, figures: dict) -> tuple[dict, np.nda
     if model is None:
         return {"version": VERSION, "features": list(FEATURES), "figures": figures}, None
     return model.to_json(), model.centres
+
+
+def is_current(generation, model: str) -> bool:
+    """True when `generation` stores a scorer of `model` written by this version of the fit (else a build
+    refits it, reusing every vector)."""
+    from .errors import RetrievalError
+
+    try:
+        return generation.has_novelty(model) and generation.read_novelty(model)[0].get("version") == VERSION
+    except RetrievalError:
+        return False
 
 
 def load_novelty(generation, model: str) -> NoveltyModel | None:
@@ -358,5 +399,5 @@ def _floats(values) -> list[float]:
     return [round(float(v), 6) for v in np.asarray(values).ravel()]
 
 
-__all__ = ["NoveltyModel", "Judgement", "learn", "load_novelty", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
+__all__ = ["NoveltyModel", "Judgement", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
            "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]
