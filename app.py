@@ -74,13 +74,15 @@ class Handlers:
             text_weight: how much the words count, 0 to 1 (0: the image alone).
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
-            rank, score, file_name, category, label, caption, source, license...); the suggested category: vote
-            shares of the nearest images (a retrieval statistic, not a diagnosis); a status line.
+            rank, score, file_name, category, label, caption, source, license..., and the query's judgement:
+            query_in_collection, query_match_score); the suggested category: vote shares of the nearest images (a
+            retrieval statistic, not a diagnosis), or "No close match in this collection" when the collection
+            holds nothing like the image; a status line.
         """
         found = self._ask(self.engine.search_image, image, model, k, category, min_score, text=text or None,
                           text_weight=text_weight)
         gallery, records, status = self._results(found)
-        return gallery, records, found.suggestion or None, status
+        return gallery, records, render.suggestion(found), render.with_notice(found, status)
 
     def refine(self, query: str | None, relevant: list[str], irrelevant: list[str], model: str | None = None,
                k: int = K_DEFAULT, category: str | None = None, min_score: float | None = None,

@@ -75,10 +75,16 @@ def cmd_search(args) -> int:
         print("No images above the minimum score; lower it (--min-score) or try another query.")
     print(format_table(["rank", "score", "id", "category", "label", "source"],
                        [[h.rank, f"{h.score:.3f}", h.id, h.category, h.label, h.source[:40]] for h in result]))
-    if result.suggestion:
+    if result.in_collection is False:
+        from .novelty import no_match_sentence
+
+        print(f"\n{no_match_sentence(result.match_score)}")
+    elif result.suggestion:
         shares = ", ".join(f"{c} {s:.0%}" for c, s in result.suggestion.items())
         print(f"\nSuggested category: {shares}\n(Share of similarity-weighted votes among the nearest images: "
               "a retrieval statistic, not a diagnosis.)")
+    if result.match_score is not None:
+        print(f"Match score {result.match_score:.2f}: how likely the collection holds this kind of image.")
     return 0
 
 

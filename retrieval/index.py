@@ -290,10 +290,13 @@ def _intact(generation: IndexGeneration, log) -> bool:
 
 
 def _has_maps(generation: IndexGeneration) -> bool:
-    """False when an image model has no stored map (an index built before maps existed, or a copy that left
-    them out): the build then adds it, reusing every vector."""
+    """False when an image model has no stored map or novelty scorer (an index built before they existed, or
+    a copy that left them out): the build then adds them, reusing every vector."""
+    from .novelty import is_current
+
     models = generation.manifest.models
-    return all(generation.has_map(name) for name, entry in models.items() if entry.indexes == IMAGE)
+    return all(generation.has_map(name) and is_current(generation, name)
+               for name, entry in models.items() if entry.indexes == IMAGE)
 
 
 def _previous_manifest(generation: IndexGeneration | None) -> Manifest | None:

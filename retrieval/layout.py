@@ -8,6 +8,8 @@
     <generation>/faiss/<model>.faiss      one flat inner-product index per model
     <generation>/models/<model>/          fitted state (TF-IDF vocabulary)
     <generation>/maps/<model>.npy         an image model's 2-D map of the collection (projection.py)
+    <generation>/novelty/<model>.json     an image model's "is it in the collection?" scorer (novelty.py),
+    <generation>/novelty/<model>.npy      with its category centres
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
 
 No other module joins a path inside a generation: they ask `IndexGeneration`. A build writes a new
@@ -54,6 +56,8 @@ class ModelEntry:
     corpus_digest: str | None = None  # models fitted on the collection: the texts they were fitted on
     map_digest: str | None = None  # the vectors its 2-D map was projected from; None: no map (text, older index)
     map_seconds: float = 0.0  # projecting the map (0 when the previous map was taken over)
+    novelty_digest: str | None = None  # what its novelty scorer was fitted on; None: none (text, older index)
+    novelty_seconds: float = 0.0  # fitting it (0 when the previous one was taken over)
 
     def embeds(self, modality: str) -> bool:
         return modality in self.modalities
@@ -136,6 +140,14 @@ class IndexGeneration:
 
     def map_path(self, model: str) -> Path:
         return self.folder / "maps" / f"{model}.npy"
+
+    def novelty_path(self, model: str) -> Path:
+        """The image model's novelty scorer (JSON: coefficients, threshold, figures)."""
+        return self.folder / "novelty" / f"{model}.json"
+
+    def novelty_centres_path(self, model: str) -> Path:
+        """Its category centres, float32 (categories, dim), in the JSON's category order."""
+        return self.folder / "novelty" / f"{model}.npy"
 
     # --- the manifest ---------------------------------------------------------------------------------
     @property
@@ -266,6 +278,38 @@ class IndexGeneration:
         temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")  # np.save keeps a name ending .npy
         write(temporary)
         os.replace(temporary, path)
+
+    # --- the novelty scorer, per image model ------------------------------------------------------------
+    def has_novelty(self, model: str) -> bool:
+        """True when the build stored a novelty scorer of `model` (fitted, or the reason it could not be)."""
+        entry = self.manifest.models.get(model)
+        return entry is not None and entry.novelty_digest is not None and self.novelty_path(model).is_file()
+
+    def read_novelty(self, model: str) -> tuple[dict, np.ndarray | None]:
+        """The stored scorer: its JSON and its centres (None when it stores none: not fitted)."""
+        try:
+            payload = json.loads(self.novelty_path(model).read_text())
+            centres = self.novelty_centres_path(model)
+            return payload, (np.load(centres) if centres.is_file() else None)
+        except (OSError, ValueError) as error:
+            raise BrokenIndex(f"The novelty scorer of {model!r} cannot be read ({error}); {REBUILD}.") from error
+
+    def write_novelty(self, model: str, payload: dict, centres: np.ndarray | None) -> None:
+        """Store the scorer atomically, the centres first (the JSON, written last, says it is whole)."""
+        path = self.novelty_centres_path(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if centres is not None:
+            temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(temporary, np.asarray(centres, dtype=np.float32))
+            os.replace(temporary, path)
+        else:
+            path.unlink(missing_ok=True)
+        write_json_atomic(self.novelty_path(model), payload)
+
+    def reuse_novelty(self, model: str, previous: "IndexGeneration") -> None:
+        """Take over `previous`'s scorer of `model`: its vectors, categories and sources are unchanged."""
+        payload, centres = previous.read_novelty(model)
+        self.write_novelty(model, payload, centres)
 
     # --- the evaluation summary -------------------------------------------------------------------------
     def read_evaluation(self) -> dict:

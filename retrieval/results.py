@@ -1,5 +1,5 @@
 """What a search returns: `SearchResult`, its `Hit`s (rank, score and every field of retrieval/schema.py) and,
-for an image query, the suggested category."""
+for an image query, the suggested category and whether the query's content is in the collection at all."""
 
 from __future__ import annotations
 
@@ -35,18 +35,28 @@ Hit.__module__ = __name__
 @dataclass
 class SearchResult:
     """What every query returns: the hits, best first, the model that ranked them and, for an image query,
-    the suggested category (category -> share of the vote, largest first). Iterates over its hits."""
+    the vote of its nearest rows (category -> share, largest first) and the novelty judgement (novelty.py):
+    `in_collection` False when the evidence says the collection holds nothing like the query (the suggestion
+    then abstains), `match_score` = P(in collection); both None where the index has no scorer for the model.
+    Iterates over its hits."""
 
     hits: list[Hit]
     model: str
     suggestion: dict[str, float] = field(default_factory=dict)
+    in_collection: bool | None = None
+    match_score: float | None = None
 
     @property
     def suggested_category(self) -> str | None:
-        return next(iter(self.suggestion), None)
+        """The vote's winner, or None when there is no vote or the query is judged not in the collection."""
+        return None if self.in_collection is False else next(iter(self.suggestion), None)
 
     def records(self) -> list[dict]:
-        return [hit.to_dict() for hit in self.hits]
+        """One JSON record per hit; for a judged image query each also carries the query's judgement
+        (`query_in_collection`, `query_match_score`: the same on every record)."""
+        query = {} if self.in_collection is None else {"query_in_collection": self.in_collection,
+                                                        "query_match_score": self.match_score}
+        return [{**hit.to_dict(), **query} for hit in self.hits]
 
     def __iter__(self) -> Iterator[Hit]:
         return iter(self.hits)

@@ -3,7 +3,8 @@ vector store.
 
 `SearchEngine` loads one index generation and answers queries; what the index holds about its rows is its
 `catalogue`, which models answer and by default its `policy`, heat maps and the collection map its `explorer`.
-Every query returns a `SearchResult` (its hits, plus the suggested category of an image query).
+Every query returns a `SearchResult` (its hits, plus the suggested category of an image query and whether its
+content is in the collection at all: novelty.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .feedback import rocchio
 from .hub import resolve_index
 from .images import ImageSource
 from .layout import IndexFolder, IndexGeneration
+from .novelty import load_novelty
 from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
 from .policy import ModelPolicy
 from .ranking import VOTE_NEIGHBOURS, break_ties, nearest_with_ties, spread_duplicates, vote
@@ -51,6 +53,7 @@ class SearchEngine:
         self.encoder = QueryEncoder(self.generation)
         self.explorer = Explorer(self.generation, self.catalogue, self.policy, self.encoder, self.store,
                                  self.index_dir)
+        self._scorers: dict = {}  # image model -> its novelty scorer (or None), loaded on first use
         if warm_up:
             self.warm_up(background=True)
 
@@ -106,14 +109,16 @@ class SearchEngine:
             raise BadQuery("Upload an image to search with.")
         name = self.policy.resolve(model or self.policy.default_model(IMAGE), IMAGE)
         options = self._options(name, k, category, min_score)
-        vector = self.encoder.image(name, image)
+        vector = image_vector = self.encoder.image(name, image)
         if text is not None and not isinstance(text, str):
             raise BadQuery(f"The text added to an image query must be a string; got {text!r}.")
         text = " ".join((text or "").split())
         if text:
             vector = self._add_text(name, vector, text, text_weight)
-        neighbours = self.store.search(name, vector[0], min(VOTE_NEIGHBOURS, len(self)))
-        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue))
+        nearest = lambda query: self.store.search(name, query, min(VOTE_NEIGHBOURS, len(self)))
+        neighbours = nearest(vector[0])
+        judged = self._judge(name, image_vector[0], nearest(image_vector[0]) if text else neighbours)
+        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                 min_score: float | None = None) -> SearchResult:
@@ -194,6 +199,18 @@ class SearchEngine:
             if score >= options.min_score:
                 hits.append(Hit(rank=len(hits) + 1, score=score, row=row, **self.catalogue.record_at(row)))
         return hits
+
+    def _judge(self, name: str, vector: np.ndarray, neighbours) -> tuple[bool | None, float | None]:
+        """Whether the query image (never the words added to it) shows what the collection holds: (in_collection,
+        match_score) from the model's novelty scorer, or (None, None) where the index has none."""
+        if name not in self._scorers:
+            self._scorers[name] = load_novelty(self.generation, name)
+        scorer = self._scorers[name]
+        if scorer is None or not neighbours:
+            return None, None
+        judgement = scorer.judge(vector, [score for _, score in neighbours],
+                                 [self.catalogue.value(row, "category") for row, _ in neighbours])
+        return judgement.in_collection, round(judgement.match_score, 4)
 
     def _judged(self, ids, what: str) -> list[int]:
         if isinstance(ids, str) or not isinstance(ids, (list, tuple, set, frozenset)):

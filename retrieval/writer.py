@@ -8,7 +8,8 @@ with its vector columns, FAISS files, fitted states, maps and the manifest out, 
 Vectors arrive computed or reused; a model fitted on the collection (TF-IDF) arrives unfitted and is fitted
 on the rows' texts here, or restored with its previous vectors when the texts are the ones it was fitted on.
 A map is taken over from the previous generation when the vectors are the ones it was projected from, else
-projected. An exception anywhere discards the new generation: the previous one stays current.
+projected; so is an image model's novelty scorer (novelty.py), fitted on the vectors, categories and sources.
+An exception anywhere discards the new generation: the previous one stays current.
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ class GenerationWriter:
             choice = generation.write_faiss(saved, name)
             entries[name] = replace(entries[name], rows=len(saved), faiss_factory=choice.factory,
                                     recall_at_10=choice.recall_at_10)
+        labels = saved["category"], saved["source"]
         for name, entry in entries.items():
             if entry.indexes == IMAGE:
-                entries[name] = self._map(name, entry, generation.vectors(name, saved))
+                vectors = generation.vectors(name, saved)
+                entries[name] = self._novelty(name, self._map(name, entry, vectors), vectors, *labels)
         fields = [name for name in ALL_FIELDS if name in saved.column_names]  # an archive's fields too
         records = saved.select_columns(fields).to_list()
         written = replace(manifest, fingerprint=metadata_fingerprint(records, fields), rows=len(saved), models=entries,
@@ -172,6 +175,23 @@ class GenerationWriter:
         except (LookupError, OSError, RetrievalError):
             self.generation.write_map(name, project(vectors))
         return replace(entry, map_digest=key, map_seconds=round(time.perf_counter() - began, 3))
+
+    def _novelty(self, name: str, entry: ModelEntry, vectors: np.ndarray, categories: list[str],
+                 sources: list[str]) -> ModelEntry:
+        """The model's novelty scorer: taken over when the previous one was fitted on these very vectors,
+        categories and sources, else fitted (about a second for the collection)."""
+        from .novelty import learn, novelty_key, stored_form
+
+        began = time.perf_counter()
+        key = novelty_key(vectors, categories, sources)
+        old = self._previous_entry(name)
+        try:
+            if old is None or old.novelty_digest != key:
+                raise LookupError
+            self.generation.reuse_novelty(name, self.previous)
+        except (LookupError, OSError, RetrievalError):
+            self.generation.write_novelty(name, *stored_form(*learn(vectors, categories, sources)))
+        return replace(entry, novelty_digest=key, novelty_seconds=round(time.perf_counter() - began, 3))
 
 
 __all__ = ["Column", "GenerationWriter", "corpus_digest", "embed_texts"]

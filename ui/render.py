@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from retrieval.archive import describe
+from retrieval.novelty import NO_MATCH, no_match_sentence
 from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
 
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
@@ -53,13 +54,29 @@ def caption(hit) -> str:
                       if part)
 
 
+def suggestion(result):
+    """The suggested category as the Label shows it: the vote's shares, or the plain "No close match in this
+    collection" when the query is judged not in the collection (None: no vote)."""
+    return NO_MATCH if result.in_collection is False else (result.suggestion or None)
+
+
+def with_notice(result, status: str) -> str:
+    """The status line, under the notice that the images below are only the nearest ones when the query is
+    judged not in the collection."""
+    if result.in_collection is not False:
+        return status
+    return f"**{no_match_sentence(result.match_score)}**\n\n{status}"
+
+
 def details_markdown(record: dict) -> str:
-    """Every field of a result as a two-column table (links clickable)."""
+    """Every field of a result as a two-column table (links clickable); the query's judgement, which every
+    record of an image search carries, belongs to the query, not to this result, and is left out."""
     def cell(value) -> str:
         text = str(value).replace("|", "\\|").replace("\n", " ")
         return f"[{text}]({text})" if text.startswith(("http://", "https://")) else text
 
-    return "| Field | Value |\n|---|---|\n" + "\n".join(f"| {key} | {cell(value)} |" for key, value in record.items())
+    return "| Field | Value |\n|---|---|\n" + "\n".join(f"| {key} | {cell(value)} |" for key, value in record.items()
+                                                     if not key.startswith("query_"))
 
 
 def model_tables(rows: list[dict]) -> tuple[dict, dict | None]:

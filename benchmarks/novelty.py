@@ -1,0 +1,132 @@
+""""No close match in this collection", measured per image model of a built index: the nested figures the build
+stored, the cost of fitting and of judging a query, and what the program says for real and synthetic images the
+collection has nothing like.
+
+    .venv/bin/python benchmarks/novelty.py --index /tmp/ab-index [--samples ../shared/dicom-samples]
+
+For each image model of the index (the scorer the build fitted: retrieval/novelty.py):
+  - the figures stored with it: outer-fold AUROC of left-out-category queries against in-collection queries
+    searched across sources, the abstention rate of each, per category (each category left out of the fit and
+    of the threshold's choice, then judged);
+  - the fit again from the stored vectors (seconds, and that it reproduces the stored scorer);
+  - the query-time cost: `NoveltyModel.judge` alone over 500 in-collection rows' stored vectors with their 10
+    nearest rows (what the engine adds to an image query), and `SearchEngine.search_image` end to end;
+  - every DICOM file of --samples and three synthetic foreign pictures (a photo-like colour scene, pure noise,
+    a page of text): in collection or not, the match score, and the vote the suggestion would have shown.
+Writes results/novelty.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from common import REPO, save, stats_ms
+
+QUERIES = 500
+SAMPLES = REPO.parent / "shared" / "dicom-samples"
+
+
+def foreign_pictures(side: int = 512, seed: int = 0) -> dict:
+    """Pictures no radiograph collection holds: a photo-like colour scene, pure noise, a page of text."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    sky = np.linspace([90, 150, 230], [200, 225, 250], side // 2)[:, None, :].repeat(side, axis=1)
+    field = np.linspace([60, 140, 50], [30, 90, 20], side - side // 2)[:, None, :].repeat(side, axis=1)
+    scene = Image.fromarray(np.clip(np.concatenate([sky, field]) + rng.normal(0, 8, (side, side, 3)), 0,
+                                    255).astype(np.uint8))
+    draw = ImageDraw.Draw(scene)
+    draw.ellipse((360, 40, 450, 130), fill=(250, 220, 80))  # a sun
+    draw.rectangle((80, 200, 220, 330), fill=(170, 60, 50))  # a house
+    draw.polygon([(70, 200), (150, 130), (230, 200)], fill=(110, 40, 30))
+    for x in range(260, 500, 40):  # trees
+        draw.ellipse((x, 210, x + 50, 290), fill=(20, 100 + x % 60, 30))
+    scene = scene.filter(ImageFilter.GaussianBlur(1.2))
+    noise = Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8), mode="L")
+    page = Image.new("L", (side, side), 250)
+    draw = ImageDraw.Draw(page)
+    words = "the quick brown fox jumps over the lazy dog while the committee reviews the quarterly report".split()
+    for line in range(30):
+        draw.text((24, 16 + 16 * line), " ".join(rng.choice(words, 9)), fill=20)
+    return {"photo-like colour scene": scene, "pure noise": noise, "page of text": page}
+
+
+def judge_cost(engine, name: str, scorer) -> dict:
+    """`judge` alone on stored vectors of rows (their 10 nearest rows found first, untimed)."""
+    vectors = engine.vectors(name)
+    rows = np.random.default_rng(0).choice(len(vectors), size=min(QUERIES, len(vectors)), replace=False)
+    prepared = []
+    for row in rows:
+        found = engine.store.search(name, vectors[row], 10)
+        prepared.append((vectors[row], [s for _, s in found], [engine.catalogue.value(r, "category") for r, _ in found]))
+    for item in prepared[:20]:
+        scorer.judge(*item)
+    seconds = []
+    for item in prepared:
+        began = time.perf_counter()
+        scorer.judge(*item)
+        seconds.append(time.perf_counter() - began)
+    return stats_ms(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--samples", default=str(SAMPLES), help="folder of DICOM files to try")
+    args = parser.parse_args()
+
+    from retrieval.embedders import IMAGE
+    from retrieval.novelty import learn, load_novelty
+    from retrieval.search import SearchEngine
+
+    engine = SearchEngine(args.index)
+    generation = engine.generation
+    pictures = {path.name: path for path in sorted(Path(args.samples).glob("*.dcm"))}
+    pictures.update(foreign_pictures())
+    categories, sources = engine.catalogue.column("category"), engine.catalogue.column("source")
+    report = {"index": str(args.index), "rows": len(engine), "models": {}}
+    rows = []
+    for name in engine.policy.models_for(IMAGE):
+        if engine.policy.entries[name].indexes != IMAGE:
+            continue
+        scorer = load_novelty(generation, name)
+        if scorer is None:
+            report["models"][name] = {"scorer": "none stored"}
+            continue
+        began = time.perf_counter()
+        refit, _ = learn(engine.vectors(name), categories, sources)
+        fit_seconds = time.perf_counter() - began
+        entry = {"figures": scorer.figures, "min_match": scorer.min_match,
+                 "coefficients": dict(zip(["intercept", *refit.to_json()["features"]],
+                                          [round(scorer.intercept, 3), *np.round(scorer.coef, 3).tolist()])),
+                 "fit_seconds_here": round(fit_seconds, 2),
+                 "build_novelty_seconds": generation.manifest.models[name].novelty_seconds,
+                 "refit_reproduces": bool(abs(refit.min_match - scorer.min_match) < 1e-4),
+                 "judge_ms": judge_cost(engine, name, scorer), "samples": {}}
+        timings = []
+        for label, picture in pictures.items():
+            began = time.perf_counter()
+            result = engine.search_image(picture, model=name, k=5)
+            timings.append(time.perf_counter() - began)
+            entry["samples"][label] = {"in_collection": result.in_collection, "match_score": result.match_score,
+                                       "vote": {c: round(s, 3) for c, s in list(result.suggestion.items())[:3]},
+                                       "nearest": [h.category for h in result.hits]}
+        entry["search_image_ms"] = stats_ms(timings[1:])  # the first one loads the model
+        report["models"][name] = entry
+        figures = scorer.figures
+        rows.append([name, "outer folds", f"AUROC {figures['auroc']}",
+                     f"abstains: in collection {figures['abstain_in_collection']:.1%}, left-out categories "
+                     f"{figures['abstain_left_out']:.1%}; judge {entry['judge_ms']['median_ms']} ms, "
+                     f"fit {fit_seconds:.2f} s"])
+        for label, sample in entry["samples"].items():
+            verdict = "in collection" if sample["in_collection"] else "NO CLOSE MATCH"
+            top = ", ".join(f"{c} {s:.0%}" for c, s in sample["vote"].items())
+            rows.append([name, label, f"{verdict} (match {sample['match_score']:.3f})", f"vote: {top}"])
+    save("novelty", report, ["model", "query", "answer", "detail"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Is an image query's content in the collection at all? A small calibrated scorer that says when it is not, so the
+suggested category can abstain instead of answering "hand 100 %" for a film the collection has nothing like.
+
+Why learned, and from what: similarity alone does not say it (a chest film from a new hospital and a knee
+prosthesis both score "fairly close" to something), but the pattern of the evidence does. For each query:
+
+    top_similarity     cosine similarity of the nearest row
+    mean_similarity    mean similarity of the `NEIGHBOURS` nearest rows (the ones that vote)
+    vote_margin        share of the similarity-weighted vote of the first category minus the second's
+    agreement          fraction of the nearest rows in the voted category
+    centre_similarity  similarity to the nearest category centre (the unit mean of a category's vectors)
+    centre_z           similarity to the voted category's centre, in standard deviations of its own members'
+
+The examples come from the index's own stored vectors, no re-embedding: every row is searched twice, with its
+own source removed from the searchable rows (an in-collection query from an unseen hospital: a negative,
+when its category has another source) and with its own source and its whole category removed (content the
+collection lacks: a positive). A logistic regression over the standardised features gives `match_score` =
+P(in collection); the threshold keeps `TARGET_ABSTENTION` of in-collection queries abstaining, chosen on
+out-of-fold scores of the training folds only, one threshold per suggested (voted) category where enough of its
+in-collection queries say where it lies (chest films from another hospital still look much alike; children's
+and adults' hands do not), else one for all. The figures are nested over sources: each source in turn is left
+out of the fit and of the thresholds' choice, and its queries report (`learn`). Features are computed by the same function at query time
+(`NoveltyModel.judge`), from the neighbours the vote already fetched and one product with the centres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VERSION = 2  # of the features and the fit: a different version refits
+FEATURES = ("top_similarity", "mean_similarity", "vote_margin", "agreement", "centre_similarity", "centre_z")
+NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the suggestion
+TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
+MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
+MIN_CATEGORIES = 3  # fewer: no fold structure to learn from (a category left out, two left to fit)
+REGULARISATION = 1.0  # sklearn's C on standardised features
+NO_MATCH = "No close match in this collection"
+
+
+def no_match_sentence(match_score: float) -> str:
+    """What the program says instead of a suggested category when a query is judged not in the collection."""
+    return (f"{NO_MATCH}: the nearest images are shown, but the evidence (match score {match_score:.2f}) says the "
+            "collection holds nothing like this image, so no category is suggested.")
+
+
+@dataclass
+class Judgement:
+    """Whether a query's content is in the collection: `match_score` = P(in collection), in 0..1, and the
+    threshold it was compared with."""
+
+    in_collection: bool
+    match_score: float
+    min_match: float
+
+
+@dataclass
+class NoveltyModel:
+    """The fitted scorer of one image model: category centres and their spread, the logistic regression and
+    the threshold, and the nested figures that judge it."""
+
+    categories: list[str]
+    centres: np.ndarray  # (categories, dim) unit vectors, rows in `categories` order
+    centre_mean: np.ndarray  # (categories,) mean similarity of a category's members to its centre
+    centre_std: np.ndarray
+    mean: np.ndarray  # (features,) standardisation
+    scale: np.ndarray
+    coef: np.ndarray  # (features,) logistic regression on the standardised features; positive: in collection
+    intercept: float
+    min_match: float  # the threshold where a category has none of its own
+    category_min_match: np.ndarray  # (categories,) the threshold of a query voted to each; nan: min_match
+    figures: dict = field(default_factory=dict)
+
+    def match_scores(self, evidence: np.ndarray) -> np.ndarray:
+        """P(in collection) of each row of `evidence` (queries, features)."""
+        return _sigmoid(((evidence - self.mean) / self.scale) @ self.coef + self.intercept)
+
+    def judge(self, vector: np.ndarray, scores: np.ndarray, categories: list[str]) -> Judgement:
+        """The judgement of one query: its unit `vector` (dim,), and the similarity `scores` (best first) and
+        `categories` of its nearest rows (as the vote saw them)."""
+        position = {name: i for i, name in enumerate(self.categories)}
+        codes = np.asarray([[position.get(name, -1) for name in categories]], dtype=np.int64)
+        centre = (self.centres @ np.asarray(vector, dtype=np.float32))[None, :]
+        evidence, voted = features(np.asarray(scores, dtype=np.float32)[None, :], codes, centre,
+                                   self.centre_mean, self.centre_std, with_vote=True)
+        match = float(self.match_scores(evidence)[0])
+        threshold = float(_thresholds_of(self.min_match, self.category_min_match, voted)[0])
+        return Judgement(match >= threshold, match, threshold)
+
+    def to_json(self) -> dict:
+        """Everything but the centres (stored beside it as an array, layout.IndexGeneration.write_novelty)."""
+        return {"version": VERSION, "features": list(FEATURES), "categories": self.categories,
+                "centre_mean": _floats(self.centre_mean), "centre_std": _floats(self.centre_std),
+                "mean": _floats(self.mean), "scale": _floats(self.scale), "coef": _floats(self.coef),
+                "intercept": round(float(self.intercept), 6), "min_match": round(float(self.min_match), 6),
+                "category_min_match": [None if np.isnan(v) else round(float(v), 6) for v in self.category_min_match],
+                "figures": self.figures}
+
+    @classmethod
+    def from_json(cls, payload: dict, centres: np.ndarray) -> "NoveltyModel":
+        """Raises ValueError for a payload of another version or shape."""
+        if payload.get("version") != VERSION or payload.get("features") != list(FEATURES):
+            raise ValueError(f"novelty version {payload.get('version')}, this program reads {VERSION}")
+        array = lambda key: np.asarray(payload[key], dtype=np.float32)
+        model = cls(list(payload["categories"]), np.asarray(centres, dtype=np.float32), array("centre_mean"),
+                    array("centre_std"), array("mean"), array("scale"), array("coef"), float(payload["intercept"]),
+                    float(payload["min_match"]),
+                    np.asarray([np.nan if v is None else v for v in payload["category_min_match"]], dtype=np.float64),
+                    dict(payload.get("figures", {})))
+        if (model.centres.shape[0] != len(model.categories) or model.coef.shape != (len(FEATURES),)
+                or model.category_min_match.shape != (len(model.categories),)):
+            raise ValueError(f"novelty model of {model.centres.shape[0]} centres for {len(model.categories)} "
+                             f"categories, {model.coef.shape} coefficients")
+        return model
+
+
+# --- the evidence ------------------------------------------------------------------------------------------
+def features(scores: np.ndarray, codes: np.ndarray, centre: np.ndarray, centre_mean: np.ndarray,
+             centre_std: np.ndarray, with_vote: bool = False):
+    """(queries, len(FEATURES)) evidence, the same at build and at query time.
+
+    `scores` (queries, k): similarities of the k nearest rows, best first; `codes` (queries, k): their category
+    numbers (-1: none); `centre` (queries, categories): similarity to each category's centre, -inf for a
+    category absent from the searchable rows; `centre_mean`, `centre_std` (categories,): its members' spread.
+    `with_vote`: also return each query's voted category (queries,)."""
+    queries, width = centre.shape
+    weights = np.maximum(scores, 0.0) * (codes >= 0)
+    votes = np.zeros((queries, width + 1), dtype=np.float64)
+    np.add.at(votes, (np.repeat(np.arange(queries), scores.shape[1]), codes.ravel()), weights.ravel())
+    votes = votes[:, :width]  # code -1 (a row of no known category) went to the last column: no vote
+    total = votes.sum(axis=1)
+    shares = votes / np.where(total > 0, total, 1.0)[:, None]
+    ordered = -np.sort(-shares, axis=1)
+    margin = ordered[:, 0] - (ordered[:, 1] if width > 1 else 0.0)
+    voted = votes.argmax(axis=1)
+    agreement = (codes == voted[:, None]).mean(axis=1)
+    nearest_centre = np.max(np.where(np.isfinite(centre), centre, -1.0), axis=1)
+    rows = np.arange(queries)
+    voted_centre = np.where(np.isfinite(centre[rows, voted]), centre[rows, voted], -1.0)
+    centre_z = (voted_centre - centre_mean[voted]) / np.maximum(centre_std[voted], 1e-3)
+    evidence = np.stack([scores[:, 0], scores.mean(axis=1), margin, agreement, nearest_centre, centre_z],
+                        axis=1).astype(np.float64)
+    return (evidence, voted) if with_vote else evidence
+
+
+def centres_of(vectors: np.ndarray, codes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each category's unit mean vector (zeros where it has no row) and its members' mean and standard
+    deviation of similarity to it: (width, dim), (width,), (width,)."""
+    centres = np.zeros((width, vectors.shape[1]), dtype=np.float32)
+    mean, std = np.zeros(width), np.ones(width)
+    for code in range(width):
+        members = vectors[codes == code]
+        if not len(members):
+            continue
+        total = members.sum(axis=0)
+        centres[code] = total / max(float(np.linalg.norm(total)), 1e-12)
+        similarity = members @ centres[code]
+        mean[code], std[code] = float(similarity.mean()), float(max(similarity.std(), 1e-3))
+    return centres, mean, std
+
+
+@dataclass
+class Evidence:
+    """The training examples of one index: features, label (1: in collection) and the query's category."""
+
+    x: np.ndarray
+    in_collection: np.ndarray
+    category: np.ndarray  # code of the query row's category
+    source: np.ndarray  # the query row's source (its fold)
+    voted: np.ndarray  # code of the category its neighbours voted for
+
+
+def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray, width: int) -> Evidence:
+    """Every row searched with its own source removed (in collection, where its category keeps another source)
+    and with its source and its whole category removed (not in collection), over the stored vectors."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    similarity = vectors @ vectors.T
+    parts = []
+    for source in np.unique(sources):
+        others = sources != source
+        for leave_category in (False, True):
+            for code in np.unique(codes[sources == source]):
+                queries = np.flatnonzero((sources == source) & (codes == code))
+                searchable = others & (codes != code) if leave_category else others
+                if not leave_category and not np.any(searchable & (codes == code)):
+                    continue  # its category has no other source: not an in-collection query
+                if np.unique(codes[searchable]).size < 2:
+                    continue
+                x, voted = _group_features(vectors, similarity, codes, width, queries, searchable)
+                parts.append((x, not leave_category, code, source, voted))
+    return Evidence(np.concatenate([p[0] for p in parts]),
+                    np.concatenate([np.full(len(p[0]), p[1]) for p in parts]),
+                    np.concatenate([np.full(len(p[0]), p[2]) for p in parts]),
+                    np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]),
+                    np.concatenate([p[4] for p in parts]))
+
+
+def _group_features(vectors, similarity, codes, width, queries, searchable) -> np.ndarray:
+    allowed = np.flatnonzero(searchable)
+    block = similarity[np.ix_(queries, allowed)]
+    k = min(NEIGHBOURS, len(allowed))
+    top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(block, top, axis=1), axis=1), axis=1)
+    scores = np.take_along_axis(block, top, axis=1)
+    centres, mean, std = centres_of(vectors[allowed], codes[allowed], width)
+    present = np.isin(np.arange(width), codes[allowed])
+    centre = np.where(present[None, :], vectors[queries] @ centres.T, -np.inf)
+    return features(scores, codes[allowed][top], centre, mean, std, with_vote=True)
+
+
+# --- the fit ----------------------------------------------------------------------------------------------
+def _fit(x: np.ndarray, y: np.ndarray):
+    """(mean, scale, coef, intercept) of a class-balanced, L2-penalised logistic regression on standardised
+    features (Newton's method: six features, a few thousand examples, a few milliseconds, no sklearn import)."""
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    design = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    y = np.asarray(y, dtype=np.float64)
+    weight = np.where(y > 0, len(y) / (2 * max(y.sum(), 1)), len(y) / (2 * max(len(y) - y.sum(), 1)))
+    penalty = np.diag([1.0 / REGULARISATION] * x.shape[1] + [0.0])  # the intercept is not penalised
+    beta = np.zeros(design.shape[1])
+    for _ in range(50):
+        p = _sigmoid(design @ beta)
+        gradient = design.T @ (weight * (p - y)) + penalty @ beta
+        hessian = (design * (weight * p * (1 - p))[:, None]).T @ design + penalty + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return mean, scale, beta[:-1], float(beta[-1])
+
+
+def auroc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve: P(a positive scores above a negative), ties counting half (Mann-Whitney)."""
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return None
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = np.asarray(score)[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(score)]
+    for start, end in zip(starts, ends):  # tied scores share their mean rank
+        ranks[order[start:end]] = (start + end + 1) / 2
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _score(fitted, x: np.ndarray) -> np.ndarray:
+    mean, scale, coef, intercept = fitted
+    return _sigmoid(((x - mean) / scale) @ coef + intercept)
+
+
+def _out_of_fold(evidence: Evidence, chosen: np.ndarray) -> np.ndarray:
+    """Match scores of the `chosen` examples, each source's scored by a fit on the other chosen sources."""
+    scores = np.full(len(evidence.x), np.nan)
+    for source in np.unique(evidence.source[chosen]):
+        train, test = chosen & (evidence.source != source), chosen & (evidence.source == source)
+        if np.unique(evidence.in_collection[train]).size < 2:
+            continue
+        scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
+    return scores
+
+
+def _thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int) -> tuple[float, np.ndarray]:
+    """From the `chosen` (training) sources alone: the match score below which `target` of their in-collection
+    queries fall (leave one source out inside `chosen`), overall and per voted category (nan where fewer than
+    `MIN_PER_CATEGORY` in-collection queries were voted to it)."""
+    scores = _out_of_fold(evidence, chosen)
+    inside = chosen & evidence.in_collection & ~np.isnan(scores)
+    overall = float(np.quantile(scores[inside], target)) if inside.any() else 0.5
+    per_category = np.full(width, np.nan)
+    for code in range(width):
+        voted = inside & (evidence.voted == code)
+        if voted.sum() >= MIN_PER_CATEGORY:
+            per_category[code] = float(np.quantile(scores[voted], target))
+    return overall, per_category
+
+
+def _thresholds_of(overall: float, per_category: np.ndarray, voted: np.ndarray) -> np.ndarray:
+    chosen = per_category[voted]
+    return np.where(np.isnan(chosen), overall, chosen)
+
+
+def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
+          target: float = TARGET_ABSTENTION) -> tuple[NoveltyModel | None, dict]:
+    """Fit the scorer of one image model on its stored vectors and the rows' categories and sources.
+
+    Returns (model, figures); the model is None, with the reason in the figures, where the collection cannot
+    teach it (fewer than `MIN_CATEGORIES` categories, or no category with two sources). The figures are the
+    nested outer folds: each source left out of the fit and of the thresholds' choice, then judged."""
+    began = time.perf_counter()
+    names = sorted({c for c in categories if c})
+    position = {name: i for i, name in enumerate(names)}
+    codes = np.asarray([position.get(c, -1) for c in categories], dtype=np.int64)
+    sources = np.asarray(sources, dtype=object)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(names) < MIN_CATEGORIES:
+        return None, {"fitted": False, "reason": f"{len(names)} categories; it needs {MIN_CATEGORIES}"}
+    evidence = collect_evidence(vectors[codes >= 0], codes[codes >= 0], sources[codes >= 0], len(names))
+    if evidence.in_collection.all() or not evidence.in_collection.any():
+        return None, {"fitted": False, "reason": "no category has two sources: no in-collection query can be "
+                                                 "searched across sources"}
+    figures = {"fitted": True, **nested_figures(evidence, names, target)}
+    min_match, category_min_match = _thresholds(evidence, np.ones(len(evidence.x), dtype=bool), target, len(names))
+    mean, scale, coef, intercept = _fit(evidence.x, evidence.in_collection)
+    centres, centre_mean, centre_std = centres_of(vectors[codes >= 0], codes[codes >= 0], len(names))
+    figures["seconds"] = round(time.perf_counter() - began, 3)
+    return NoveltyModel(names, centres, centre_mean, centre_std, mean, scale, coef, intercept, min_match,
+                        category_min_match, figures), figures
+
+
+def nested_figures(evidence: Evidence, names: list[str], target: float) -> dict:
+    """Each source in turn is the outer fold: a fit and thresholds on the other sources' queries (the thresholds
+    from their own leave-one-source-out scores), then the left-out source's queries are judged: searched with
+    their category absent (should abstain) and with it present in other sources (should not)."""
+    scores, thresholds = np.full(len(evidence.x), np.nan), np.full(len(evidence.x), np.nan)
+    per_source = {}
+    for source in np.unique(evidence.source):
+        train, test = evidence.source != source, evidence.source == source
+        if np.unique(evidence.in_collection[train]).size < 2:
+            continue
+        overall, per_category = _thresholds(evidence, train, target, len(names))
+        scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
+        thresholds[test] = _thresholds_of(overall, per_category, evidence.voted[test])
+        per_source[str(source)] = {"min_match": round(overall, 4),
+                                   **_rates(evidence.in_collection[test], scores[test], thresholds[test])}
+    judged = ~np.isnan(scores)
+    inside = evidence.in_collection[judged]
+    area = auroc(~inside, -scores[judged])  # how well a low match score finds the left-out category's queries
+    per_category = {names[code]: _rates(inside[evidence.category[judged] == code],
+                                        scores[judged][evidence.category[judged] == code],
+                                        thresholds[judged][evidence.category[judged] == code])
+                    for code in np.unique(evidence.category[judged])}
+    return {"protocol": "outer folds: one source each, left out of the fit and the thresholds; thresholds: "
+                        f"{target:.0%} of the training sources' out-of-fold in-collection queries, per voted "
+                        f"category with at least {MIN_PER_CATEGORY} of them",
+            "auroc": None if area is None else round(area, 4),
+            **_rates(inside, scores[judged], thresholds[judged]), "per_category": per_category,
+            "per_source": per_source}
+
+
+def _rates(in_collection: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict:
+    abstains = scores < thresholds
+    share = lambda mask: round(float(abstains[mask].mean()), 4) if mask.any() else None
+    return {"in_collection_queries": int(in_collection.sum()), "left_out_queries": int((~in_collection).sum()),
+            "abstain_in_collection": share(in_collection), "abstain_left_out": share(~in_collection)}
+
+
+def stored_form(model: NoveltyModel | None, figures: dict) -> tuple[dict, np.ndarray | None]:
+    """What the build stores: the JSON and the centres; without a model, why there is none."""
+    if model is None:
+        return {"version": VERSION, "features": list(FEATURES), "figures": figures}, None
+    return model.to_json(), model.centres
+
+
+def is_current(generation, model: str) -> bool:
+    """True when `generation` stores a scorer of `model` written by this version of the fit (else a build
+    refits it, reusing every vector)."""
+    from .errors import RetrievalError
+
+    try:
+        return generation.has_novelty(model) and generation.read_novelty(model)[0].get("version") == VERSION
+    except RetrievalError:
+        return False
+
+
+def load_novelty(generation, model: str) -> NoveltyModel | None:
+    """The stored scorer of `model` in an `IndexGeneration`, or None where there is none (a text model, an
+    index built before it existed, a collection it could not be fitted on, another version)."""
+    from .errors import RetrievalError
+
+    try:
+        if not generation.has_novelty(model):
+            return None
+        payload, centres = generation.read_novelty(model)
+        return None if centres is None else NoveltyModel.from_json(payload, centres)
+    except (RetrievalError, ValueError, KeyError, TypeError):
+        return None  # the search answers without the judgement rather than failing
+
+
+def novelty_key(vectors: np.ndarray, categories: list[str], sources: list[str]) -> str:
+    """What a fitted scorer is a function of: the vectors in row order, each row's category and source, and
+    this module's version (equal keys: the stored scorer is still right)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    digest = hashlib.sha256(f"novelty {VERSION} target {TARGET_ABSTENTION} shape={vectors.shape}\n".encode())
+    digest.update(vectors.tobytes())
+    digest.update("\n".join(f"{c}\x1f{s}" for c, s in zip(categories, sources)).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _sigmoid(z) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _floats(values) -> list[float]:
+    return [round(float(v), 6) for v in np.asarray(values).ravel()]
+
+
+__all__ = ["NoveltyModel", "Judgement", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
+           "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]
