@@ -173,9 +173,11 @@ class Evidence:
     voted: np.ndarray  # code of the category its neighbours voted for
 
 
-def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray, width: int) -> Evidence:
+def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray,
+                     width: int) -> Evidence | None:
     """Every row searched with its own source removed (in collection, where its category keeps another source)
-    and with its source and its whole category removed (not in collection), over the stored vectors."""
+    and with its source and its whole category removed (not in collection), over the stored vectors; None when
+    no row can be searched that way (too few sources or categories)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     similarity = vectors @ vectors.T
     parts = []
@@ -191,6 +193,8 @@ def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray
                     continue
                 x, voted = _group_features(vectors, similarity, codes, width, queries, searchable)
                 parts.append((x, not leave_category, code, source, voted))
+    if not parts:  # no source whose rows could be searched against another source's
+        return None
     return Evidence(np.concatenate([p[0] for p in parts]),
                     np.concatenate([np.full(len(p[0]), p[1]) for p in parts]),
                     np.concatenate([np.full(len(p[0]), p[2]) for p in parts]),
@@ -300,7 +304,7 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
     if len(names) < MIN_CATEGORIES:
         return None, {"fitted": False, "reason": f"{len(names)} categories; it needs {MIN_CATEGORIES}"}
     evidence = collect_evidence(vectors[codes >= 0], codes[codes >= 0], sources[codes >= 0], len(names))
-    if evidence.in_collection.all() or not evidence.in_collection.any():
+    if evidence is None or evidence.in_collection.all() or not evidence.in_collection.any():
         return None, {"fitted": False, "reason": "no category has two sources: no in-collection query can be "
                                                  "searched across sources"}
     figures = {"fitted": True, **nested_figures(evidence, names, target)}

@@ -225,3 +225,9 @@ def test_the_handler_abstains_with_the_sentence_and_carries_the_field(grey_index
     grey(LEVELS["beta"], seed=7).save(path)
     _, records, suggestion, status = handlers.search_image(str(path), k=4)
     assert suggestion["beta"] > 0.5 and NO_MATCH not in status and records[0]["query_in_collection"] is True
+
+
+def test_a_collection_too_small_to_learn_from_says_why_instead_of_failing():
+    vectors = np.eye(3, 4, dtype=np.float32)  # three rows, three categories, one source each: nothing to learn
+    model, figures = learn(vectors, ["chest", "knee", "leg"], ["a", "b", "c"])
+    assert model is None and figures["fitted"] is False and "two sources" in figures["reason"]
