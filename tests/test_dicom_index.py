@@ -4,20 +4,17 @@ import shutil
 
 import pytest
 
-from conftest import DICOM_SAMPLES
-from retrieval.index import build_index
+from conftest import build_test_index
 from retrieval.search import SearchEngine
 from retrieval.validate import validate_collection
 
 
 @pytest.fixture
-def dicom_folder(tmp_path):
-    if not DICOM_SAMPLES.is_dir():
-        pytest.skip(f"DICOM samples are not at {DICOM_SAMPLES}")
+def dicom_folder(dicom_samples, tmp_path):
     root = tmp_path / "archive"
     root.mkdir()
-    shutil.copy(DICOM_SAMPLES / "chest_pa_cr_jpeg2000_lossy.dcm", root / "chest_pa.dcm")
-    shutil.copy(DICOM_SAMPLES / "leg_ap_cr_uncompressed.dcm", root / "IMG0001")  # no extension
+    shutil.copy(dicom_samples / "chest_pa_cr_jpeg2000_lossy.dcm", root / "chest_pa.dcm")
+    shutil.copy(dicom_samples / "leg_ap_cr_uncompressed.dcm", root / "IMG0001")  # no extension
     (root / "notes").write_text("not a DICOM file, not indexed")
     return root
 
@@ -25,8 +22,7 @@ def dicom_folder(tmp_path):
 def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_folder, tmp_path, fake_models):
     report = validate_collection(dicom_folder, progress=False)
     assert report.ok and report.rows == 2
-    build_index(dicom_folder, tmp_path / "index", models=["brightness", "tfidf"], progress=False,
-                log=lambda *_: None)
+    build_test_index(dicom_folder, tmp_path / "index", ["brightness", "tfidf"])
     engine = SearchEngine(tmp_path / "index")
     chest = engine.catalogue.record("chest_pa")
     assert chest["category"] == "chest" and chest["view"] == "PA" and chest["caption"]
@@ -35,9 +31,9 @@ def test_a_dicom_folder_validates_builds_and_fills_metadata_from_tags(dicom_fold
     assert engine.search_text("chest", model="tfidf", k=1)[0].id == "chest_pa"
 
 
-def test_a_dicom_query_finds_its_own_picture_first(dicom_folder, tmp_path, fake_models):
-    build_index(dicom_folder, tmp_path / "index", models=["brightness"], progress=False, log=lambda *_: None)
+def test_a_dicom_query_finds_its_own_picture_first(dicom_folder, dicom_samples, tmp_path, fake_models):
+    build_test_index(dicom_folder, tmp_path / "index", ["brightness"])
     engine = SearchEngine(tmp_path / "index")
-    result = engine.search_image(DICOM_SAMPLES / "leg_ap_cr_jpeg2000_lossless.dcm", model="brightness", k=2)
+    result = engine.search_image(dicom_samples / "leg_ap_cr_jpeg2000_lossless.dcm", model="brightness", k=2)
     assert result.hits[0].id == "IMG0001" and result.hits[0].score > 0.999
     assert engine.search_image((dicom_folder / "IMG0001").read_bytes(), model="brightness", k=1).hits
