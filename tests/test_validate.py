@@ -2,12 +2,9 @@
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from collections import Counter
-
-import pytest
 
 from conftest import REPO, synthetic_image, write_collection
 from retrieval.validate import validate_collection
