@@ -216,9 +216,12 @@ def test_explain_returns_both_images_with_their_heat_maps(client, knee_file, eng
 
 
 def test_models_show_the_evaluation_figures_of_the_index(engine, monkeypatch):
-    monkeypatch.setattr(engine.policy, "figures", lambda: {  # as read from the index's evaluation summary
+    from retrieval.evaluation_summary import EvaluationSummary
+
+    measured = {"models": {  # as the index's evaluation summary stores them
         "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61234},
-        "efficientnet-lite0": {"indexes": "image", "image_category_p@5": 0.9, "text_category_p@5": None}})
+        "efficientnet-lite0": {"indexes": "image", "image_category_p@5": 0.9, "text_category_p@5": None}}}
+    monkeypatch.setattr(engine.policy, "evaluation", lambda: EvaluationSummary.from_dict(measured))
     rows = {row["name"]: row for row in app.Handlers(engine).models()}
     assert rows["tfidf"]["text_category_p@5"] == 0.612 and rows["tfidf"]["image_category_p@5"] is None
     assert rows["efficientnet-lite0"]["image_category_p@5"] == 0.9
