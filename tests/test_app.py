@@ -3,7 +3,6 @@ an index of a real subset of the collection (tfidf, minilm, efficientnet-lite0, 
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
+from conftest import served_app  # noqa: E402
 from retrieval.embedders import list_embedders  # noqa: E402
 from retrieval.evaluation_summary import EvaluationSummary  # noqa: E402
 from retrieval.files import MAX_FILE_BYTES  # noqa: E402
@@ -24,30 +24,10 @@ ENDPOINTS = {"/search_text", "/search_image", "/similar", "/study", "/refine", "
 RESULT_FIELDS = {"id", "rank", "score", "file_name", "category", "label", "caption", "source", "license"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serve(index_dir: Path):
-    """Build the app over `index_dir` and serve it on a free port; returns (engine, demo, url)."""
-    from retrieval.search import SearchEngine
-
-    engine = SearchEngine(index_dir)
-    demo = app.build_demo(engine)
-    port = free_port()
-    app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    return engine, demo, f"http://127.0.0.1:{port}/"
-
-
 @pytest.fixture(scope="module")
 def served(subset_index):
-    engine, demo, url = serve(subset_index)
-    try:
+    with served_app(subset_index) as (engine, url):
         yield engine, url
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -144,23 +124,8 @@ def test_image_search_with_category_filter(client, knee_file):
     assert len(records) == 7 and {r["category"] for r in records} == {"chest"}
 
 
-def decodable_dicom() -> Path:
-    """A DICOM sample from ../shared/dicom-samples that this checkout can decode (else the test skips)."""
-    from conftest import DICOM_SAMPLES
-    from retrieval.errors import RetrievalError
-    from retrieval.images import load_image
-
-    for sample in sorted(DICOM_SAMPLES.glob("*.dcm")):
-        try:
-            load_image(sample)
-            return sample
-        except (RetrievalError, ImportError):
-            continue
-    pytest.skip(f"no DICOM sample in {DICOM_SAMPLES} that this checkout can decode")
-
-
-def test_dicom_goes_through_the_same_endpoint(client):
-    gallery, records, suggestion, _ = client.predict(handle_file(str(decodable_dicom())), api_name="/search_image")
+def test_dicom_goes_through_the_same_endpoint(client, decodable_dicom):
+    gallery, records, suggestion, _ = client.predict(handle_file(str(decodable_dicom)), api_name="/search_image")
     check_results(gallery, records, k=5)
     assert suggestion["label"]
 
@@ -335,15 +300,8 @@ def test_main_without_index_or_collection_says_how_to_get_one(tmp_path, monkeypa
 def test_mcp_tools_are_the_named_endpoints_with_their_docstrings(subset_index):
     pytest.importorskip("mcp", reason="the MCP extra is not installed (pip install 'mcp>=1.21,<2')")
     import httpx
-    from retrieval.search import SearchEngine
-
-    demo = app.build_demo(SearchEngine(subset_index))
-    port = free_port()
-    app.launch(demo, "127.0.0.1", port, mcp=True, prevent_thread_lock=True, quiet=True)
-    try:
-        tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
-    finally:
-        demo.close()
+    with served_app(subset_index, mcp=True) as (_, url):
+        tools = httpx.get(url + "gradio_api/mcp/schema", timeout=30).json()
     described = {tool["name"]: tool["description"] for tool in tools}
     assert set(described) == {name.lstrip("/") for name in ENDPOINTS}
     assert "text query" in described["search_text"] and "not a diagnosis" in described["search_image"]

@@ -16,9 +16,7 @@ if not CHROMIUM.is_file():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the Playwright Python package is not installed")
 
 from retrieval.images import MAX_FILE_BYTES  # noqa: E402
-from test_app import decodable_dicom, serve  # noqa: E402
-
-pytestmark = pytest.mark.slow  # left out of the quick run: pytest -m "not slow"
+from conftest import served_app  # noqa: E402
 
 expect = sync_api.expect
 
@@ -30,11 +28,8 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 
 @pytest.fixture(scope="module")
 def url(subset_index):
-    _, demo, address = serve(subset_index)
-    try:
+    with served_app(subset_index) as (_, address):
         yield address
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +173,9 @@ def test_an_example_from_the_collection_is_searched(page):
                            ".startsWith('#1 · 1.00 · chest')", timeout=WAIT_MS)
 
 
-def test_a_dicom_file_goes_through_the_same_upload_box(page):
+def test_a_dicom_file_goes_through_the_same_upload_box(page, decodable_dicom):
     open_tab(page, "Image search")
-    page.set_input_files("#query-file input[type=file]", str(decodable_dicom()))
+    page.set_input_files("#query-file input[type=file]", str(decodable_dicom))
     page.wait_for_selector("#image-results img")
     expect(page.locator("#suggestion")).not_to_be_empty()
 

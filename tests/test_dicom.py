@@ -18,10 +18,6 @@ from retrieval import dicom
 from retrieval.errors import BadImage
 from retrieval.images import WORK_SIDE, load_image
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "dicom-samples"
-needs_samples = pytest.mark.skipif(
-    not SAMPLES.is_dir(), reason=f"real DICOM samples not found at {SAMPLES} (clone 'shared/' beside the repo)"
-)
 SAMPLE_NAMES = [
     "chest_pa_cr_jpeg2000_lossy.dcm",
     "leg_ap_cr_jpeg2000_lossless.dcm",
@@ -79,27 +75,24 @@ def ramp(low: int = 0, high: int = 4095) -> np.ndarray:
 # --- real files -----------------------------------------------------------------------------------------------
 
 
-@needs_samples
 @pytest.mark.parametrize("sample", SAMPLE_NAMES)
-def test_every_real_sample_decodes_to_a_usable_grayscale_picture(sample: str) -> None:
-    result = dicom.read_dicom(SAMPLES / sample)
+def test_every_real_sample_decodes_to_a_usable_grayscale_picture(dicom_samples: Path, sample: str) -> None:
+    result = dicom.read_dicom(dicom_samples / sample)
     assert result.image.mode == "L"
     assert min(result.image.size) >= 256
     assert pixels(result.image).std() > 10, "a constant picture means windowing went wrong"
     assert result.metadata["modality"] in {"CR", "XA"}
 
 
-@needs_samples
-def test_lossless_jpeg2000_and_uncompressed_copies_give_the_same_picture() -> None:
-    lossless = pixels(dicom.read_dicom(SAMPLES / "leg_ap_cr_jpeg2000_lossless.dcm").image)
-    uncompressed = pixels(dicom.read_dicom(SAMPLES / "leg_ap_cr_uncompressed.dcm").image)
+def test_lossless_jpeg2000_and_uncompressed_copies_give_the_same_picture(dicom_samples: Path) -> None:
+    lossless = pixels(dicom.read_dicom(dicom_samples / "leg_ap_cr_jpeg2000_lossless.dcm").image)
+    uncompressed = pixels(dicom.read_dicom(dicom_samples / "leg_ap_cr_uncompressed.dcm").image)
     assert lossless.shape == uncompressed.shape == (1760, 1760)
     assert np.abs(lossless - uncompressed).max() <= 1
 
 
-@needs_samples
-def test_lossy_jpeg2000_chest_is_inverted_from_monochrome1_and_looks_like_a_chest() -> None:
-    path = SAMPLES / "chest_pa_cr_jpeg2000_lossy.dcm"
+def test_lossy_jpeg2000_chest_is_inverted_from_monochrome1_and_looks_like_a_chest(dicom_samples: Path) -> None:
+    path = dicom_samples / "chest_pa_cr_jpeg2000_lossy.dcm"
     result = dicom.read_dicom(path)
     assert result.metadata["category"] == "chest" and result.metadata["view"] == "PA"
     shown = pixels(result.image).astype(np.float64)
@@ -119,9 +112,8 @@ def test_lossy_jpeg2000_chest_is_inverted_from_monochrome1_and_looks_like_a_ches
     assert mediastinum > right_lung + 30 and mediastinum > left_lung + 30
 
 
-@needs_samples
-def test_multiframe_reads_the_first_frame_by_default_and_any_frame_on_request() -> None:
-    path = SAMPLES / "coronary_xa_multiframe_jpeg.dcm"
+def test_multiframe_reads_the_first_frame_by_default_and_any_frame_on_request(dicom_samples: Path) -> None:
+    path = dicom_samples / "coronary_xa_multiframe_jpeg.dcm"
     default = pixels(dicom.read_dicom(path).image)
     assert np.array_equal(default, pixels(dicom.read_dicom(path, frame=0).image))
     assert not np.array_equal(default, pixels(dicom.read_dicom(path, frame=5).image))
@@ -129,21 +121,19 @@ def test_multiframe_reads_the_first_frame_by_default_and_any_frame_on_request() 
         dicom.read_dicom(path, frame=1000)
 
 
-@needs_samples
-def test_a_real_file_without_extension_is_recognised_and_read(tmp_path: Path) -> None:
+def test_a_real_file_without_extension_is_recognised_and_read(dicom_samples: Path, tmp_path: Path) -> None:
     copy = tmp_path / "scan"
-    shutil.copyfile(SAMPLES / "leg_ap_cr_uncompressed.dcm", copy)
+    shutil.copyfile(dicom_samples / "leg_ap_cr_uncompressed.dcm", copy)
     assert dicom.is_dicom(copy.read_bytes(), "scan")
     assert dicom.read_dicom(copy).image.size == (1760, 1760)
 
 
-@needs_samples
-def test_load_image_dispatches_dicom_paths_and_extensionless_bytes(tmp_path: Path) -> None:
-    from_path = load_image(SAMPLES / "chest_pa_cr_jpeg2000_lossy.dcm")
+def test_load_image_dispatches_dicom_paths_and_extensionless_bytes(dicom_samples: Path, tmp_path: Path) -> None:
+    from_path = load_image(dicom_samples / "chest_pa_cr_jpeg2000_lossy.dcm")
     assert from_path.mode == "L" and max(from_path.size) == WORK_SIDE
 
     copy = tmp_path / "scan"
-    shutil.copyfile(SAMPLES / "leg_ap_cr_uncompressed.dcm", copy)
+    shutil.copyfile(dicom_samples / "leg_ap_cr_uncompressed.dcm", copy)
     from_bytes = load_image(copy.read_bytes())  # no name at all: recognised by the DICM magic
     assert from_bytes.mode == "L" and from_bytes.size == (WORK_SIDE, WORK_SIDE)
     assert pixels(from_bytes).std() > 10

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLLECTION, require_collection, synthetic_image
+from conftest import marks_of, synthetic_image
 from retrieval.embedders import (
     IMAGE, TEXT, availability, embedder_spec, forget_loaded, get_embedder, list_embedders, model_version,
 )
@@ -16,10 +16,23 @@ from retrieval.errors import UnknownEmbedder, UnsupportedModality
 from tiny_models import TINY_MODELS, install_tiny_models
 
 REGISTERED = list_embedders()  # read when the tests are collected: a newly registered model is covered too
-ONE_MODALITY = [name for name in REGISTERED if len(embedder_spec(name).modalities) == 1]
 TEXTS = ["knee radiograph kl-2", "chest x-ray pneumonia", "panoramic dental x-ray"]
 IMAGES = [synthetic_image(kind, seed=3) for kind in ("bright", "stripes", "disc")]
 PINNED = Path(__file__).parent / "data" / "pinned_vectors.npz"
+
+
+def with_own_weights(name: str) -> bool:
+    """Whether the model's own weights are here (loading them is the slow part), rather than fitted at build time
+    (TF-IDF: no width before it is fitted) or stood in for by a tiny model."""
+    return availability(name).ready and embedder_spec(name).dim is not None
+
+
+def contract_cases(names: list[str]) -> list:
+    """One case per model; a model that loads its real weights brings what the `real_models` fixture brings."""
+    return [pytest.param(name, marks=marks_of("real_models")) if with_own_weights(name) else name for name in names]
+
+
+ONE_MODALITY = [name for name in REGISTERED if len(embedder_spec(name).modalities) == 1]
 
 
 def loaded(name):
@@ -68,7 +81,7 @@ def test_a_wrong_name_lists_the_right_ones():
         embedder_spec("resnet-9000")
 
 
-@pytest.mark.parametrize("contract_model", REGISTERED, indirect=True)
+@pytest.mark.parametrize("contract_model", contract_cases(REGISTERED), indirect=True)
 def test_vectors_are_unit_length_float32_of_the_declared_size_and_deterministic(contract_model):
     embedder, real = contract_model
     spec = embedder_spec(embedder.name)
@@ -86,7 +99,7 @@ def test_vectors_are_unit_length_float32_of_the_declared_size_and_deterministic(
         assert embed(items[:0]).shape == (0, embedder.dim), modality
 
 
-@pytest.mark.parametrize("contract_model", ONE_MODALITY, indirect=True)
+@pytest.mark.parametrize("contract_model", contract_cases(ONE_MODALITY), indirect=True)
 def test_a_model_refuses_the_modality_it_cannot_embed(contract_model):
     embedder, _ = contract_model
     with pytest.raises(UnsupportedModality, match=embedder.name):
@@ -96,37 +109,37 @@ def test_a_model_refuses_the_modality_it_cannot_embed(contract_model):
             embedder.embed_texts(["knee"])
 
 
+@pytest.mark.usefixtures("real_models")
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "xray-lite0"])
-def test_stored_vectors_do_not_change(name):
+def test_stored_vectors_do_not_change(name, collection):
     """Vectors pinned when these models were first written (before their code moved into embedders/): an index
     built earlier stays valid only while its version's vectors stay these."""
     from retrieval.images import load_image
 
     pinned = np.load(PINNED)
-    root = require_collection()
     if not availability(name).ready or model_version(name) != str(pinned[f"{name}/version"]):
         pytest.skip(f"{name} here is {model_version(name)}, pinned: {pinned[f'{name}/version']}")
     embedder = get_embedder(name)
-    images = embedder.embed_images([load_image(root / path) for path in pinned["paths"]])
+    images = embedder.embed_images([load_image(collection / path) for path in pinned["paths"]])
     assert np.abs(images - pinned[f"{name}/images"]).max() < 1e-6
     if f"{name}/texts" in pinned.files:
         texts = embedder.embed_texts([str(text) for text in pinned["texts"]])
         assert np.abs(texts - pinned[f"{name}/texts"]).max() < 1e-6
 
 
+@pytest.mark.usefixtures("real_models")
 def test_minilm_puts_broken_wrist_nearer_fracture_than_dental():
     vectors = loaded("minilm").embed_texts(["broken wrist", "fracture of the radius", "panoramic dental x-ray"])
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
 
 
-def test_efficientnet_features_are_pretrained_not_random():
+@pytest.mark.usefixtures("real_models")
+def test_efficientnet_features_are_pretrained_not_random(collection):
     """Pinned figure: two knee radiographs are closer to each other than to a chest radiograph."""
-    if not COLLECTION.is_dir():
-        pytest.skip("the real collection is absent")
     from retrieval.images import load_image
 
     paths = ["knee/oai-knee-kl_0001.jpg", "knee/oai-knee-kl_0002.jpg", "chest/nih-chestxray14_0001.jpg"]
-    vectors = loaded("efficientnet-lite0").embed_images([load_image(COLLECTION / p) for p in paths])
+    vectors = loaded("efficientnet-lite0").embed_images([load_image(collection / p) for p in paths])
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
 
 
@@ -138,6 +151,7 @@ def test_tfidf_state_round_trips(tmp_path):
     assert np.allclose(restored.embed_texts(TEXTS), embedder.embed_texts(TEXTS))
 
 
+@pytest.mark.usefixtures("real_models")
 def test_minilm_loads_without_sentence_transformers_and_gives_its_vectors():
     from sentence_transformers import SentenceTransformer
 
@@ -168,18 +182,19 @@ def test_a_sentence_model_of_another_kind_goes_through_sentence_transformers(tmp
     assert builtin.load_sentence_encoder(str(folder)) == ("library", str(folder))
 
 
-def _real_batch(count: int = 16):
+def _real_batch(collection, count: int = 16):
     """A normalised batch of real radiographs from every category, as the image models feed their backbone."""
     from retrieval.collection import local_rows
     from retrieval.images import load_image
 
-    rows = local_rows(require_collection())
+    rows = local_rows(collection)
     embedder = get_embedder("efficientnet-lite0")
     images = [load_image(row.path) for row in rows[::max(1, len(rows) // count)][:count]]
     return embedder._tensor(images)
 
 
-def test_the_folded_backbone_computes_what_the_packaged_module_does():
+@pytest.mark.usefixtures("real_models")
+def test_the_folded_backbone_computes_what_the_packaged_module_does(collection):
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -187,19 +202,20 @@ def test_the_folded_backbone_computes_what_the_packaged_module_does():
 
     packaged = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     packaged.load_state_dict(torch.load(backbone.backbone_file(), map_location="cpu", weights_only=True))
-    batch = _real_batch()
+    batch = _real_batch(collection)
     with torch.inference_mode():
         expected = packaged.eval().extract_features(batch)
         folded = backbone.activation_maps(backbone.load_backbone(), batch)["head"]
     assert torch.allclose(folded, expected, atol=1e-3)  # batch norms folded: the same up to rounding
 
 
-def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32():
+@pytest.mark.usefixtures("real_models")
+def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32(collection):
     import torch
 
     from retrieval.embedders import efficientnet as backbone
 
-    model, batch = backbone.load_backbone(), _real_batch()
+    model, batch = backbone.load_backbone(), _real_batch(collection)
     with torch.inference_mode():
         fp32 = backbone.pooled_features(model, batch, bf16=False)
         mixed = backbone.pooled_features(model, batch, bf16=True)

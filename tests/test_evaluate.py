@@ -13,7 +13,7 @@ from retrieval.evaluation.run import RAW_PIXELS, evaluate_index
 from retrieval.evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
 from retrieval.layout import IndexFolder
 
-from conftest import synthetic_image, write_collection
+from conftest import build_test_index, synthetic_image, write_collection
 
 
 def test_leave_one_out_ranks_the_other_rows_best_first_and_never_the_query():
@@ -130,8 +130,6 @@ def test_the_cli_writes_tables_json_plots_and_the_summary_for_the_app(subset_ind
 @pytest.fixture(scope="module")
 def near_duplicate_index(tmp_path_factory):
     """A TF-IDF index of six synthetic images and a byte copy of one of them: (collection, index folder)."""
-    from retrieval.index import build_index
-
     root = tmp_path_factory.mktemp("near-duplicates")
     images = {f"chest/c{i}.png": synthetic_image("bright", seed=i) for i in range(3)}
     images["chest/copy.png"] = images["chest/c0.png"]
@@ -139,7 +137,7 @@ def near_duplicate_index(tmp_path_factory):
     rows = [{"file_name": name, "category": name.split("/")[0], "label": "", "caption": "radiograph",
              "source": "synthetic", "license": "CC0-1.0"} for name in images]
     collection = write_collection(root / "collection", rows, images)
-    build_index(collection, root / "index", models=["tfidf"], progress=False, log=lambda *_: None)
+    build_test_index(collection, root / "index", ["tfidf"])
     return collection, root / "index"
 
 

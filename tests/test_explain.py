@@ -47,6 +47,7 @@ def pair_explanation(model: str, query: Image.Image, result: Image.Image):
     return explain(model, both.row(0), both.row(1), query, result, "result")
 
 
+@pytest.mark.usefixtures("real_models")
 @pytest.mark.parametrize("model", IMAGE_MODELS)
 @pytest.mark.parametrize("top, left", [(0, 0), (4 * CELL, 4 * CELL)], ids=["top-left", "bottom-right"])
 def test_the_map_peaks_on_a_pattern_the_two_images_share_and_not_elsewhere(model, top, left):
@@ -60,6 +61,7 @@ def test_the_map_peaks_on_a_pattern_the_two_images_share_and_not_elsewhere(model
         assert heat[inside].mean() > heat[~inside].mean() + 0.2
 
 
+@pytest.mark.usefixtures("real_models")
 @pytest.mark.parametrize("model", IMAGE_MODELS)
 def test_the_feature_map_averages_to_the_embedding_of_the_same_preprocessing(model, real_subset):
     embedder = get_embedder(model)
@@ -74,6 +76,7 @@ def test_the_feature_map_averages_to_the_embedding_of_the_same_preprocessing(mod
     assert np.all(np.sum(features.vectors * expected, axis=1) > 0.999)
 
 
+@pytest.mark.usefixtures("real_models")
 def test_xray_lite0_maps_only_what_its_border_crop_kept():
     # Black bars above and below: xray-lite0's 'norm' view crops them away, so the map leaves them blank.
     picture = np.zeros((SIDE + 64, SIDE), np.uint8)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-import app  # noqa: E402
+from conftest import served_app  # noqa: E402
 
 MEMORY_HEADROOM = 600 * 2**20  # the app process may grow by at most this over all hostile uploads
 
@@ -81,24 +80,10 @@ ACCEPTED = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(subset_index, tmp_path_factory):
-    from retrieval.search import SearchEngine
-
-    demo = app.build_demo(SearchEngine(subset_index))
-    port = free_port()
-    app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False,
-                     download_files=str(tmp_path_factory.mktemp("hostile-downloads")))
-    finally:
-        demo.close()
+    with served_app(subset_index) as (_, url):
+        yield Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("hostile-downloads")))
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, synthetic_image, write_collection
+from conftest import REPO, build_test_index, synthetic_image, write_collection
 from retrieval.layout import IndexFolder
 from retrieval.errors import CollectionError, EmbedderUnavailable, UnknownEmbedder
 from retrieval.index import build_index
@@ -20,7 +19,6 @@ from retrieval.policy import model_rows
 from retrieval.search import SearchEngine
 
 MODELS = ["keywords", "brightness", "tfidf"]
-quiet = dict(progress=False, log=lambda *_: None)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +27,7 @@ def fakes(fake_models):
 
 
 def test_build_writes_dataset_vectors_faiss_indexes_and_manifest(synthetic_collection, tmp_path):
-    report = build_index(synthetic_collection, tmp_path / "index", models=MODELS, **quiet)
+    report = build_test_index(synthetic_collection, tmp_path / "index", MODELS)
     generation = IndexFolder(tmp_path / "index").current()
     manifest = generation.manifest
     assert report.rows == manifest.rows == 6
@@ -84,8 +82,7 @@ def test_a_build_reads_the_collection_once_every_image_decoded_and_hashed_once_f
     monkeypatch.setattr(validate, "read_metadata", counted_parse)
     monkeypatch.setattr(KeywordEmbedder, "embed_texts", counted_embed)
     try:
-        build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "brightness-b"],
-                    **quiet)
+        build_test_index(synthetic_collection, tmp_path / "index", ["keywords", "brightness", "brightness-b"])
     finally:
         unregister("brightness-b")
     dataset = IndexFolder(tmp_path / "index").current().load_dataset()
@@ -106,7 +103,7 @@ def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(s
     from retrieval import ann
 
     monkeypatch.setattr(ann, "EXACT_LIMIT", 3)  # "large" = more than 3 rows, so six synthetic rows qualify
-    build_index(synthetic_collection, tmp_path / "index", models=["brightness"], **quiet)
+    build_test_index(synthetic_collection, tmp_path / "index", ["brightness"])
     entry = IndexFolder(tmp_path / "index").current().manifest.models["brightness"]
     assert entry.faiss_factory.startswith("HNSW") and entry.recall_at_10 >= ann.RECALL_TARGET
     engine = SearchEngine(tmp_path / "index")
@@ -116,7 +113,7 @@ def test_a_large_collection_gets_an_approximate_index_tuned_to_a_recall_target(s
 
 
 def test_each_row_stores_a_small_thumbnail_for_the_gallery(synthetic_collection, tmp_path):
-    build_index(synthetic_collection, tmp_path / "index", models=["brightness"], **quiet)
+    build_test_index(synthetic_collection, tmp_path / "index", ["brightness"])
     engine = SearchEngine(tmp_path / "index")
     for item_id in engine.catalogue.ids:
         thumbnail = engine.catalogue.thumbnail(item_id)
@@ -128,17 +125,17 @@ def test_each_row_stores_a_small_thumbnail_for_the_gallery(synthetic_collection,
 
 def test_a_second_build_embeds_nothing_and_one_new_image_embeds_one(synthetic_collection, tmp_path):
     index = tmp_path / "index"
-    first = build_index(synthetic_collection, index, models=MODELS, **quiet)
+    first = build_test_index(synthetic_collection, index, MODELS)
     assert first.models["brightness"].embedded == 6
-    again = build_index(synthetic_collection, index, models=MODELS, **quiet)
+    again = build_test_index(synthetic_collection, index, MODELS)
     assert again.up_to_date and again.models == {}
-    forced = build_index(synthetic_collection, index, models=MODELS, force=True, **quiet)
+    forced = build_test_index(synthetic_collection, index, MODELS, force=True)
     assert {name: m.embedded for name, m in forced.models.items()} == {"keywords": 0, "brightness": 0, "tfidf": 0}
 
     synthetic_image("disc", seed=9).save(synthetic_collection / "knee" / "k9.png")
     with (synthetic_collection / "metadata.csv").open("a") as handle:
         handle.write("knee/k9.png,knee,kl-4,,knee radiograph severe,synthetic,,CC0-1.0\n")
-    grown = build_index(synthetic_collection, index, models=MODELS, **quiet)
+    grown = build_test_index(synthetic_collection, index, MODELS)
     assert grown.rows == 7
     assert grown.models["brightness"].embedded == 1 and grown.models["brightness"].reused == 6
     assert grown.models["keywords"].embedded == 1
@@ -147,17 +144,17 @@ def test_a_second_build_embeds_nothing_and_one_new_image_embeds_one(synthetic_co
 
 def test_changing_metadata_text_re_embeds_that_row_for_text_models_only(synthetic_collection, tmp_path):
     index = tmp_path / "index"
-    build_index(synthetic_collection, index, models=MODELS, **quiet)
+    build_test_index(synthetic_collection, index, MODELS)
     text = (synthetic_collection / "metadata.csv").read_text().replace("kl-0", "kl-3", 1)
     (synthetic_collection / "metadata.csv").write_text(text)
-    report = build_index(synthetic_collection, index, models=MODELS, **quiet)
+    report = build_test_index(synthetic_collection, index, MODELS)
     assert report.models["keywords"].embedded == 1 and report.models["brightness"].embedded == 0
 
 
 def test_an_invalid_collection_is_refused_unless_rows_are_skipped_by_name(synthetic_collection, tmp_path):
     (synthetic_collection / "knee" / "k1.png").write_bytes(b"garbage")
     with pytest.raises(CollectionError, match="knee/k1.png"):
-        build_index(synthetic_collection, tmp_path / "index", models=MODELS, **quiet)
+        build_test_index(synthetic_collection, tmp_path / "index", MODELS)
     assert IndexFolder(tmp_path / "index").current() is None
     messages = []
     report = build_index(synthetic_collection, tmp_path / "index", models=MODELS, skip_invalid=True,
@@ -169,7 +166,7 @@ def test_an_invalid_collection_is_refused_unless_rows_are_skipped_by_name(synthe
 def test_a_plain_folder_without_metadata_builds_with_sub_folder_categories(tmp_path):
     root = write_collection(tmp_path / "plain", [{"file_name": "chest/a.png", "kind": "bright"},
                                                   {"file_name": "knee/b.png", "kind": "stripes"}], metadata=False)
-    build_index(root, tmp_path / "index", models=["brightness", "tfidf"], **quiet)
+    build_test_index(root, tmp_path / "index", ["brightness", "tfidf"])
     engine = SearchEngine(tmp_path / "index")
     assert engine.catalogue.categories == ["chest", "knee"]
     assert engine.catalogue.record("knee/b")["label"] == ""
@@ -187,7 +184,7 @@ def test_a_hub_dataset_id_goes_through_load_dataset(synthetic_collection, tmp_pa
         return real("imagefolder", data_dir=str(synthetic_collection), **kwargs)
 
     monkeypatch.setattr(datasets, "load_dataset", local_stand_in)
-    report = build_index("someone/xray-demo", tmp_path / "index", models=["brightness", "keywords"], **quiet)
+    report = build_test_index("someone/xray-demo", tmp_path / "index", ["brightness", "keywords"])
     assert calls == ["someone/xray-demo"] and report.rows == 6
     engine = SearchEngine(tmp_path / "index")
     assert sorted(engine.catalogue.categories) == ["chest", "knee"]
@@ -196,11 +193,11 @@ def test_a_hub_dataset_id_goes_through_load_dataset(synthetic_collection, tmp_pa
 
 
 def test_a_build_without_named_models_builds_the_defaults_available_here(synthetic_collection, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, real_models):
     from retrieval.embedders import BUILD_DEFAULTS, availability, list_embedders
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    report = build_index(synthetic_collection, tmp_path / "index", **quiet)
+    report = build_index(synthetic_collection, tmp_path / "index", progress=False, log=lambda *_: None)  # no models
     expected = [name for name in BUILD_DEFAULTS if name in list_embedders() and availability(name).ready]
     assert list(report.models) == expected and {"tfidf", "minilm", "efficientnet-lite0"} <= set(expected)
     assert set(report.skipped_models) == {name for name in BUILD_DEFAULTS if name in list_embedders()} - set(expected)
@@ -208,7 +205,7 @@ def test_a_build_without_named_models_builds_the_defaults_available_here(synthet
 
 def test_unknown_and_unavailable_models_are_refused_before_any_work(synthetic_collection, tmp_path, monkeypatch):
     with pytest.raises(UnknownEmbedder, match="choose from"):
-        build_index(synthetic_collection, tmp_path / "index", models=["nope"], **quiet)
+        build_test_index(synthetic_collection, tmp_path / "index", ["nope"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from retrieval.embedders import Availability, EmbedderSpec, register, unregister
 
@@ -216,7 +213,7 @@ def test_unknown_and_unavailable_models_are_refused_before_any_work(synthetic_co
                           lambda: None, lambda: Availability(False, "weights not found")))
     try:
         with pytest.raises(EmbedderUnavailable, match="weights not found"):
-            build_index(synthetic_collection, tmp_path / "index", models=["ghost"], **quiet)
+            build_test_index(synthetic_collection, tmp_path / "index", ["ghost"])
         assert IndexFolder(tmp_path / "index").current() is None
     finally:
         unregister("ghost")
@@ -234,7 +231,7 @@ KILLABLE_BUILD = textwrap.dedent("""
 
 def test_a_build_killed_midway_leaves_the_previous_index_loadable(synthetic_collection, tmp_path):
     index = tmp_path / "index"
-    build_index(synthetic_collection, index, models=["brightness"], **quiet)
+    build_test_index(synthetic_collection, index, ["brightness"])
     before = SearchEngine(index).similar("chest/c0", model="brightness", k=2)
     script = KILLABLE_BUILD.format(repo=str(REPO), tests=str(REPO / "tests"),
                                    collection=str(synthetic_collection), index=str(index))
@@ -252,7 +249,7 @@ def test_a_build_killed_midway_leaves_the_previous_index_loadable(synthetic_coll
             process.kill()
     after = SearchEngine(index).similar("chest/c0", model="brightness", k=2)
     assert [h.id for h in after] == [h.id for h in before]
-    build_index(synthetic_collection, index, models=["brightness"], force=True, **quiet)
+    build_test_index(synthetic_collection, index, ["brightness"], force=True)
     assert len(list((index / "generations").iterdir())) <= 2  # the abandoned generation was pruned
 
 

@@ -5,17 +5,16 @@ import shutil
 
 import pytest
 
+from conftest import build_test_index
 from retrieval.layout import IndexFolder
 from retrieval.errors import BrokenIndex
-from retrieval.index import build_index
 from retrieval.search import SearchEngine
 
 
 @pytest.fixture
 def index(synthetic_collection, tmp_path, fake_models):
     index_dir = tmp_path / "index"
-    build_index(synthetic_collection, index_dir, models=["keywords", "brightness"], progress=False,
-                log=lambda *_: None)
+    build_test_index(synthetic_collection, index_dir, ["keywords", "brightness"])
     return index_dir
 
 
@@ -60,7 +59,6 @@ def test_a_dangling_current_link_reads_as_no_index(index):
 
 def test_a_plain_rebuild_notices_the_damage_and_repairs_it(index, synthetic_collection):
     truncate(generation(index) / "faiss" / "brightness.faiss")
-    report = build_index(synthetic_collection, index, models=["keywords", "brightness"], progress=False,
-                         log=lambda *_: None)
+    report = build_test_index(synthetic_collection, index, ["keywords", "brightness"])
     assert not report.up_to_date and report.models["brightness"].reused == 6
     assert SearchEngine(index).similar("chest/c0", model="brightness", k=2)

@@ -7,15 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from conftest import synthetic_image, write_collection
+from conftest import build_test_index, synthetic_image, write_collection
 from retrieval.errors import BadQuery, UnknownEmbedder
-from retrieval.index import build_index
 from retrieval.layout import IndexFolder
 from retrieval.projection import place, project
 from retrieval.search import SearchEngine
 
 MODELS = ["keywords", "brightness"]  # a text model (no map) and an image model (a map)
-quiet = dict(progress=False, log=lambda *_: None)
 
 
 def two_kinds(root):
@@ -31,7 +29,7 @@ def two_kinds(root):
 def index(module_fake_models, tmp_path_factory):
     """Built once and only read by the tests that use it."""
     root = tmp_path_factory.mktemp("map")
-    build_index(two_kinds(root / "collection"), root / "index", models=MODELS, **quiet)
+    build_test_index(two_kinds(root / "collection"), root / "index", MODELS)
     return root / "index"
 
 
@@ -44,7 +42,7 @@ def engine(index):
 def fresh(module_fake_models, tmp_path):
     """A collection and its index of our own, to change and rebuild."""
     collection = two_kinds(tmp_path / "collection")
-    build_index(collection, tmp_path / "index", models=MODELS, **quiet)
+    build_test_index(collection, tmp_path / "index", MODELS)
     return collection, tmp_path / "index"
 
 
@@ -88,7 +86,7 @@ def test_a_rebuild_that_reuses_every_vector_keeps_the_map_file_as_it_is(fresh):
     collection, index = fresh
     before = IndexFolder(index).current().map_path("brightness")
     content, stamp = before.read_bytes(), before.stat().st_mtime_ns
-    report = build_index(collection, index, models=MODELS, force=True, **quiet)
+    report = build_test_index(collection, index, MODELS, force=True)
     after = IndexFolder(index).current().map_path("brightness")
     assert after != before and report.models["brightness"].embedded == 0
     assert after.read_bytes() == content and after.stat().st_mtime_ns == stamp  # copied, not projected again
@@ -99,7 +97,7 @@ def test_a_metadata_change_re_embeds_text_but_keeps_the_image_map(fresh):
     stamp = IndexFolder(index).current().map_path("brightness").stat().st_mtime_ns
     text = (collection / "metadata.csv").read_text().replace("kl-0", "kl-3", 1)
     (collection / "metadata.csv").write_text(text)
-    report = build_index(collection, index, models=MODELS, **quiet)
+    report = build_test_index(collection, index, MODELS)
     assert report.models["keywords"].embedded == 1
     assert IndexFolder(index).current().map_path("brightness").stat().st_mtime_ns == stamp
 
@@ -110,7 +108,7 @@ def test_a_new_image_rebuilds_the_map_with_its_point(fresh):
     synthetic_image("disc", seed=9).save(collection / "knee" / "k9.png")
     with (collection / "metadata.csv").open("a") as handle:
         handle.write("knee/k9.png,knee,kl-4,,knee radiograph severe,synthetic,,CC0-1.0\n")
-    report = build_index(collection, index, models=MODELS, **quiet)
+    report = build_test_index(collection, index, MODELS)
     generation = IndexFolder(index).current()
     assert report.models["brightness"].embedded == 1 and report.models["brightness"].map_seconds > 0
     assert generation.read_map("brightness").shape == (17, 2)
@@ -125,7 +123,7 @@ def test_a_missing_map_file_leaves_the_index_served_and_the_next_build_adds_it(f
     assert generation.damage() is None and not generation.has_map("brightness")
     with pytest.raises(BadQuery, match="rebuild the index to get the map"):
         SearchEngine(index).explorer.collection_map("brightness")
-    report = build_index(collection, index, models=MODELS, **quiet)
+    report = build_test_index(collection, index, MODELS)
     assert not report.up_to_date and report.models["brightness"].embedded == 0
     assert IndexFolder(index).current().read_map("brightness").shape == (16, 2)
 
@@ -135,7 +133,7 @@ def test_a_map_that_does_not_match_the_rows_is_damage(fresh):
     generation = IndexFolder(index).current()
     generation.write_map("brightness", np.zeros((3, 2), np.float32))
     assert "map of brightness" in generation.damage()
-    report = build_index(collection, index, models=MODELS, **quiet)  # rebuilt, the map projected again
+    report = build_test_index(collection, index, MODELS)  # rebuilt, the map projected again
     assert not report.up_to_date and IndexFolder(index).current().read_map("brightness").shape == (16, 2)
 
 
@@ -151,7 +149,7 @@ def test_an_index_built_before_maps_says_to_rebuild_and_a_plain_build_adds_them(
         engine.explorer.collection_map("brightness")
     with pytest.raises(BadQuery, match="no map of the collection; rebuild"):
         engine.explorer.collection_map()
-    report = build_index(collection, index, models=MODELS, **quiet)  # the collection is unchanged
+    report = build_test_index(collection, index, MODELS)  # the collection is unchanged
     assert not report.up_to_date and report.models["brightness"].embedded == 0
     assert SearchEngine(index).explorer.map_models() == ["brightness"]
 

@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrieval.errors import BadQuery, RetrievalError, UnknownEmbedder
-from retrieval.index import build_index
 from retrieval.options import K_MAX, K_MIN, MAX_QUERY_CHARS
 from retrieval.ranking import DUPLICATE_MARGIN
 from retrieval.search import SearchEngine
@@ -19,13 +18,12 @@ TEXT_MODELS, IMAGE_MODELS = {"keywords", "tfidf"}, {"brightness"}
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, module_fake_models):
-    from conftest import write_collection
+    from conftest import build_test_index
 
     rows = [{"file_name": f"{c}/{c}{i}.png", "category": c, "caption": f"{c} radiograph", "kind": kind}
             for c, kind in (("chest", "bright"), ("knee", "stripes"), ("hand", "disc")) for i in range(4)]
-    root = write_collection(tmp_path_factory.mktemp("prop") / "collection", rows)
-    index = tmp_path_factory.mktemp("prop-index") / "index"
-    build_index(root, index, models=["keywords", "brightness", "tfidf"], progress=False, log=lambda *_: None)
+    index = tmp_path_factory.mktemp("prop") / "index"
+    build_test_index(rows, index, ["keywords", "brightness", "tfidf"])
     return SearchEngine(index)
 
 

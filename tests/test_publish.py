@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import COLLECTION, REPO
+from benchmarks.common import free_port
+from conftest import REPO, build_test_index
 from retrieval import hub
 from retrieval.layout import IndexFolder
 from retrieval.collection import metadata_fingerprint
@@ -30,8 +31,8 @@ from retrieval.search import SearchEngine
 BIG = 10 * 2**20
 
 
-def metadata_by_file() -> dict[str, dict]:
-    with (COLLECTION / "metadata.csv").open(newline="") as handle:
+def metadata_by_file(collection: Path) -> dict[str, dict]:
+    with (collection / "metadata.csv").open(newline="") as handle:
         return {row["file_name"]: row for row in csv.DictReader(handle)}
 
 
@@ -46,12 +47,12 @@ def file_names(index_dir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def published(subset_index, tmp_path_factory):
+def published(subset_index, collection, tmp_path_factory):
     """The subset index published as a Space with the default (open) policy."""
     out = tmp_path_factory.mktemp("publish") / "space"
     source = IndexFolder(subset_index).require_current()
     before = sorted(p.relative_to(source.folder) for p in source.folder.rglob("*"))
-    report = publish(subset_index, out, licenses="open", collection=COLLECTION, log=lambda *_: None)
+    report = publish(subset_index, out, licenses="open", collection=collection, log=lambda *_: None)
     assert sorted(p.relative_to(source.folder) for p in source.folder.rglob("*")) == before  # source untouched
     assert source.damage() is None
     return report, out
@@ -78,8 +79,8 @@ def test_licence_strings_are_classified(licence, expected):
     assert licence_class(licence) == expected
 
 
-def test_every_licence_of_the_collection_is_among_the_examples():
-    assert {row["license"] for row in metadata_by_file().values()} <= set(LICENCES)
+def test_every_licence_of_the_collection_is_among_the_examples(collection):
+    assert {row["license"] for row in metadata_by_file(collection).values()} <= set(LICENCES)
 
 
 @pytest.mark.parametrize("licence, policy, expected", [
@@ -126,9 +127,9 @@ def test_a_card_that_names_only_its_sources_takes_their_licences_from_the_index(
 
 
 # --- the published Space --------------------------------------------------------------------------------------
-def test_published_rows_are_within_the_policy_and_the_rest_is_counted(published, subset_index):
+def test_published_rows_are_within_the_policy_and_the_rest_is_counted(published, subset_index, collection):
     report, out = published
-    metadata = metadata_by_file()
+    metadata = metadata_by_file(collection)
     kept = file_names(out / "index")
     assert kept and all(licence_class(metadata[name]["license"]) == "open" for name in kept)
     left_out = [metadata[name] for name in file_names(subset_index) if name not in set(kept)]
@@ -157,12 +158,12 @@ def test_the_space_readme_has_the_front_matter_and_the_attribution(published):
         assert (out / name).is_file()
 
 
-def test_the_published_index_is_whole_refingerprinted_and_has_no_symlinks(published):
+def test_the_published_index_is_whole_refingerprinted_and_has_no_symlinks(published, collection):
     report, out = published
     generation = IndexFolder(out / "index").require_current()
     assert generation.damage() is None
     manifest = generation.manifest
-    metadata = metadata_by_file()
+    metadata = metadata_by_file(collection)
     kept = file_names(out / "index")
     assert manifest.rows == len(kept) == report.rows
     assert manifest.fingerprint == metadata_fingerprint([metadata[name] for name in kept])
@@ -207,9 +208,7 @@ def test_the_published_space_runs_on_its_own(published, tmp_path_factory):
     engine = SearchEngine(space / "index")
     knee = next(item for item in engine.catalogue.ids if item.startswith("knee/"))
     engine.catalogue.image(knee).save(query)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(elsewhere), "HF_HUB_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}
     log = (elsewhere / "app.log").open("w")
@@ -317,12 +316,9 @@ def test_publish_takes_an_hf_location_as_the_app_does(synthetic_collection, tmp_
     """The index to publish may be `hf://datasets/OWNER/NAME`, resolved as the app resolves it (the download
     is faked by a local snapshot without symlinks). Kept vectors are reused; with every row kept, TF-IDF is
     restored and the maps taken over, with a row left out they are refitted and projected again."""
-    from retrieval.index import build_index
-
     metadata = synthetic_collection / "metadata.csv"
     metadata.write_text(metadata.read_text().replace("CC0-1.0", "CC-BY-NC-4.0", 1))  # chest/c0: non-commercial
-    build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "tfidf"],
-                progress=False, log=lambda *_: None)
+    build_test_index(synthetic_collection, tmp_path / "index", ["keywords", "brightness", "tfidf"])
     snapshot = tmp_path / "hub-cache" / "datasets--owner--xray-index" / "snapshots" / "abc123"
     publish(tmp_path / "index", snapshot, licenses="all", as_dataset=True, log=lambda *_: None)
     before = sorted(p.relative_to(snapshot) for p in snapshot.rglob("*"))
@@ -397,9 +393,7 @@ def test_a_space_builds_behind_a_progress_page_then_serves_the_app():
     from ui.startup import build_behind_page, on_space
 
     assert on_space({"SPACE_ID": "owner/space"}) and not on_space({})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     seen = {}
 
     def build(log):

@@ -7,9 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import COLLECTION, REPO, synthetic_image
+from conftest import REPO, build_test_index, synthetic_image
 from retrieval.errors import BadImage, BadQuery, BrokenIndex, RetrievalError, UnknownEmbedder
-from retrieval.index import build_index
 from retrieval.evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
 from retrieval.schema import FIELDS
 from retrieval.ranking import DUPLICATE_MARGIN
@@ -18,8 +17,7 @@ from retrieval.search import SearchEngine
 
 @pytest.fixture
 def engine(synthetic_collection, tmp_path, fake_models):
-    build_index(synthetic_collection, tmp_path / "index", models=["keywords", "brightness", "tfidf"],
-                progress=False, log=lambda *_: None)
+    build_test_index(synthetic_collection, tmp_path / "index", ["keywords", "brightness", "tfidf"])
     return SearchEngine(tmp_path / "index")
 
 
@@ -68,8 +66,8 @@ def test_a_category_filter_inside_faiss_still_returns_k_results(subset_engine):
     assert len(image_hits) == 20 and {hit.category for hit in image_hits} == {"dental"}
 
 
-def test_an_image_query_suggests_a_category_as_a_retrieval_statistic(subset_engine):
-    path = COLLECTION / "knee" / "oai-knee-kl_0001.jpg"
+def test_an_image_query_suggests_a_category_as_a_retrieval_statistic(subset_engine, collection):
+    path = collection / "knee" / "oai-knee-kl_0001.jpg"
     result = subset_engine.search_image(path, k=5)
     assert result.suggested_category == "knee"
     assert abs(sum(result.suggestion.values()) - 1) < 1e-6
@@ -143,13 +141,10 @@ def test_the_cli_search_prints_json_results(subset_index):
 
 
 def test_tied_results_alternate_findings_in_a_stable_order(tmp_path, fake_models):
-    from conftest import write_collection
-
     rows = [{"file_name": f"knee/k{i}.png", "category": "knee", "label": label, "caption": "knee radiograph",
              "source": source, "kind": "stripes"}
             for i, (label, source) in enumerate([("kl-0", "a"), ("kl-0", "a"), ("kl-0", "b"), ("kl-4", "a")])]
-    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["keywords"],
-                progress=False, log=lambda *_: None)
+    build_test_index(rows, tmp_path / "index", ["keywords"])
     engine = SearchEngine(tmp_path / "index")
     hits = engine.search_text("knee", model="keywords", k=4)
     assert len({round(hit.score, 6) for hit in hits}) == 1  # the keyword vectors of all four rows are equal
@@ -158,14 +153,11 @@ def test_tied_results_alternate_findings_in_a_stable_order(tmp_path, fake_models
 
 
 def test_metadata_text_describes_the_image_not_its_dataset(tmp_path):
-    from conftest import write_collection
-
     rows = [{"file_name": "knee/k0.png", "category": "knee", "label": "kl-4", "caption": "knee radiograph",
              "source": "Severity Grading Dataset", "kind": "stripes"},
             {"file_name": "knee/k1.png", "category": "knee", "label": "kl-1", "caption": "knee radiograph",
              "source": "Severity Grading Dataset", "kind": "stripes"}]
-    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["tfidf"],
-                progress=False, log=lambda *_: None)
+    build_test_index(rows, tmp_path / "index", ["tfidf"])
     engine = SearchEngine(tmp_path / "index")
     assert engine.search_text("severe osteoarthritis", model="tfidf", k=2)[0].label == "kl-4"
     assert engine.search_text("grading dataset", model="tfidf", k=2).hits == []  # the source is not searched
@@ -173,14 +165,11 @@ def test_metadata_text_describes_the_image_not_its_dataset(tmp_path):
 
 
 def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tmp_path, fake_models):
-    from conftest import write_collection
-
     rows = [{"file_name": f"knee/a{i}.png", "category": "knee", "label": "kl-1", "caption": "knee radiograph",
              "kind": "stripes"} for i in range(3)]
     rows.append({"file_name": "knee/b.png", "category": "knee", "label": "kl-4",
                  "caption": "knee knee radiograph chest", "kind": "stripes"})  # 4 x knee + 1 x chest: cos 0.97
-    build_index(write_collection(tmp_path / "collection", rows), tmp_path / "index", models=["keywords"],
-                progress=False, log=lambda *_: None)
+    build_test_index(rows, tmp_path / "index", ["keywords"])
     hits = SearchEngine(tmp_path / "index").search_text("knee", model="keywords", k=4)
     assert [hit.id for hit in hits] == ["knee/a0", "knee/b", "knee/a1", "knee/a2"]
     assert hits[1].score < hits[2].score  # shown earlier although it scores a little lower

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLLECTION, make_subset
+from conftest import make_subset
 
 PER_CATEGORY = 8
 
@@ -21,7 +21,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 
 
 @pytest.fixture(scope="module")
-def subset(tmp_path_factory) -> Path:
+def subset(collection, tmp_path_factory) -> Path:
     """PER_CATEGORY rows per category, dealt from its sources in turn (every source of a category is in)."""
     return make_subset(tmp_path_factory.mktemp("subset"), PER_CATEGORY, round_robin_sources=True)
 
@@ -34,7 +34,8 @@ def _train(subset: Path, out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model_dir(subset, tmp_path_factory) -> Path:
+def model_dir(subset, real_models, tmp_path_factory) -> Path:
+    """One epoch from the pretrained EfficientNet-Lite0 backbone (real weights)."""
     out = tmp_path_factory.mktemp("models") / "xray-lite0"
     report = _train(subset, out)
     assert report["data"]["rows"] == 6 * PER_CATEGORY
@@ -98,11 +99,11 @@ def test_damaged_weights_are_refused(model_dir: Path, tmp_path: Path, damage: st
         XRayLite0Embedder(copy)
 
 
-def test_source_folds_keep_sources_whole_and_spread_categories():
+def test_source_folds_keep_sources_whole_and_spread_categories(collection):
     from retrieval.evaluation.folds import assign_source_folds, source_fold_of_rows
     from retrieval.training.data import read_items
 
-    items = read_items(COLLECTION) if (COLLECTION / "metadata.csv").is_file() else pytest.skip("no collection")
+    items = read_items(collection)
     for seed in (0, 1, 2):
         assignment = assign_source_folds(items, 3, seed)
         assert assignment == assign_source_folds(items, 3, seed)  # deterministic

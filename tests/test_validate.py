@@ -2,14 +2,11 @@
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from collections import Counter
 
-import pytest
-
-from conftest import REPO, require_collection, synthetic_image, write_collection
+from conftest import REPO, synthetic_image, write_collection
 from retrieval.validate import validate_collection
 
 
@@ -17,13 +14,12 @@ def codes(report, level=None):
     return {f.code for f in report.findings if level is None or f.level == level}
 
 
-def test_the_curated_collection_is_valid():
-    root = require_collection()
-    result = subprocess.run([sys.executable, "-m", "retrieval", "validate", str(root), "--json"],
+def test_the_curated_collection_is_valid(collection):
+    result = subprocess.run([sys.executable, "-m", "retrieval", "validate", str(collection), "--json"],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(result.stdout)
-    with (root / "metadata.csv").open(newline="") as handle:  # the collection grows: count what is there
+    with (collection / "metadata.csv").open(newline="") as handle:  # the collection grows: count what is there
         rows = list(csv.DictReader(handle))
     assert report["ok"] and report["rows"] == len(rows) and report["files"] == len(rows)
     assert report["categories"] == dict(Counter(row["category"] for row in rows))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from conftest import build_test_index
 from retrieval.embedders import availability, embedder_spec, forget_loaded, get_embedder, model_version
 from retrieval.embedders import weights
 from retrieval.errors import EmbedderUnavailable
@@ -179,10 +180,8 @@ def test_biomedclip_says_where_its_text_tower_config_goes(model_dir, offline, tm
 
 
 def test_an_index_builds_with_a_zoo_model_and_answers_searches(zoo, synthetic_collection, tmp_path):
-    index = pytest.importorskip("retrieval.index")
     search = pytest.importorskip("retrieval.search")
-    index.build_index(synthetic_collection, tmp_path / "index", models=["clip-vit-b32"], progress=False,
-                      log=lambda *_: None)
+    build_test_index(synthetic_collection, tmp_path / "index", ["clip-vit-b32"])
     engine = search.SearchEngine(tmp_path / "index")
 
     query = Image.open(synthetic_collection / "knee" / "k1.png")

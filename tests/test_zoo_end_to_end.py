@@ -3,24 +3,22 @@
 import pytest
 
 import app
+from conftest import build_test_index
 from retrieval.embedders import forget_loaded, list_embedders
-from retrieval.index import build_index
 from retrieval.search import SearchEngine
 from tiny_models import TINY_MODELS, install_tiny_models
-
-pytestmark = pytest.mark.slow  # left out of the quick run: pytest -m "not slow"
 
 CLIP_LIKE = ["clip-vit-b32", "biomedclip"]
 NINE = ["tfidf", "minilm", "efficientnet-lite0", *TINY_MODELS]
 
 
 @pytest.fixture
-def zoo_index(synthetic_collection, tmp_path, monkeypatch):
+def zoo_index(synthetic_collection, tmp_path, monkeypatch, real_models):
+    """`--models all`: the tiny zoo stand-ins beside the real built-ins (so: real weights, a slow test)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("XRAY_MODEL_DIR", str(install_tiny_models(tmp_path / "models")))
     forget_loaded()
-    report = build_index(synthetic_collection, tmp_path / "index", models="all", progress=False,
-                         log=lambda *_: None)
+    report = build_test_index(synthetic_collection, tmp_path / "index", "all")
     yield report, SearchEngine(tmp_path / "index")
     forget_loaded()  # tiny models must not leak into other tests
 
