@@ -291,7 +291,8 @@ class _ImageEmbedding:
                         wanted.setdefault(read.facts.sha256, read.pictures[plan.embedder.decode_side])
                 keys = list(wanted)
                 for start in range(0, len(keys), IMAGE_CHUNK):
-                    plan.embed(keys[start:start + IMAGE_CHUNK], [wanted[key] for key in keys[start:start + IMAGE_CHUNK]])
+                    batch = keys[start:start + IMAGE_CHUNK]
+                    plan.embed(batch, [wanted[key] for key in batch])
                 plan.seconds += time.perf_counter() - began
             for read in chunk:
                 if read.facts is not None:
