@@ -141,16 +141,21 @@ def archive_rows(root: str | Path, salt: bytes, options: ArchiveOptions = Archiv
 
 
 def read_archive(root: str | Path, salt: bytes, options: ArchiveOptions = ArchiveOptions(), sides=(),
-                 on_chunk: Callable | None = None, progress: bool = False):
-    """Rows, what the one read of each image learned ({file name: ImageFacts}) and the files left out
-    ({reason: count}) of an archive: the headers first, then the pixels of the rows they keep."""
+                 on_chunk: Callable | None = None, progress: bool = False,
+                 expect: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Read an archive: the headers first, then the pixels of the rows they keep, each chunk of read images going
+    to `on_chunk` (which writes and embeds them; `expect` hears how many images will come). Returns the files left
+    out ({reason: count})."""
     from .image_pass import read_images
 
     rows, skipped = archive_rows(root, salt, options, progress)
-    facts, problems = read_images(rows, sides=sides, thumbnails=True, progress=progress, on_chunk=on_chunk)
+    if expect is not None:
+        expect(len(rows))
+    _, problems = read_images(rows, sides=sides, thumbnails=True, progress=progress and on_chunk is None,
+                              on_chunk=on_chunk)
     if problems:
         skipped["pixels-unreadable"] += len(problems)
-    return [row for row in rows if row.file_name in facts], facts, dict(sorted(skipped.items()))
+    return dict(sorted(skipped.items()))
 
 
 def describe(reason: str) -> str:

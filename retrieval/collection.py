@@ -256,22 +256,46 @@ def rows_to_dataset(rows: list[Row], images: dict, cache_dir: Path,
     """A `datasets.Dataset` with the metadata, a stable id, the searchable text, the (display-ready) image,
     its content hash, pHash and thumbnail. `images` maps each file name to what the one read of its image
     learned (`image_pass.ImageFacts`): nothing is hashed or decoded here. Written under cache_dir."""
-    import datasets
+    writer = RowWriter(cache_dir, archive=any(row.archive for row in rows))
+    for row in iter(rows) if progress is None else progress(iter(rows)):
+        writer.add(row, images[row.file_name])
+    return writer.finish()
 
-    columns = archive_columns() if any(row.archive for row in rows) else ROW_COLUMNS
-    features = datasets.Features({name: datasets.Image() if name == "image" else datasets.Value(
-        "binary" if name == "thumbnail" else "string") for name in columns})
 
-    def generate(count):  # `count` only keys datasets' generator cache; the cache dir is ours and fresh
-        iterator = iter(rows) if progress is None else progress(iter(rows))
-        for row in iterator:
-            facts = images[row.file_name]
-            yield {"id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": facts.sha256,
-                   "phash": facts.phash, "image": {"bytes": stored_bytes(row, facts), "path": None},
-                   "thumbnail": facts.thumbnail}
+class RowWriter:
+    """Writes rows to an Arrow file under the build's scratch folder as their images are read, so that no
+    picture, DICOM render or thumbnail outlives its chunk: a build's memory does not grow with the images'
+    bytes, and the Dataset is memory-mapped from the file at the end."""
 
-    return datasets.Dataset.from_generator(generate, features=features, cache_dir=str(cache_dir),
-                                           gen_kwargs={"count": len(rows)})
+    BATCH = 64  # rows buffered before a record batch is written (64 renders and thumbnails: a few MB)
+
+    def __init__(self, cache_dir: Path, archive: bool = False):
+        """`archive`: the rows come from a DICOM archive and carry its fields (schema.ARCHIVE) too."""
+        import datasets
+        from datasets.arrow_writer import ArrowWriter
+
+        columns = archive_columns() if archive else ROW_COLUMNS
+        self.features = datasets.Features({name: datasets.Image() if name == "image" else datasets.Value(
+            "binary" if name == "thumbnail" else "string") for name in columns})
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(cache_dir) / "rows.arrow"
+        self._writer = ArrowWriter(features=self.features, path=str(self.path), writer_batch_size=self.BATCH)
+        self.rows = 0
+
+    def add(self, row: Row, facts) -> None:
+        """One row, with what the read of its image learned (`image_pass.ImageFacts`)."""
+        self._writer.write(self.features.encode_example({
+            "id": row.id, **row.metadata(), "text": row_text(row), "image_sha256": facts.sha256,
+            "phash": facts.phash, "image": {"bytes": stored_bytes(row, facts), "path": None},
+            "thumbnail": facts.thumbnail}))
+        self.rows += 1
+
+    def finish(self):
+        """The Dataset of every row added, in the order added (memory-mapped from the Arrow file)."""
+        import datasets
+
+        self._writer.finalize()
+        return datasets.Dataset.from_file(str(self.path))
 
 
 def stored_bytes(row: Row, facts) -> bytes:

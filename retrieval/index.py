@@ -6,6 +6,12 @@ purpose (validation, pHash, thumbnail, the image models' input; `image_pass`). O
 embedded: vectors are cached by content (image hash or metadata text) and model version, so an unchanged
 collection embeds nothing and one new image embeds one image. A map is projected again only when its model's
 vectors changed.
+
+A big build resumes: image vectors are checkpointed as they are embedded (`checkpoints.py`), so after a kill
+at any moment the next build embeds only what neither the checkpoints nor the previous generation hold. Its
+memory does not grow with the images: each chunk's rows (image bytes, render, thumbnail) are written to the
+generation's scratch Arrow file as the chunk is read (`collection.RowWriter`); what is kept per row is its
+metadata, hashes and vectors.
 """
 
 from __future__ import annotations
@@ -20,9 +26,8 @@ from typing import Iterable
 import numpy as np
 
 from .archive import ArchiveOptions, is_archive, read_archive, skipped_text
-from .collection import (
-    METADATA_FILE, ROW_COLUMNS, ROW_TEXT_VERSION, is_local, rows_to_dataset, scan_files,
-)
+from .checkpoints import Checkpoints
+from .collection import METADATA_FILE, ROW_COLUMNS, ROW_TEXT_VERSION, RowWriter, is_local, scan_files
 from .embedders import (
     BUILD_DEFAULTS, IMAGE, availability, embedder_spec, get_embedder, list_embedders, model_version,
 )
@@ -122,38 +127,53 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
             and previous.skip_invalid == skip_invalid and _same_models(previous, names)
             and _has_maps(previous_generation) and _intact(previous_generation, log)):
         log(f"Index in {folder.root} is up to date ({previous.rows} rows, models {', '.join(names)}).")
+        for name in names:  # left by a build killed after it published, or of a collection since restored
+            folder.clear_checkpoints(name)
         return BuildReport(str(folder.root), previous_generation.name, previous.rows, up_to_date=True,
                            skipped_models=skipped_models, skipped_objects=previous.skipped_objects,
                            seconds=time.perf_counter() - started)
 
     with GenerationWriter(folder, previous_generation, progress=progress) as writer:
         old = _previous_vectors(previous_generation, previous)
-        plans = {name: _Plan.load(name, old.get(name, {})) for name in names}
-        images = _ImageEmbedding([plan for plan in plans.values() if plan.reads_images], skip_invalid)
-        if archive is not None:  # nothing in an archive is fatal: the report counts what is left out
-            images.skip_invalid, skipped_rows = True, {}
-            rows, facts, skipped_objects = read_archive(source, salt, archive, images.sides, images, progress)
-            if skipped_objects:
-                log(f"Left out {sum(skipped_objects.values())} file(s) of the archive:\n"
-                    + skipped_text(skipped_objects))
-        else:
-            rows, facts, skipped_rows = _read_collection(source, skip_invalid, split, log, progress, images)
-            skipped_objects = {}
-        if not rows:
+        plans = {name: _Plan.load(name, old.pop(name, {})) for name in names}
+        image_plans = [plan for plan in plans.values() if plan.reads_images]
+        for plan in image_plans:
+            plan.resume(folder, log)
+        bar = _BuildBar(progress, stages=2 * len(plans) + len(image_plans) + 1 + sum(
+            plan.embedder.needs_fit for plan in plans.values()))
+        rows = RowWriter(writer.scratch_path, archive=archive is not None)
+        images = _ImageEmbedding(image_plans, skip_invalid or archive is not None, rows, bar)
+        skipped_rows, skipped_objects = {}, {}
+        try:
+            if archive is not None:  # nothing in an archive is fatal: the report counts what is left out
+                skipped_objects = read_archive(source, salt, archive, images.sides, images, progress, images.expect)
+                if skipped_objects:
+                    log(f"Left out {sum(skipped_objects.values())} file(s) of the archive:\n"
+                        + skipped_text(skipped_objects))
+            else:
+                skipped_rows = _read_collection(source, skip_invalid, split, log, progress, images)
+        finally:
+            images.flush()  # what was embedded is kept for the next build, even when this one stops here
+        if not rows.rows:
             raise CollectionError(f"{source} holds no images to index." + (
                 f" Left out:\n{skipped_text(skipped_objects)}" if skipped_objects else ""))
-        dataset = rows_to_dataset(rows, facts, writer.scratch_path)
+        dataset = rows.finish()
         for plan in plans.values():
+            bar.stage(f"embed {plan.name}")
             plan.finish(dataset, progress)
         manifest = writer.write(dataset, {name: plan.column() for name, plan in plans.items()}, Manifest(
             collection=collection_name(source), fingerprint="", rows=0, models={}, quick_fingerprint=quick,
             skip_invalid=skip_invalid, skipped_rows=skipped_rows, skipped_objects=skipped_objects,
-            libraries=_library_versions()))
+            libraries=_library_versions()), step=bar.stage)
+        bar.close()
+    for plan in image_plans:  # the published generation holds their vectors now
+        folder.clear_checkpoints(plan.name)
     report = BuildReport(str(folder.root), writer.generation.name, manifest.rows, models=manifest.models,
                          skipped_rows=skipped_rows, skipped_models=skipped_models, skipped_objects=skipped_objects,
                          seconds=time.perf_counter() - started)
     log(f"Built {report.rows} rows into {index_dir} in {report.seconds:.1f} s: " + ", ".join(
-        f"{n} ({m.embedded} embedded, {m.reused} reused, {m.seconds:.1f} s"
+        f"{n} ({m.embedded} embedded, {m.reused} reused, " + (f"{m.resumed} resumed, " if m.resumed else "")
+        + f"{m.seconds:.1f} s"
         + (f"; map {m.map_seconds:.1f} s)" if m.map_digest else ")") for n, m in report.models.items()))
     return report
 
@@ -169,17 +189,19 @@ def _archive_of(source, archive: ArchiveOptions | None, folder: IndexFolder):
 
 
 def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool, images: "_ImageEmbedding"):
-    """The rows to index, what the one read of each image learned ({file name: ImageFacts}) and the rows left
-    out (file name -> why). A local folder is validated as it is read; invalid rows are refused (every
+    """Read the collection, its rows going to `images` (embedded and written chunk by chunk); returns the rows
+    left out (file name -> why). A local folder is validated as it is read; invalid rows are refused (every
     problem named) or, with `skip_invalid`, left out."""
     if is_local(source):
         from .validate import check_images, check_rows
 
         validation = check_rows(source)
         doomed = bool(validation.errors) and not skip_invalid  # read the images only to name every problem
-        check_images(validation, progress=progress, skip=set(validation.invalid_files()), sides=images.sides,
+        skip = set(validation.invalid_files())
+        images.expect(sum(row.file_name not in skip for row in validation.records))
+        check_images(validation, progress=progress and doomed, skip=skip, sides=images.sides,
                      thumbnails=not doomed, on_chunk=None if doomed else images)
-        rows, facts, invalid = validation.records, validation.images, validation.invalid_files()
+        invalid = validation.invalid_files()
         messages = [finding.message for finding in validation.errors]
         unfixable = any(not finding.file_name for finding in validation.errors)  # not a row to leave out
     else:
@@ -187,7 +209,8 @@ def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool
         from .image_pass import read_images
 
         rows = collection_rows(source, split=split)
-        facts, invalid = read_images(rows, sides=images.sides, thumbnails=True, progress=progress, on_chunk=images)
+        images.expect(len(rows))
+        _, invalid = read_images(rows, sides=images.sides, thumbnails=True, on_chunk=images)
         messages, unfixable = list(invalid.values()), False
     if unfixable or (invalid and not skip_invalid):
         raise CollectionError("The collection did not validate:\n" + "\n".join(
@@ -195,12 +218,13 @@ def _read_collection(source, skip_invalid: bool, split: str, log, progress: bool
             "" if unfixable else "\nFix these, or build with --skip-invalid to leave the offending rows out."))
     for name, why in invalid.items():
         log(f"Skipping row {name}: {why}")
-    return [row for row in rows if row.file_name not in invalid and row.file_name in facts], facts, invalid
+    return invalid
 
 
 class _Plan:
-    """One model's share of a build: the model, the vectors it takes over (by content key), the ones it still
-    embeds, and the time spent on it. A model fitted on the collection is left to the writer to (re)fit."""
+    """One model's share of a build: the model, the vectors it takes over (by content key) from the previous
+    generation or from the checkpoints of an interrupted build, the ones it still embeds, and the time spent on
+    it. A model fitted on the collection is left to the writer to (re)fit."""
 
     def __init__(self, name: str, embedder, reusable: dict[str, np.ndarray], seconds: float):
         spec = embedder_spec(name)
@@ -208,9 +232,11 @@ class _Plan:
         self.entry = ModelEntry(family=spec.family, modalities=list(spec.modalities), indexes=spec.indexes,
                                 dim=embedder.dim, version=model_version(name),
                                 default_min_score=spec.default_min_score)
+        self.resumed: dict[str, np.ndarray] = {}  # content key -> vector from an interrupted build's checkpoints
         self.computed: dict[str, np.ndarray] = {}  # content key -> vector embedded by this build
+        self.checkpoints: Checkpoints | None = None
         self.vectors: np.ndarray | None = None
-        self.embedded = 0
+        self.counts = {"embedded": 0, "reused": 0, "resumed": 0}
 
     @classmethod
     def load(cls, name: str, reusable: dict[str, np.ndarray]) -> "_Plan":
@@ -222,12 +248,25 @@ class _Plan:
     def reads_images(self) -> bool:
         return self.entry.indexes == IMAGE
 
+    def resume(self, folder: IndexFolder, log) -> None:
+        """Take the vectors an interrupted build checkpointed in `folder`, and checkpoint this build's."""
+        self.checkpoints = Checkpoints(folder, self.name, self.entry.version, self.embedder.dim, log=log)
+        self.resumed = {key: vector for key, vector in self.checkpoints.load().items() if key not in self.reusable}
+        if self.resumed:
+            log(f"Resuming {self.name}: {len(self.resumed)} vectors from an interrupted build's checkpoints.")
+
     def wants(self, key: str) -> bool:
-        return key not in self.reusable and key not in self.computed
+        return key not in self.reusable and key not in self.resumed and key not in self.computed
+
+    def embed(self, keys: list[str], pictures: list) -> None:
+        vectors = self.embedder.embed_images(pictures)
+        self.computed.update(zip(keys, vectors))
+        if self.checkpoints is not None:
+            self.checkpoints.add(keys, vectors)
 
     def finish(self, dataset, progress: bool) -> None:
         """Every row's vector: taken over, embedded from the images during the read, or (texts) embedded now,
-        each distinct missing text once."""
+        each distinct missing text once. The per-key caches are dropped: only the row-ordered array stays."""
         if self.embedder.needs_fit:
             return
         began = time.perf_counter()
@@ -239,41 +278,93 @@ class _Plan:
                                                               desc=f"embed {self.name}")))
         self.vectors = np.zeros((len(keys), self.embedder.dim), dtype=np.float32)
         for row, key in enumerate(keys):
-            self.vectors[row] = self.reusable[key] if key in self.reusable else self.computed[key]
-        self.embedded = sum(1 for key in keys if key not in self.reusable)
+            for kind, source in (("reused", self.reusable), ("resumed", self.resumed), ("embedded", self.computed)):
+                if key in source:
+                    self.vectors[row] = source[key]
+                    self.counts[kind] += 1
+                    break
+        self.reusable, self.resumed, self.computed = {}, {}, {}
         self.seconds += time.perf_counter() - began
 
     def column(self) -> Column:
         entry = replace(self.entry, seconds=round(self.seconds, 3))
         if self.embedder.needs_fit:
             return Column(entry, to_fit=self.embedder)
-        return Column(replace(entry, embedded=self.embedded, reused=len(self.vectors) - self.embedded), self.vectors)
+        return Column(replace(entry, **self.counts), self.vectors)
 
 
 class _ImageEmbedding:
-    """Takes each chunk of pictures the collection's read decoded to the image models that lack those images'
-    vectors (each distinct image embedded once per model), while the next chunk is decoded. After an
-    unreadable image in a build that will refuse the collection, it stops embedding."""
+    """Takes each chunk the collection's read decoded to the image models that lack those images' vectors
+    (each distinct image embedded once per model), while the next chunk is decoded; then writes the chunk's
+    rows (`rows`) and lets go of their pictures, renders and thumbnails. After an unreadable image in a build
+    that will refuse the collection, it stops embedding and writing."""
 
-    def __init__(self, plans: list[_Plan], skip_invalid: bool):
-        self.plans, self.skip_invalid = plans, skip_invalid
+    def __init__(self, plans: list[_Plan], skip_invalid: bool, rows: RowWriter, bar: "_BuildBar"):
+        self.plans, self.skip_invalid, self.rows, self.bar = plans, skip_invalid, rows, bar
         self.sides = sorted({plan.embedder.decode_side for plan in plans})
         self.refused = False
 
+    def expect(self, images: int) -> None:
+        self.bar.expect(images)
+
     def __call__(self, chunk: list[ReadImage]) -> None:
         self.refused = self.refused or (not self.skip_invalid and any(read.problem for read in chunk))
-        if self.refused:
-            return
-        for plan in self.plans:
-            began = time.perf_counter()
-            wanted: dict[str, object] = {}
+        if not self.refused:
+            for plan in self.plans:
+                began = time.perf_counter()
+                wanted: dict[str, object] = {}
+                for read in chunk:
+                    if read.facts is not None and plan.wants(read.facts.sha256):
+                        wanted.setdefault(read.facts.sha256, read.pictures[plan.embedder.decode_side])
+                keys = list(wanted)
+                for start in range(0, len(keys), IMAGE_CHUNK):
+                    batch = keys[start:start + IMAGE_CHUNK]
+                    plan.embed(batch, [wanted[key] for key in batch])
+                plan.seconds += time.perf_counter() - began
             for read in chunk:
-                if read.facts is not None and plan.wants(read.facts.sha256):
-                    wanted.setdefault(read.facts.sha256, read.pictures[plan.embedder.decode_side])
-            for start in range(0, len(wanted), IMAGE_CHUNK):
-                keys = list(wanted)[start:start + IMAGE_CHUNK]
-                plan.computed.update(zip(keys, plan.embedder.embed_images([wanted[key] for key in keys])))
-            plan.seconds += time.perf_counter() - began
+                if read.facts is not None:
+                    self.rows.add(read.row, read.facts)
+                    read.facts.thumbnail = read.facts.rendered = None  # in the Arrow file now
+        self.bar.images(len(chunk), {plan.name: f"{len(plan.computed)} new" + (
+            f", {len(plan.resumed)} resumed" if plan.resumed else "") for plan in self.plans})
+
+    def flush(self) -> None:
+        """Checkpoint what is embedded but not yet in a part."""
+        for plan in self.plans:
+            if plan.checkpoints is not None:
+                plan.checkpoints.flush()
+
+
+class _BuildBar:
+    """One progress bar over the whole build: a step per image read (and embedded, and written), then one per
+    finishing stage (text embedding, fitting, the dataset, then FAISS and a map per model), named as it runs."""
+
+    def __init__(self, enabled: bool, stages: int):
+        from tqdm.auto import tqdm
+
+        self.stages, self.running = stages, False
+        self.bar = tqdm(total=stages, desc="build: read + embed", unit="step", disable=not enabled)
+
+    def expect(self, images: int) -> None:
+        self.bar.total = images + self.stages
+        self.bar.refresh()
+
+    def images(self, count: int, postfix: dict) -> None:
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(count)
+
+    def stage(self, label: str) -> None:
+        """A finishing stage begins (the one before it is done)."""
+        if self.running:
+            self.bar.update(1)
+        self.running = True
+        self.bar.set_description(f"build: {label}")
+
+    def close(self) -> None:
+        if self.running:
+            self.bar.update(1)
+        self.bar.total = self.bar.n  # ends at 100 % whatever stages the writer skipped
+        self.bar.close()
 
 
 def collection_name(source: str | Path) -> str:

@@ -11,16 +11,20 @@
     <generation>/novelty/<model>.json     an image model's "is it in the collection?" scorer (novelty.py),
     <generation>/novelty/<model>.npy      with its category centres
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
+    DIR/checkpoints/<model>@<version>/part-NNNNNN.npz   vectors of a build not yet published (checkpoints.py),
+                                          never inside a generation; removed once a generation holds them
 
 No other module joins a path inside a generation: they ask `IndexGeneration`. A build writes a new
 generation and `IndexFolder.publish` switches `current` only when it is complete, so a build killed midway
-leaves the previous index untouched and loadable.
+leaves the previous index untouched and loadable, and the vectors it had embedded in its checkpoints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -52,6 +56,7 @@ class ModelEntry:
     rows: int = 0
     embedded: int = 0  # vectors computed by the build that wrote this generation
     reused: int = 0  # vectors taken over from the previous generation
+    resumed: int = 0  # vectors taken from the checkpoints of an earlier, interrupted build (not re-embedded)
     seconds: float = 0.0
     corpus_digest: str | None = None  # models fitted on the collection: the texts they were fitted on
     map_digest: str | None = None  # the vectors its 2-D map was projected from; None: no map (text, older index)
@@ -413,6 +418,39 @@ class IndexFolder:
         os.replace(temporary, self.root / "current")  # rename(2) is atomic: readers see the old or the new
         self.prune(keep=keep)
 
+    # --- checkpoints: vectors of a build that has not published yet (checkpoints.py reads and writes them) ----
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.root / "checkpoints"
+
+    def checkpoint_dir(self, model: str, version: str) -> Path:
+        """Where a build keeps `model`'s vectors (of weights `version`) until a generation holds them. The
+        version is long and holds ':' and '/': the folder names it by a digest (each part stores it in full)."""
+        digest = hashlib.sha256(version.encode("utf-8")).hexdigest()[:16]
+        return self.checkpoints_path / f"{_file_safe(model)}@{digest}"
+
+    def checkpoint_parts(self, model: str, version: str) -> list[Path]:
+        """The complete checkpoint files of `model` at `version`, oldest first (a part being written has a
+        temporary name and is not listed)."""
+        return sorted(self.checkpoint_dir(model, version).glob("part-*.npz"))
+
+    def new_checkpoint_part(self, model: str, version: str) -> Path:
+        """The name of the next part (numbered after every existing one: a resumed build adds, never overwrites)."""
+        numbers = [int(match.group(1)) for path in self.checkpoint_parts(model, version)
+                   if (match := re.fullmatch(r"part-(\d+)\.npz", path.name))]
+        folder = self.checkpoint_dir(model, version)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"part-{max(numbers, default=-1) + 1:06d}.npz"
+
+    def clear_checkpoints(self, model: str) -> None:
+        """Remove every checkpoint of `model` (any version): a published generation now holds its vectors."""
+        for folder in self.checkpoints_path.glob(f"{_file_safe(model)}@*"):
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            self.checkpoints_path.rmdir()  # only when no other model's checkpoints remain
+        except OSError:
+            pass
+
     def discard(self, generation: IndexGeneration) -> None:
         """Remove an unpublished generation (a failed or interrupted build)."""
         shutil.rmtree(generation.folder, ignore_errors=True)
@@ -424,6 +462,10 @@ class IndexFolder:
         others = [p for p in folders if current is None or p.resolve() != current.folder]
         for folder in others[keep:]:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -87,32 +87,41 @@ class GenerationWriter:
         """Where the caller may write the rows' Dataset before `write` (removed before publishing)."""
         return self.generation.scratch_path
 
-    def write(self, dataset, columns: dict[str, Column], manifest: Manifest) -> Manifest:
+    def write(self, dataset, columns: dict[str, Column], manifest: Manifest, step=None) -> Manifest:
         """Write `dataset` (the rows) with one vector column per model, then FAISS files, states, maps and
         the manifest (`manifest` with the rows' fingerprint, counts and models filled in); check it and make
-        it current. Returns the manifest written."""
+        it current. Returns the manifest written. `step(label)`, if given, is told as each stage begins (one
+        per fitted model, the dataset, then FAISS per model and a map per image model)."""
         import datasets
+        import pyarrow as pa
 
+        step = step or (lambda label: None)
         generation = self.generation
         texts = dataset["text"] if any(column.to_fit is not None for column in columns.values()) else []
         entries = {}
         for name, column in columns.items():
             if column.to_fit is not None:
+                step(f"fit {name}")
                 column = self._fit(name, column, texts)
             entries[name] = column.entry
             if name in dataset.column_names:
                 dataset = dataset.remove_columns(name)
-            dataset = dataset.add_column(name, list(column.vectors), feature=datasets.List(
+            vectors = np.ascontiguousarray(column.vectors, dtype=np.float32)  # as Arrow without a copy per row
+            dataset = dataset.add_column(name, pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1)), column.entry.dim), feature=datasets.List(
                 datasets.Value("float32"), length=column.entry.dim))
+        step("save dataset")
         generation.save_dataset(dataset)
         saved = generation.load_dataset(verify=False)  # the saved copy, not the scratch one
         for name in columns:
+            step(f"FAISS {name}")
             choice = generation.write_faiss(saved, name)
             entries[name] = replace(entries[name], rows=len(saved), faiss_factory=choice.factory,
                                     recall_at_10=choice.recall_at_10)
         labels = saved["category"], saved["source"]
         for name, entry in entries.items():
             if entry.indexes == IMAGE:
+                step(f"map {name}")  # and the novelty scorer
                 vectors = generation.vectors(name, saved)
                 entries[name] = self._novelty(name, self._map(name, entry, vectors), vectors, *labels)
         fields = [name for name in ALL_FIELDS if name in saved.column_names]  # an archive's fields too
