@@ -5,9 +5,9 @@ at ~50 % and its resume, and that an archive gaining 500 files embeds 500.
                                                  [--work /tmp/xray-archive-bench] [--keep]
 
 The archive is written by dicom_archive.py under --work (outside the repo; ~70 KB a file) from the collection's
-images. Reader: a folder without metadata.csv is read today by `collection.local_rows` (one row per file, the
-category from the first sub-folder, DICOM tags filling category, view and caption); broken and non-image objects
-are left out with `skip_invalid` and counted in the build report. Models: xray-lite0 (the image model the app
+images. Reader: a folder of DICOM files without metadata.csv is an archive (`archive.read_archive`: metadata from
+a whitelist of tags, salted ids); broken and non-image objects are left out and counted per reason in the build
+report (`skipped_objects`). Models: xray-lite0 (the image model the app
 searches with by default) and tfidf, to keep a 20,000-file run within ~15 minutes on 2 shared cores; pass
 --models to add efficientnet-lite0 or minilm.
 
@@ -132,11 +132,13 @@ def main() -> None:
     args = parser.parse_args()
     machine_snapshot()
     models = [name.strip() for name in args.models.split(",")]
-    image_model = models[0]
+    image_model = models[0]  # the first model is the one whose embedding is checkpointed and counted
+    if image_model in ("tfidf", "minilm"):
+        parser.error("--models must start with an image model (e.g. xray-lite0,tfidf)")
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    payload = {"reader": "collection.local_rows (no metadata.csv: one row per file, category from the first "
-               "sub-folder, DICOM tags fill category/view/caption); skip_invalid", "models": models,
+    payload = {"reader": "archive.read_archive (tag whitelist, salted ids; left-out objects counted per reason)",
+               "models": models,
                "files": args.files, "small_files": args.small}
     rows: list[list] = []
     header = ["phase", "files", "seconds", "files/s", "peak RSS MB", "of which anonymous MB", "embedded", "notes"]
