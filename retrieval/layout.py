@@ -8,6 +8,7 @@
     <generation>/models/<model>/          fitted state (TF-IDF vocabulary)
     <generation>/maps/<model>.npy         an image model's 2-D map of the collection (projection.py)
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
+    <generation>/fusion.json              the hybrid text model's weights, fitted by `evaluate` (hybrid.py)
 
 No other module joins a path inside a generation: they ask `IndexGeneration`. A build writes a new
 generation and `IndexFolder.publish` switches `current` only when it is complete, so a build killed midway
@@ -118,6 +119,10 @@ class IndexGeneration:
     @property
     def evaluation_path(self) -> Path:
         return self.folder / "evaluation.json"
+
+    @property
+    def fusion_path(self) -> Path:
+        return self.folder / "fusion.json"
 
     @property
     def scratch_path(self) -> Path:
@@ -282,6 +287,21 @@ class IndexGeneration:
                 merged[key] = {**previous[key], **summary.get(key, {})}
         write_json_atomic(self.evaluation_path, merged)
         return self.evaluation_path
+
+
+    # --- the hybrid text model's fitted fusion -------------------------------------------------------------
+    def read_fusion(self) -> dict:
+        """The fusion weights `evaluate` fitted on this generation ({} before it has, or when unreadable)."""
+        try:
+            payload = json.loads(self.fusion_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def write_fusion(self, payload: dict) -> Path:
+        """Store the fitted fusion atomically (the serving engine reads it again when the file changes)."""
+        write_json_atomic(self.fusion_path, payload)
+        return self.fusion_path
 
 
 class IndexFolder:

@@ -152,7 +152,8 @@ def models_tab(policy, rows: list[dict]) -> gr.Dropdown:
     """Every registered model (`rows`: retrieval.policy.model_rows), the evaluation figures and the training cards;
     returns the default-model choice."""
     gr.Markdown(render.MODELS_INTRO)
-    usable = [name for name in policy.models if name not in policy.unavailable]
+    fused = [name for name in policy.models_for("text") if name not in policy.models]  # the hybrid, when offered
+    usable = fused + [name for name in policy.models if name not in policy.unavailable]
     default_model = gr.Dropdown(usable, value=policy.default_model("text"), elem_id="default-model",
                                 label="Default model for searches",
                                 info="Becomes the model of the search tabs that can use it.")
