@@ -205,9 +205,9 @@ def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
 
 def _hybrid_row(fusion: Fusion) -> dict:
     """The models-table row of the hybrid text model: what it fuses and where its weights come from."""
-    fitted = fusion.fitted_on.get("split") == "train" and fusion.fitted_on.get("queries")
-    weights = (f"fitted on this index's {fusion.fitted_on['queries']} train queries" if fitted
-               else "the shipped fusion (run `python -m retrieval evaluate` to fit this index's own)")
+    weights = ("the shipped fusion (run `python -m retrieval evaluate` to fit this index's own)"
+               if fusion.fitted_on.get("shipped") else f"fitted on this index's {fusion.fitted_on.get('queries')} "
+                                                        f"train queries")
     return {"name": HYBRID, "family": HYBRID_FAMILY, "embeds": TEXT, "dim": None, "weights": weights,
             "status": "ready", "detail": "fuses " + ", ".join(fusion.components)}
 
