@@ -25,6 +25,7 @@ HYBRID = "hybrid"  # the model name a query asks for (not a registry entry: it h
 DESCRIPTION = ("fusion of every text model of this index (TF-IDF words, MiniLM meaning, image-text models on "
                "the pixels); the score is the estimated chance that a result matches")
 DEPTH = 200  # rows each component contributes to the candidates
+MIN_SCORE = 0.05  # default minimum fused score: rows below a 5 % estimated chance of matching are not shown
 REGULARISATION = 1.0  # the logistic fit's inverse L2 strength (fixed in advance, not chosen on any query)
 METHOD = "calibrated score fusion (logistic over each component's score and gap to its best)"
 
@@ -145,5 +146,5 @@ DEFAULT_FUSION = Fusion(
                "examples": 37771, "relevant": 12400, "shipped": True})
 
 
-__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "Fusion", "DEFAULT_FUSION", "candidate_features", "component_lists",
+__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "candidate_features", "component_lists",
            "fit_fusion"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, training_card
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
 from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, TEXT_LABEL_FIGURE, EvaluationSummary
-from .hybrid import DEFAULT_FUSION, DESCRIPTION as HYBRID_DESCRIPTION, HYBRID, Fusion
+from .hybrid import DEFAULT_FUSION, DESCRIPTION as HYBRID_DESCRIPTION, HYBRID, MIN_SCORE as HYBRID_MIN_SCORE, Fusion
 from .layout import IndexGeneration, ModelEntry
 
 # The evaluation figure that picks a modality's default model when the index has been evaluated (named and
@@ -103,6 +103,8 @@ class ModelPolicy:
         return HYBRID_FAMILY if model == HYBRID else self.entries[model].indexes
 
     def default_min_score(self, model: str | None) -> float:
+        if model == HYBRID:
+            return HYBRID_MIN_SCORE
         entry = self.entries.get(model or "")
         return float(entry.default_min_score) if entry else 0.0
 
