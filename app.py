@@ -49,10 +49,11 @@ class Handlers:
 
         Args:
             query: what to look for, e.g. "knee fracture", "dental panoramic", "chest x-ray of a child".
-            model: text model: "tfidf" (keywords), "minilm" (meaning) or an image-text model; default: the best one.
+            model: text model: "hybrid" (all of them fused), "tfidf" (keywords), "minilm" (meaning) or an image-text
+                model; default: the best one.
             k: how many results, 1 to 20.
             category: only this category (e.g. "knee"); empty for all.
-            min_score: results below this cosine similarity (0 to 1) are left out.
+            min_score: results below this score are left out (cosine similarity; hybrid: estimated chance of a match).
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.

@@ -19,7 +19,7 @@ from .labels import label_words
 from .schema import ARCHIVE_FIELDS, FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
 
 METADATA_FILE = "metadata.csv"
-ROW_TEXT_VERSION = 2  # bump when row_text changes: an index built with another text re-embeds it
+ROW_TEXT_VERSION = 3  # bump when row_text changes: an index built with another text re-embeds it (3: body part)
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 # Categories the product knows; others are accepted with a warning (a typo like "chets" shows up there).
 KNOWN_CATEGORIES = (
@@ -84,14 +84,16 @@ def row_id(file_name: str) -> str:
 
 
 def row_text(record) -> str:
-    """The metadata text that text models embed: what the image shows (category, the label in words, view,
-    caption). The source is left out, so a dataset's name ("... Severity Grading") never decides a ranking;
-    it stays a filter and a displayed field."""
+    """The metadata text that text models embed: what the image shows (category, the label in words, the body
+    part where it is not the category itself — "fracture . ... . finger" —, view, caption). The source is left out,
+    so a dataset's name ("... Severity Grading") never decides a ranking; it stays a filter and a displayed field."""
     get = record.get if isinstance(record, dict) else lambda f, d="": getattr(record, f, d)
     values = {field: str(get(field, "") or "").strip() for field in TEXT_FIELDS}
     words = label_words(values["category"], values["label"])
     if words and values["label"] and words.lower() != values["label"].lower():
         values["label"] = f"{words} ({values['label']})"  # the code stays findable: "kl-4"
+    if values.get("body_part", "").lower() == values["category"].lower():
+        values["body_part"] = ""  # "knee . ... . knee" would say nothing more
     return " . ".join(value for value in values.values() if value)
 
 

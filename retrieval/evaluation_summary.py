@@ -44,6 +44,7 @@ def figure_key(measure: str, level: str, figure: str = "p@5") -> str:
 # seen (never by in-collection figures), text models by the query file.
 DEFAULT_IMAGE_FIGURE = figure_key(CROSS_SOURCE, CATEGORY)
 DEFAULT_TEXT_FIGURE = figure_key(TEXT, CATEGORY)
+TEXT_LABEL_FIGURE = figure_key(TEXT, LABEL)  # text models: the mean of the two (label when measured) decides
 FEEDBACK_GAIN = "feedback_gain_label_p@5"  # one round of relevance feedback, what the person sees
 FEEDBACK_RESIDUAL_GAIN = "feedback_residual_gain_label_p@5"  # the same on rows not judged yet
 HEADLINE = tuple(figure_key(measure, level) for measure in (CROSS_SOURCE, IMAGE, TEXT) for level in LEVELS)
@@ -136,5 +137,5 @@ class EvaluationSummary:
 
 
 __all__ = ["KS", "K", "FIGURES", "CATEGORY", "LABEL", "LEVELS", "EvaluationSummary", "ModelFigures", "figure_key", "is_figure", "DEFAULT_IMAGE_FIGURE",
-           "DEFAULT_TEXT_FIGURE", "MODEL_FIGURES", "HEADLINE", "CROSS_SOURCE", "IMAGE", "TEXT", "METADATA",
+           "DEFAULT_TEXT_FIGURE", "TEXT_LABEL_FIGURE", "MODEL_FIGURES", "HEADLINE", "CROSS_SOURCE", "IMAGE", "TEXT", "METADATA",
            "FEEDBACK_GAIN", "FEEDBACK_RESIDUAL_GAIN"]

@@ -11,6 +11,7 @@
     <generation>/novelty/<model>.json     an image model's "is it in the collection?" scorer (novelty.py),
     <generation>/novelty/<model>.npy      with its category centres
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
+    <generation>/fusion.json              the hybrid text model's weights, fitted by `evaluate` (hybrid.py)
     DIR/checkpoints/<model>@<version>/part-NNNNNN.npz   vectors of a build not yet published (checkpoints.py),
                                           never inside a generation; removed once a generation holds them
 
@@ -130,6 +131,10 @@ class IndexGeneration:
     @property
     def evaluation_path(self) -> Path:
         return self.folder / "evaluation.json"
+
+    @property
+    def fusion_path(self) -> Path:
+        return self.folder / "fusion.json"
 
     @property
     def scratch_path(self) -> Path:
@@ -334,6 +339,21 @@ class IndexGeneration:
                 merged[key] = {**previous[key], **summary.get(key, {})}
         write_json_atomic(self.evaluation_path, merged)
         return self.evaluation_path
+
+
+    # --- the hybrid text model's fitted fusion -------------------------------------------------------------
+    def read_fusion(self) -> dict:
+        """The fusion weights `evaluate` fitted on this generation ({} before it has, or when unreadable)."""
+        try:
+            payload = json.loads(self.fusion_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def write_fusion(self, payload: dict) -> Path:
+        """Store the fitted fusion atomically (the serving engine reads it again when the file changes)."""
+        write_json_atomic(self.fusion_path, payload)
+        return self.fusion_path
 
 
 class IndexFolder:

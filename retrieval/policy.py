@@ -2,19 +2,24 @@
 `models` verb and the app's Models tab both print `model_rows`).
 
 The defaults follow the index's typed evaluation summary when it has one (read in `ModelPolicy.evaluation`, the
-one place that reads it), else the registry's preference order.
+one place that reads it), else the registry's preference order. The hybrid text model (hybrid.py) is offered
+wherever two of the index's text models can be fused, and leads the text models until an evaluation says otherwise.
 """
 
 from __future__ import annotations
 
 from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, training_card
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
-from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, EvaluationSummary
+from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, TEXT_LABEL_FIGURE, EvaluationSummary
+from .hybrid import DEFAULT_FUSION, DESCRIPTION as HYBRID_DESCRIPTION, HYBRID, MIN_SCORE as HYBRID_MIN_SCORE, Fusion
 from .layout import IndexGeneration, ModelEntry
 
 # The evaluation figure that picks a modality's default model when the index has been evaluated (named and
 # explained in evaluation/summary.py: image models by sources they have not seen).
+# (text models: the mean of it and the label figure, where measured: finding-level precision counts as much)
 DEFAULT_BY_FIGURE = {IMAGE: DEFAULT_IMAGE_FIGURE, TEXT: DEFAULT_TEXT_FIGURE}
+ALSO_BY_FIGURE = {IMAGE: None, TEXT: TEXT_LABEL_FIGURE}
+HYBRID_FAMILY = "fusion"
 TABLE_FIGURES = 6  # evaluation figures shown per model in the models table (headline first)
 REGISTRY_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status", "detail")  # every models table
 INDEX_COLUMNS = ("index",)  # and, over an index, how its vectors are searched (then the evaluation figures)
@@ -38,45 +43,82 @@ class ModelPolicy:
             if reason:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
                 self.unavailable[name] = reason
         self._evaluation: tuple[int | None, EvaluationSummary] | None = None  # (file stamp, summary)
+        self._fusion: tuple[int | None, Fusion | None] | None = None  # (file stamp, fusion)
 
-    def models_for(self, modality: str) -> list[str]:
-        """Models in this index that can embed a query of `modality` right now."""
-        return [name for name in self.models
-                if self.entries[name].embeds(modality) and name not in self.unavailable]
+    def models_for(self, modality: str, fused: bool = True) -> list[str]:
+        """Models in this index that can embed a query of `modality` right now; for text, the hybrid first
+        when it can fuse two or more of them (`fused=False`: only models with vectors of their own)."""
+        usable = [name for name in self.models
+                  if self.entries[name].embeds(modality) and name not in self.unavailable]
+        if modality == TEXT and fused and self.fusion() is not None:
+            return [HYBRID, *usable]
+        return usable
+
+    def fusion(self) -> Fusion | None:
+        """The hybrid text model's fusion over this index's usable text models: the one `evaluate` fitted on
+        this generation, else the shipped default; None when fewer than two of its components are usable.
+        Read again only when the file changes."""
+        try:
+            stamp = self.generation.fusion_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._fusion is None or self._fusion[0] != stamp:
+            fitted = Fusion.from_dict(self.generation.read_fusion()) if stamp is not None else None
+            components = self.models_for(TEXT, fused=False)
+            self._fusion = (stamp, (fitted or DEFAULT_FUSION).restricted(components))
+        return self._fusion[1]
 
     def models_for_image_and_text(self) -> list[str]:
         """Models that embed both images and texts in one space: an image query can take words too."""
         return [name for name in self.models_for(IMAGE) if self.entries[name].embeds(TEXT)]
 
-    def default_model(self, modality: str) -> str | None:
-        """The usable model with the best evaluation figure for `modality` (image: cross-source), else the
-        registry's preference order, else the first usable one."""
-        usable = self.models_for(modality)
+    def default_model(self, modality: str, fused: bool = True) -> str | None:
+        """The usable model with the best evaluation figure for `modality` (image: cross-source category P@5;
+        text: the mean of held-out category and label P@5), else the hybrid, else the registry's preference order,
+        else the first usable one. `fused=False`: a model with vectors of its own (to compare stored rows)."""
+        usable = self.models_for(modality, fused)
         summary = self.evaluation()
-        scored = {name: summary.figure(name, DEFAULT_BY_FIGURE[modality]) for name in usable}
+        scored = {name: _headline(summary, name, modality) for name in usable}
         scored = {name: value for name, value in scored.items() if value is not None}
         if scored:
             return max(scored, key=scored.get)
-        preferred = [name for name in QUERY_PREFERENCE[modality] if name in usable and _earned(name, modality)]
+        preferred = [name for name in (HYBRID, *QUERY_PREFERENCE[modality])
+                     if name in usable and (name == HYBRID or _earned(name, modality))]
         return next(iter(preferred), usable[0] if usable else None)
 
     def row_model(self) -> str | None:
         """The model that compares collection rows when none is named: the best image model, else text."""
-        return self.default_model(IMAGE) or self.default_model(TEXT) or next(iter(self.models), None)
+        return (self.default_model(IMAGE) or self.default_model(TEXT, fused=False)
+                or next(iter(self.models), None))
+
+    def vector_model(self, name: str) -> str:
+        """`name`, or for the hybrid (which has no vectors to move) the best text model that has: what relevance
+        feedback on a text query uses."""
+        if name != HYBRID:
+            return name
+        return self.default_model(TEXT, fused=False) or name
+
+    def indexes(self, model: str) -> str:
+        """What a model's stored vectors encode: "image", "text" (the row's metadata), or for the hybrid "fusion"."""
+        return HYBRID_FAMILY if model == HYBRID else self.entries[model].indexes
 
     def default_min_score(self, model: str | None) -> float:
+        if model == HYBRID:
+            return HYBRID_MIN_SCORE
         entry = self.entries.get(model or "")
         return float(entry.default_min_score) if entry else 0.0
 
     def describe(self, model: str | None) -> str | None:
         """One line on what a model does (None for a model this program does not know)."""
+        if model == HYBRID:
+            return HYBRID_DESCRIPTION
         try:
             return embedder_spec(model).description if model else None
         except UnknownEmbedder:
             return None
 
     def family(self, model: str) -> str:
-        return self.entries[model].family
+        return HYBRID_FAMILY if model == HYBRID else self.entries[model].family
 
     def training_cards(self) -> dict[str, str]:
         """{model: its training card as Markdown} for the index's models that were trained by this project."""
@@ -88,6 +130,12 @@ class ModelPolicy:
         BadQuery, UnknownEmbedder or EmbedderUnavailable saying which models would do."""
         if name is None:
             raise BadQuery(f"This index has no model that embeds {modality or 'queries'}.")
+        if name == HYBRID:  # no vectors of its own: it answers text queries only, and only over 2+ text models
+            if modality != TEXT or self.fusion() is None:
+                usable = self.models_for(modality, fused=False) if modality else self.models
+                raise BadQuery(f"Model {HYBRID!r} fuses text queries over two or more text models and has no "
+                               f"vectors of its own; use one of {usable}.")
+            return name
         if name not in self.models:
             spec = embedder_spec(name)  # unknown names raise UnknownEmbedder with the registered list
             raise UnknownEmbedder(f"Model {spec.name!r} is not in this index; it has {self.models}.")
@@ -103,7 +151,7 @@ class ModelPolicy:
         """"ready", "not available here: why" or "not in this index (how to add it)"."""
         if name in self.unavailable:
             return f"not available here: {self.unavailable[name]}"
-        if name in self.models:
+        if name in self.models or (name == HYBRID and self.fusion() is not None):
             return "ready"
         reason = _unavailable(name)
         if reason:
@@ -131,6 +179,9 @@ def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
     whether each one serves this index, `index` says how its vectors are searched, and the headline evaluation
     figures follow (None where a figure does not apply)."""
     registry = {row["name"]: row for row in list_models()}
+    fusion = policy.fusion() if policy else None
+    if fusion is not None:  # the hybrid text model of this index, first
+        registry = {HYBRID: _hybrid_row(fusion), **registry}
     names = list(dict.fromkeys([*registry, *(policy.models if policy else [])]))
     summary = policy.evaluation() if policy else EvaluationSummary()
     shown = summary.measured_keys()[:TABLE_FIGURES]  # headline figures first
@@ -151,6 +202,22 @@ def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
             row.update({key: _rounded(summary.figure(name, key)) for key in shown})
         rows.append(row)
     return rows
+
+
+def _headline(summary: EvaluationSummary, name: str, modality: str) -> float | None:
+    """The figure that ranks a model for the default of `modality` (None: not measured)."""
+    first = summary.figure(name, DEFAULT_BY_FIGURE[modality])
+    also = summary.figure(name, ALSO_BY_FIGURE[modality]) if ALSO_BY_FIGURE[modality] else None
+    return first if first is None or also is None else (first + also) / 2
+
+
+def _hybrid_row(fusion: Fusion) -> dict:
+    """The models-table row of the hybrid text model: what it fuses and where its weights come from."""
+    weights = ("the shipped fusion (run `python -m retrieval evaluate` to fit this index's own)"
+               if fusion.fitted_on.get("shipped") else f"fitted on this index's {fusion.fitted_on.get('queries')} "
+                                                        f"train queries")
+    return {"name": HYBRID, "family": HYBRID_FAMILY, "embeds": TEXT, "dim": None, "weights": weights,
+            "status": "ready", "detail": "fuses " + ", ".join(fusion.components)}
 
 
 def _unavailable(name: str) -> str:

@@ -55,15 +55,19 @@ def break_ties(found: Found, catalogue) -> Found:
 
 
 def spread_duplicates(found: Found, catalogue, k: int) -> Found:
-    """The first k: a row whose text is already shown waits behind a row with another text scoring within
-    DUPLICATE_MARGIN of it."""
+    """The first k: a row whose text is already shown waits behind a row with another text of the SAME category
+    and label scoring within DUPLICATE_MARGIN of it (another source or caption of that finding). It never yields
+    to a row of another label: a better-matching finding stays above a worse one ("severe" keeps the severe grade
+    first)."""
     texts = catalogue.texts
+    label = lambda row: (catalogue.value(row, "category"), catalogue.value(row, "label"))  # noqa: E731
     pending, ordered, shown = list(found), [], set()
     while pending and len(ordered) < k:
         choice = 0
-        if texts[pending[0][0]] in shown:
-            choice = next((i for i, (row, score) in enumerate(pending) if texts[row] not in shown
-                           and score >= pending[0][1] - DUPLICATE_MARGIN), 0)
+        head, floor = pending[0][0], pending[0][1] - DUPLICATE_MARGIN
+        if texts[head] in shown:
+            choice = next((i for i, (row, score) in enumerate(pending) if score >= floor and texts[row] not in shown
+                           and label(row) == label(head)), 0)
         row, score = pending.pop(choice)
         shown.add(texts[row])
         ordered.append((row, score))

@@ -22,6 +22,7 @@ from .errors import BadQuery
 from .explorer import Explorer
 from .feedback import rocchio
 from .hub import resolve_index
+from .hybrid import HYBRID, component_lists
 from .images import ImageSource
 from .layout import IndexFolder, IndexGeneration
 from .novelty import load_novelty
@@ -64,8 +65,8 @@ class SearchEngine:
             threading.Thread(target=self.warm_up, name="warm-up", daemon=True).start()
             return
         policy = self.policy
-        first = [name for name in (policy.default_model(TEXT), policy.default_model(IMAGE)) if name]
-        for name in dict.fromkeys([*first, *policy.models_for(TEXT), *policy.models_for(IMAGE)]):
+        first = [name for name in (policy.default_model(TEXT, fused=False), policy.default_model(IMAGE)) if name]
+        for name in dict.fromkeys([*first, *policy.models_for(TEXT, fused=False), *policy.models_for(IMAGE)]):
             try:
                 self.encoder.load(name)
             except Exception:  # noqa: BLE001 - the query that needs the model reports why
@@ -87,7 +88,8 @@ class SearchEngine:
     # --- queries ---------------------------------------------------------------------------------------
     def search_text(self, text: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                     min_score: float | None = None) -> SearchResult:
-        """Rows most similar to a text query (keywords for tfidf, meaning for minilm, pictures for CLIP)."""
+        """Rows most similar to a text query (keywords for tfidf, meaning for minilm, pictures for CLIP, all of
+        them fused for hybrid)."""
         if not isinstance(text, str) or not text.strip():
             raise BadQuery("Type a search text: the query is empty.")
         text = " ".join(text.split())
@@ -95,7 +97,7 @@ class SearchEngine:
             raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
         name = self.policy.resolve(model or self.policy.default_model(TEXT), TEXT)
         options = self._options(name, k, category, min_score)
-        return SearchResult(self._search(name, self.encoder.texts(name, [text]), options), name)
+        return SearchResult(self._search(name, self._embed_text(name, text), options), name)
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
                      category: str | None = None, min_score: float | None = None, text: str | None = None,
@@ -167,7 +169,7 @@ class SearchEngine:
             text = " ".join(query.split())
             if not text:
                 raise BadQuery("Give the original query: a text, a collection id or an image.")
-            name = policy.resolve(model or policy.default_model(TEXT), TEXT)
+            name = policy.vector_model(policy.resolve(model or policy.default_model(TEXT, fused=False), TEXT))
             vector = self.encoder.texts(name, [text])
         elif query is None:
             raise BadQuery("Give the original query: a text, a collection id or an image.")
@@ -186,11 +188,23 @@ class SearchEngine:
         return options.check_category(self.catalogue.categories).with_default_min_score(
             self.policy.default_min_score(name))
 
-    def _search(self, name: str, vector: np.ndarray, options: QueryOptions, exclude=None) -> list[Hit]:
-        k, metadata = options.k, self.policy.entries[name].indexes == TEXT
+    def _embed_text(self, name: str, text: str):
+        """The query vector of a text model, or for the hybrid one vector per fused model."""
+        if name == HYBRID:
+            return {component: self.encoder.texts(component, [text]) for component in self.policy.fusion().components}
+        return self.encoder.texts(name, [text])
+
+    def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:
+        k, metadata = options.k, self.policy.indexes(name) != IMAGE  # metadata texts repeat (hybrid fuses them)
         fetch = 2 * k if metadata else k
-        found = nearest_with_ties(lambda n: self.store.search(name, vector[0], n, category=options.category,
-                                                              exclude=exclude), fetch, len(self))
+        nearest = lambda model, query, n: self.store.search(model, query, n, category=options.category,  # noqa: E731
+                                                             exclude=exclude)
+        if name == HYBRID:  # each component's own nearest rows, fused (hybrid.py)
+            fusion = self.policy.fusion()
+            search = lambda n: fusion.fuse(component_lists(vector, nearest, max(n, fusion.depth)))[:n]  # noqa: E731
+        else:
+            search = lambda n: nearest(name, vector[0], n)  # noqa: E731
+        found = nearest_with_ties(search, fetch, len(self))
         found = break_ties(found, self.catalogue)
         if metadata:  # many rows share one text: show another finding rather than the same text five times
             found = spread_duplicates(found, self.catalogue, k)

@@ -43,7 +43,7 @@ def test_figures_judge_only_queries_that_have_relevant_rows():
 
 def test_the_packaged_query_file_is_versioned_and_large_enough():
     version, queries = load_queries()
-    assert version == 1 and len(queries) >= 30
+    assert version == 2 and len(queries) >= 120
     assert {q.category for q in queries} == {"chest", "dental", "spine", "knee", "hand", "fracture"}
     assert sum(bool(q.labels) for q in queries) >= 15
 
@@ -86,7 +86,7 @@ def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evalu
 
 def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
     assert set(evaluation.image) == {"tfidf", "minilm", "efficientnet-lite0", "xray-lite0", RAW_PIXELS}
-    assert set(evaluation.text["models"]) == {"tfidf", "minilm", "xray-lite0"}  # the text-capable models
+    assert set(evaluation.text["models"]) == {"tfidf", "minilm", "xray-lite0", "hybrid"}  # text-capable, fused
     assert evaluation.image["efficientnet-lite0"][CATEGORY]["queries"] == evaluation.rows
     labelled = sum(1 for record in evaluation.index.records if record["label"])
     assert evaluation.image["efficientnet-lite0"][LABEL]["queries"] <= labelled < evaluation.rows
@@ -98,8 +98,24 @@ def test_the_learned_image_model_beats_chance_and_raw_pixels_by_category(evaluat
     assert learned >= evaluation.image[RAW_PIXELS][CATEGORY]["p@5"]
 
 
+def test_the_hybrid_is_fitted_on_train_queries_and_every_text_model_judged_on_test_queries(evaluation):
+    _, queries = load_queries()
+    test = [q for q in queries if q.split == "test"]
+    text = evaluation.text
+    assert text["fusion"]["fitted_on"]["split"] == "train"
+    assert text["fusion"]["fitted_on"]["queries"] == len(queries) - len(test)
+    assert text["judged_on"] == "test" and text["judged_queries"] == len(test)
+    for result in text["models"].values():  # headline figures: test queries only; all queries beside them
+        assert result[CATEGORY]["queries"] + result[CATEGORY]["unjudged"] == len(test)
+        assert result["all_queries"][CATEGORY]["queries"] + result["all_queries"][CATEGORY]["unjudged"] == len(queries)
+    assert text["models"]["hybrid"]["searches"] == "fusion"
+    summary = evaluation.summary()
+    assert summary.figure("hybrid", DEFAULT_TEXT_FIGURE) == text["models"]["hybrid"][CATEGORY]["p@5"]
+    assert evaluation.index.generation.read_fusion() == text["fusion"]  # the engine serves what was judged
+
+
 def test_text_queries_find_their_category(evaluation):
-    for name in ("tfidf", "minilm"):
+    for name in ("tfidf", "minilm", "hybrid"):
         assert evaluation.text["models"][name][CATEGORY]["p@5"] > evaluation.text["random"][CATEGORY]["p@5"] + 0.3
 
 

@@ -164,21 +164,23 @@ def test_metadata_text_describes_the_image_not_its_dataset(tmp_path):
     assert engine.catalogue.record("knee/k0")["source"] == "Severity Grading Dataset"  # but it is shown
 
 
-def test_a_repeated_text_yields_to_another_finding_that_scores_almost_as_well(tmp_path, fake_models):
+def test_a_repeated_text_yields_to_another_text_of_the_same_finding_never_to_another_finding(tmp_path, fake_models):
     rows = [{"file_name": f"knee/a{i}.png", "category": "knee", "label": "kl-1", "caption": "knee radiograph",
              "kind": "stripes"} for i in range(3)]
-    rows.append({"file_name": "knee/b.png", "category": "knee", "label": "kl-4",
-                 "caption": "knee knee radiograph chest", "kind": "stripes"})  # 4 x knee + 1 x chest: cos 0.97
+    rows += [{"file_name": f"knee/{name}.png", "category": "knee", "label": label,
+              "caption": "knee knee radiograph chest", "kind": "stripes"}  # 4 x knee + 1 x chest: cos 0.97
+             for name, label in (("b", "kl-4"), ("c", "kl-1"))]
     build_test_index(rows, tmp_path / "index", ["keywords"])
     hits = SearchEngine(tmp_path / "index").search_text("knee", model="keywords", k=4)
-    assert [hit.id for hit in hits] == ["knee/a0", "knee/b", "knee/a1", "knee/a2"]
-    assert hits[1].score < hits[2].score  # shown earlier although it scores a little lower
+    assert [hit.id for hit in hits] == ["knee/a0", "knee/c", "knee/a1", "knee/a2"]  # kl-4 never above kl-1's best
+    assert hits[1].score < hits[2].score  # another caption of kl-1 shown earlier although it scores a little lower
 
 
 def test_the_default_models_follow_the_evaluation_then_the_preference_order(subset_engine, monkeypatch):
     policy = subset_engine.policy
     monkeypatch.setattr(policy, "evaluation", EvaluationSummary)  # not evaluated: the registry's order
-    assert policy.default_model("text") == "minilm"  # a row's own words first, while it has them
+    assert policy.default_model("text") == "hybrid"  # every text model fused (retrieval/hybrid.py)
+    assert policy.default_model("text", fused=False) == "minilm"  # of those with vectors: a row's own words first
     assert policy.default_model("image") == "xray-lite0"  # its card: it beat the frozen model on unseen sources
     measured = {"models": {"efficientnet-lite0": {DEFAULT_IMAGE_FIGURE: 0.8}, "xray-lite0": {DEFAULT_IMAGE_FIGURE: 0.7}}}
     monkeypatch.setattr(policy, "evaluation", lambda: EvaluationSummary.from_dict(measured))

@@ -72,7 +72,8 @@ def controls(policy, categories: list[str], modality: str, prefix: str, on_model
                         info=policy.describe(default))
     k = gr.Slider(K_MIN, K_MAX, value=K_DEFAULT, step=1, precision=0, label="Results (top-k)", elem_id=f"{prefix}-k")
     min_score = gr.Slider(0.0, 1.0, value=policy.default_min_score(default), step=0.01, label="Minimum score",
-                          info="Cosine similarity; changing the model resets it to that model's default.",
+                          info="Cosine similarity (hybrid: the estimated chance of a match); changing the model "
+                               "resets it to that model's default.",
                           elem_id=f"{prefix}-min-score")
     category = gr.Dropdown([("All categories", "")] + [(c, c) for c in categories], value="",
                            label="Category", elem_id=f"{prefix}-category")
@@ -155,7 +156,8 @@ def models_tab(policy, rows: list[dict]) -> gr.Dropdown:
     """Every registered model (`rows`: retrieval.policy.model_rows), the evaluation figures and the training cards;
     returns the default-model choice."""
     gr.Markdown(render.MODELS_INTRO)
-    usable = [name for name in policy.models if name not in policy.unavailable]
+    fused = [name for name in policy.models_for("text") if name not in policy.models]  # the hybrid, when offered
+    usable = fused + [name for name in policy.models if name not in policy.unavailable]
     default_model = gr.Dropdown(usable, value=policy.default_model("text"), elem_id="default-model",
                                 label="Default model for searches",
                                 info="Becomes the model of the search tabs that can use it.")

@@ -2,9 +2,11 @@
 used here and nowhere else, so the engine can change shape behind one small class.
 
 Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `vectors(name)`,
-`search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text")` and
-`entries[name].indexes`; its catalogue's `ids`, `record(id)` and `image(id)`. From the generation (layout.IndexGeneration):
-`name`, `load_dataset()` (the stored `phash` column) and `write_evaluation(...)` via summary.py.
+`search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text", fused=)`
+and `indexes(name)`; its catalogue's `ids`, `record(id)` and `image(id)`; its encoder's `texts(model, texts)` and its
+store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
+(layout.IndexGeneration): `name`, `load_dataset()` (the stored `phash` column), `write_evaluation(...)` via
+summary.py and `write_fusion(...)`.
 """
 
 from __future__ import annotations
@@ -56,9 +58,21 @@ class IndexAccess:
         """The models that can embed a text query here."""
         return self._engine.policy.models_for("text")
 
+    def fusion_components(self) -> list[str]:
+        """The text models with vectors of their own that the hybrid can fuse here."""
+        return self._engine.policy.models_for("text", fused=False)
+
     def indexes(self, model: str) -> str:
-        """What the model's stored vectors encode: "image" or "text" (the row's metadata)."""
-        return self._engine.policy.entries[model].indexes
+        """What the model's stored vectors encode: "image" or "text" (the row's metadata); "fusion" for the hybrid."""
+        return self._engine.policy.indexes(model)
+
+    def component_lists(self, text: str, components: list[str], depth: int) -> dict[str, list[tuple[int, float]]]:
+        """Each component's `depth` nearest rows (row, score) for a text query, as the hybrid fuses them."""
+        from ..hybrid import component_lists
+
+        engine = self._engine
+        vectors = {name: engine.encoder.texts(name, [text]) for name in components}
+        return component_lists(vectors, lambda name, vector, n: engine.store.search(name, vector, n), depth)
 
     @cached_property
     def ids(self) -> list[str]:

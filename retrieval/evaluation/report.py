@@ -57,8 +57,11 @@ def evaluation_text(self: Evaluation) -> str:
                                [[c, *(f"{v:.2f}" for v in row)] for c, row in
                                 zip(confusion["categories"], shares)]), ""]
     if self.text.get("models"):
+        lines += hybrid_text(self.text)
+        judged = ("all" if self.text.get("judged_on", "all") == "all"
+                  else f"the {self.text['judged_queries']} {self.text['judged_on']}")
         lines.append(f"Text to image, {self.text['queries']} queries from {self.text['file']} "
-                     f"(version {self.text['version']}):")
+                     f"(version {self.text['version']}), judged on {judged} queries:")
         rows = []
         for name, result in self.text["models"].items():
             for level in LEVELS:
@@ -68,6 +71,24 @@ def evaluation_text(self: Evaluation) -> str:
             rows.append(["random ranking (expected)", "-", level, *_cells(self.text["random"][level])])
         lines += [format_table(["model", "searches", "level", *header[2:]], rows), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def hybrid_text(text: dict) -> list[str]:
+    """Held-out P@5 of every text model beside the hybrid that fuses them (fitted on the TRAIN queries)."""
+    models = text["models"]
+    rows = [[display_name(name), result["searches"], *(_fmt(result[level]["p@5"]) for level in LEVELS),
+             *(_fmt(result["all_queries"][level]["p@5"]) for level in LEVELS)] for name, result in models.items()]
+    judged = text.get("judged_on", "all")
+    lines = [f"Text models side by side, P@5 on the {text.get('judged_queries', text['queries'])} {judged} queries "
+             f"(the hybrid's fusion fitted on the train queries only), and on all {text['queries']}:",
+             format_table(["model", "searches", f"category ({judged})", f"label ({judged})", "category (all)",
+                           "label (all)"], rows)]
+    fusion = text.get("fusion")
+    if isinstance(fusion, dict):
+        weights = ", ".join(f"{name} {w['score']:+.2f}/{w['gap']:+.2f}" for name, w in fusion["weights"].items())
+        lines.append(f"  hybrid: {fusion['method']}; weights (score/gap) {weights}; bias {fusion['bias']:+.2f}; "
+                     f"fitted on {fusion['fitted_on'].get('queries')} {fusion['fitted_on'].get('split')} queries")
+    return lines + [""]
 
 
 def feedback_text(self: Evaluation) -> list[str]:

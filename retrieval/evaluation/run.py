@@ -15,7 +15,9 @@ relevant at label level). Baselines run in the same pass: a 32x32 raw-pixel thum
 column, and the expectation of a random ranking.
 
 Text queries come from the versioned query file (queries.py) and go through the engine's text search for every
-text-capable model of the index. Cross-source: whole sources held out (protocols.py), as training judges.
+text-capable model of the index. The hybrid text model is first fitted on the TRAIN queries (hybrid_fit.py); every
+text model's headline figures are then those of the TEST queries (all queries beside them), so the hybrid is never
+judged on a query that chose its weights. Cross-source: whole sources held out (protocols.py), as training judges.
 
 A run with --models merges its models into the figures already in the summary.
 """
@@ -34,8 +36,9 @@ from .figures import CATEGORY, FIGURES, K, KS, LABEL, LEVELS, figures, round_fig
 from .index_access import IndexAccess
 from .leave_one_out import feedback_gain, judge, random_expectation, random_text_expectation
 from .pixels import THUMBNAIL_SIDE, image_features, near_duplicates
-from .queries import TextQuery, load_queries, shown_path
+from .queries import TEST, TextQuery, in_split, load_queries, shown_path
 from .rows import Item, fingerprint, item_from_row
+from ..hybrid import HYBRID
 from ..evaluation_summary import (
     CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, EvaluationSummary,
     ModelFigures, figure_key,
@@ -99,6 +102,11 @@ class Evaluation:
             values[FEEDBACK_RESIDUAL_GAIN] = None if seen else feedback.get("residual_gain")
             entry = ModelFigures(values, indexes="text" if measure == METADATA else "image")
             (baselines if name == RAW_PIXELS else models)[name] = entry
+        for name, text in self.text.get("models", {}).items():  # a text model without vectors: the hybrid
+            if name not in models:
+                values = dict.fromkeys(MODEL_FIGURES)
+                values.update({figure_key(TEXT, level, key): text[level][key] for level in LEVELS for key in FIGURES})
+                models[name] = ModelFigures(values, indexes=text["searches"])
         return EvaluationSummary(created_at=self.created_at, rows=self.rows,
                                  near_duplicate_pairs=self.near_duplicates["pairs"],
                                  text_queries=self.text.get("queries", 0), models=models, baselines=baselines)
@@ -129,8 +137,9 @@ def evaluate_index(index: "str | Path | SearchEngine | IndexAccess" = "index", m
     version, queries = load_queries(queries_file)
     index = IndexAccess.open(index)
     names = index.models
+    hybrid = HYBRID in index.text_models() and (not models or HYBRID in models)
     if models:  # the TF-IDF baseline runs whenever the index has it
-        names = list(dict.fromkeys(models))
+        names = [name for name in dict.fromkeys(models) if name != HYBRID]
         for name in names:
             index.vectors(name)  # an unknown name raises the engine's own error, listing the index's models
         if BASELINE_TEXT_MODEL in index.models and BASELINE_TEXT_MODEL not in names:
@@ -148,7 +157,7 @@ def evaluate_index(index: "str | Path | SearchEngine | IndexAccess" = "index", m
         categories=sorted({c for c in categories if c}),
         near_duplicates={"max_bits": near_bits, "pairs": len(pairs), "rows": len(partners),
                          "examples": [[ids[i], ids[j], d] for i, j, d in pairs[:20]]},
-        index=index, models=names, queries=queries)
+        index=index, models=names + [HYBRID] * hybrid, queries=queries)
 
     items = [item_from_row(r) for r in records]  # the rows as the training protocols see them, in index order
     evaluation.trained_here = _trained_on(items, evaluation.models)
@@ -166,7 +175,8 @@ def _leave_one_out(evaluation: Evaluation, keys: dict, thumbnails: np.ndarray, p
     from tqdm.auto import tqdm
 
     index, categories = evaluation.index, keys[CATEGORY]
-    vector_sets = [(name, "metadata" if index.indexes(name) == "text" else "image") for name in evaluation.models]
+    vector_sets = [(name, "metadata" if index.indexes(name) == "text" else "image") for name in evaluation.models
+                   if name != HYBRID]  # the hybrid has no vectors: it is judged by text queries only
     vector_sets.append((RAW_PIXELS, "pixels"))
     for name, kind in tqdm(vector_sets, desc="leave-one-out", unit="model", disable=not progress):
         vectors = thumbnails if name == RAW_PIXELS else index.vectors(name)
@@ -189,29 +199,40 @@ def _leave_one_out(evaluation: Evaluation, keys: dict, thumbnails: np.ndarray, p
 
 
 def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_file, progress: bool) -> None:
-    """The query file through the engine's text search for every text-capable model of the index."""
+    """The query file through the engine's text search for every text-capable model of the index, the hybrid
+    fitted first on the TRAIN queries. Headline figures: the TEST queries when the file has splits, else all."""
     from tqdm.auto import tqdm
 
+    from .hybrid_fit import fit_hybrid
+
     index, queries, ids = evaluation.index, evaluation.queries, evaluation.index.ids
-    evaluation.text = {"file": shown_path(queries_file), "version": version, "queries": len(queries), "models": {}}
+    held_out = in_split(queries, TEST) or list(range(len(queries)))
+    evaluation.text = {"file": shown_path(queries_file), "version": version, "queries": len(queries),
+                       "judged_on": TEST if len(held_out) < len(queries) else "all", "judged_queries": len(held_out),
+                       "models": {}}
     row_labels = np.asarray([r["label"] or "" for r in index.records], dtype=object)
     targets = {level: np.stack([q.relevant(keys[CATEGORY], row_labels, level) for q in queries])
                for level in LEVELS}
     text_models = [name for name in index.text_models() if name in evaluation.models]
-    for name in text_models:
+    for name in sorted(text_models, key=lambda name: name == HYBRID):  # the hybrid last: after its fit
+        if name == HYBRID:
+            fusion = fit_hybrid(index, queries, keys[CATEGORY], row_labels, evaluation.text["file"])
+            evaluation.text["fusion"] = fusion.to_dict() if fusion else "default (no training queries)"
         ranked = np.full((len(queries), K), -1, dtype=np.int64)
         for position, query in enumerate(tqdm(queries, desc=f"text queries {name}", unit="query",
                                               disable=not progress)):
             rows = index.search_text(query.text, name, K)
             ranked[position, :len(rows)] = rows
         evaluation.text_ranked[name] = ranked
-        result = {"searches": "metadata" if index.indexes(name) == "text" else "images"}
+        searches = index.indexes(name)
+        result = {"searches": {"text": "metadata", "image": "images"}.get(searches, searches)}
         relevant = {level: np.take_along_axis(targets[level], np.maximum(ranked, 0), axis=1) & (ranked >= 0)
                     for level in LEVELS}
         for level in LEVELS:
-            result[level] = figures(relevant[level], targets[level].sum(axis=1))
+            result[level] = figures(relevant[level][held_out], targets[level][held_out].sum(axis=1))
+        result["all_queries"] = {level: figures(relevant[level], targets[level].sum(axis=1)) for level in LEVELS}
         result["per_query"] = [
-            {"text": q.text, "category": q.category, "labels": list(q.labels),
+            {"text": q.text, "category": q.category, "labels": list(q.labels), "split": q.split,
              "relevant_rows": int(targets[LABEL if q.labels else CATEGORY][i].sum()),
              "top": [ids[row] for row in ranked[i] if row >= 0][:5],
              **{f"{level}_p@5": round_figure(metrics.precision_at_k(relevant[level][i], 5))
@@ -220,7 +241,8 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
         evaluation.text["models"][name] = result
     if not text_models:
         evaluation.text["skipped"] = "no text-capable model in this index"
-    evaluation.text["random"] = {level: random_text_expectation(targets[level], len(ids)) for level in LEVELS}
+    evaluation.text["random"] = {level: random_text_expectation(targets[level][held_out], len(ids))
+                                 for level in LEVELS}
 
 
 def _trained_on(items: list[Item], models: list[str]) -> set[str]:

@@ -1,0 +1,150 @@
+"""Hybrid text search: one text "model" that fuses every text model of an index, because each one misses
+different queries — TF-IDF is exact on label words and blind to synonyms, MiniLM over the metadata finds meaning
+but loses severity, an image-text model's text tower (xray-lite0) ranks the pixels and catches lay words the
+metadata never says.
+
+Calibrated score fusion: each component searches on its own (its top `depth` rows, through the vector store, so
+filters apply); a candidate row has, per component, its score s and its gap to that component's best row for the
+query (s - best; a row outside a component's list takes the list's last score). A logistic model over these
+features gives the fused score P(relevant | scores), in [0, 1]: "of the training queries' candidates that scored
+like this, this share was relevant", which a person can read and `min_score` can cut.
+
+The weights are fitted by `fit_fusion` on the query file's TRAIN split only (`python -m retrieval evaluate` does
+it and writes them into the index generation, layout.IndexGeneration.write_fusion); the TEST split judges them.
+Before an index is evaluated, DEFAULT_FUSION serves: the same fit on the real collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+HYBRID = "hybrid"  # the model name a query asks for (not a registry entry: it has no vectors of its own)
+DESCRIPTION = ("fusion of every text model of this index (TF-IDF words, MiniLM meaning, image-text models on "
+               "the pixels); the score is the estimated chance that a result matches")
+DEPTH = 200  # rows each component contributes to the candidates
+MIN_SCORE = 0.05  # default minimum fused score: rows below a 5 % estimated chance of matching are not shown
+REGULARISATION = 1.0  # the logistic fit's inverse L2 strength (fixed in advance, not chosen on any query)
+METHOD = "calibrated score fusion (logistic over each component's score and gap to its best)"
+
+Found = list[tuple[int, float]]
+Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) -> the n nearest (row, score)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """The fitted fusion: per component (score weight, gap weight), a bias, the candidate depth, provenance."""
+
+    weights: dict[str, tuple[float, float]]
+    bias: float
+    depth: int = DEPTH
+    fitted_on: dict = field(default_factory=dict)
+
+    @property
+    def components(self) -> list[str]:
+        return list(self.weights)
+
+    def restricted(self, available: Sequence[str]) -> "Fusion | None":
+        """This fusion over the components that are `available` (None when fewer than two remain)."""
+        kept = {name: w for name, w in self.weights.items() if name in available}
+        if len(kept) < 2:
+            return None
+        return Fusion(kept, self.bias, self.depth, self.fitted_on)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """(n,) fused scores in [0, 1] from `features` (n, 2 * components), columns as `candidate_features`."""
+        coefficients = np.asarray([w for name in self.weights for w in self.weights[name]], dtype=np.float64)
+        return _sigmoid(np.asarray(features, dtype=np.float64) @ coefficients + self.bias)
+
+    def fuse(self, lists: Mapping[str, Found]) -> Found:
+        """Every candidate row with its fused score, best first (ties: lower row first)."""
+        rows, features = candidate_features(lists, self.components)
+        if not len(rows):
+            return []
+        scores = self.score(features)
+        order = np.lexsort((rows, -scores))
+        return [(int(rows[i]), float(scores[i])) for i in order]
+
+    def to_dict(self) -> dict:
+        return {"method": METHOD, "depth": self.depth, "bias": self.bias,
+                "weights": {name: {"score": s, "gap": g} for name, (s, g) in self.weights.items()},
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "Fusion | None":
+        """A fusion from its JSON form; None when it is malformed (the default then serves)."""
+        try:
+            weights = {str(name): (float(w["score"]), float(w["gap"])) for name, w in payload["weights"].items()}
+            return cls(weights, float(payload["bias"]), int(payload.get("depth", DEPTH)),
+                       dict(payload.get("fitted_on") or {}))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+def candidate_features(lists: Mapping[str, Found], components: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, features): the union of the components' lists, and per component the row's score and its gap to
+    the component's best score. A row a component did not return takes that list's last (lowest) score."""
+    rows = np.asarray(sorted({row for name in components for row, _ in lists.get(name, ())}), dtype=np.int64)
+    features = np.zeros((len(rows), 2 * len(components)), dtype=np.float64)
+    position = {int(row): i for i, row in enumerate(rows)}
+    for c, name in enumerate(components):
+        found = lists.get(name) or []
+        if not found:
+            continue
+        best, floor = max(score for _, score in found), min(score for _, score in found)
+        column = np.full(len(rows), floor, dtype=np.float64)
+        for row, score in found:
+            column[position[row]] = score
+        features[:, 2 * c] = column
+        features[:, 2 * c + 1] = column - best
+    return rows, features
+
+
+def component_lists(vectors: Mapping[str, np.ndarray], nearest: Nearest, depth: int) -> dict[str, Found]:
+    """Each component's `depth` nearest rows for its own query vector."""
+    return {name: nearest(name, np.asarray(vector).reshape(-1), depth) for name, vector in vectors.items()}
+
+
+def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], components: Sequence[str],
+               depth: int = DEPTH, fitted_on: dict | None = None) -> Fusion:
+    """Fit the fusion on training queries only: `examples` are (each component's list, the relevant rows) per
+    query. Every candidate of every query is one example, relevant or not."""
+    from sklearn.linear_model import LogisticRegression
+
+    blocks, targets = [], []
+    for lists, relevant in examples:
+        rows, features = candidate_features(lists, components)
+        blocks.append(features)
+        targets.append(np.isin(rows, list(relevant)))
+    if not blocks:
+        raise ValueError("No training queries to fit the fusion on.")
+    x, y = np.concatenate(blocks), np.concatenate(targets)
+    if y.all() or not y.any():
+        raise ValueError("The training queries' candidates are all relevant or all irrelevant: nothing to fit.")
+    model = LogisticRegression(C=REGULARISATION, max_iter=2000).fit(x, y)
+    coefficients = model.coef_[0]
+    weights = {name: (round(float(coefficients[2 * c]), 4), round(float(coefficients[2 * c + 1]), 4))
+               for c, name in enumerate(components)}
+    provenance = {"examples": int(len(y)), "relevant": int(y.sum()), **(fitted_on or {})}
+    return Fusion(weights, round(float(model.intercept_[0]), 4), depth, provenance)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(values, -50, 50)))
+
+
+# Fitted by `python -m retrieval evaluate` on the 93 TRAIN queries of retrieval/queries/text_queries.json (version 2)
+# over the 2,426-row collection, metadata text version 3 (docs/evaluation.md); serves an index until its own
+# evaluation writes its own fit. xray-lite0's score weight is negative and its gap weight large: what counts is how
+# close a row comes to the pixels' best match for this query, not the raw cosine (which varies by query).
+DEFAULT_FUSION = Fusion(
+    weights={"tfidf": (3.1428, -1.7858), "minilm": (4.1348, 9.1901), "xray-lite0": (-2.5028, 10.149)},
+    bias=-0.8254, depth=DEPTH,
+    fitted_on={"queries_file": "retrieval/queries/text_queries.json", "split": "train", "queries": 93, "rows": 2426,
+               "examples": 37771, "relevant": 12400, "shipped": True})
+
+
+__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "candidate_features", "component_lists",
+           "fit_fusion"]
