@@ -53,7 +53,7 @@ class Handlers:
             k: how many results, 1 to 20.
             category: only this category (e.g. "knee"); empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
-            filters: only results with these field values, e.g. {"view": "lateral", "sex": ["F", "M"]}; empty for all.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.
@@ -74,7 +74,7 @@ class Handlers:
             min_score: results below this cosine similarity (0 to 1) are left out.
             text: optional words that steer the image query, e.g. "severe" (models that embed images and text).
             text_weight: how much the words count, 0 to 1 (0: the image alone).
-            filters: only results with these field values, e.g. {"view": "lateral", "sex": ["F", "M"]}; empty for all.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); the suggested category: vote
@@ -100,7 +100,7 @@ class Handlers:
             min_score: results below this cosine similarity (0 to 1) are left out.
             image: the original query image file, when the search was by image.
             exclude_judged: leave the marked results out, to see new ones.
-            filters: only results with these field values, e.g. {"view": "lateral", "sex": ["F", "M"]}; empty for all.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images with captions; the results as JSON (id, rank, score, category, label...); a status line.
         """
@@ -135,7 +135,7 @@ class Handlers:
             k: how many results, 1 to 20.
             category: only this category; empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
-            filters: only results with these field values, e.g. {"view": "lateral", "sex": ["F", "M"]}; empty for all.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.

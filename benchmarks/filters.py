@@ -124,8 +124,9 @@ def main() -> None:
                                                              if r["filter"] != "none"])), 3),
                      "identical_up_to_ties": round(float(np.mean([r["identical_up_to_ties"] for r in results
                                                                   if r["filter"] != "none"])), 3)}
-        save("filters", {"rows": len(faiss_engine), "k": K, "models": MODELS, "build_s": build_s, "milvus_sync_s": sync_s,
-                         "repeat": args.repeat, "agreement_over_filtered_queries": agreement, "results": results},
+        save("filters", {"rows": len(faiss_engine), "k": K, "models": MODELS, "build_s": build_s,
+                         "milvus_sync_s": sync_s, "repeat": args.repeat,
+                         "agreement_over_filtered_queries": agreement, "results": results},
              ["filter", "rows passing", "query", "faiss median ms", "faiss p95 ms", "milvus median ms",
               "identical top-10", "identical up to ties"], rows)
     finally:

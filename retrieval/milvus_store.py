@@ -1,9 +1,10 @@
 """Vectors in Milvus: the store for archives that outgrow one machine (Milvus Lite in a local file for tests).
 
 One Milvus collection per (image collection, model) holds the row id, the vector and the filterable
-metadata (every filter field of the Dataset, filters.filter_fields, in one JSON field, so a collection's own extra
-fields need no schema change). Images and metadata stay in the Dataset: Milvus answers with row ids and the
-engine resolves them; a search's filters become an expression on that JSON field. `sync` mirrors a Dataset into Milvus in batches, idempotently and resumably.
+metadata (every filter field of the Dataset, filters.filter_fields, in one JSON field, so a collection's own
+extra fields need no schema change). Images and metadata stay in the Dataset: Milvus answers with row ids and
+the engine resolves them; a search's filters become an expression on that JSON field. `sync` mirrors a Dataset
+into Milvus in batches, idempotently and resumably.
 
     engine = SearchEngine("index", vector_store=milvus_store("./milvus.db"))          # Milvus Lite
     engine = SearchEngine("index", vector_store=milvus_store("http://milvus:19530"))  # server/cluster

@@ -95,8 +95,8 @@ def normalise_filters(filters) -> dict[str, tuple[str, ...]]:
         try:
             filters = json.loads(filters)
         except ValueError:
-            raise BadQuery(f"The filters must be a JSON object such as {{\"view\": \"lateral\"}}; got {filters[:80]!r}.") \
-                from None
+            raise BadQuery('The filters must be a JSON object such as {"view": "lateral"}; '
+                           f"got {filters[:80]!r}.") from None
     if not isinstance(filters, Mapping):
         raise BadQuery(f"The filters must map fields to values, e.g. {{'view': 'lateral'}}; got {filters!r:.80}.")
     if len(filters) > MAX_FILTER_FIELDS:
@@ -117,5 +117,5 @@ def normalise_filters(filters) -> dict[str, tuple[str, ...]]:
     return normal
 
 
-__all__ = ["QueryOptions", "normalise_filters", "MAX_FILTER_FIELDS", "MAX_FILTER_VALUES", "MAX_FILTER_CHARS", "K_MIN", "K_MAX", "K_DEFAULT", "MIN_SCORE_RANGE", "MAX_QUERY_CHARS",
-           "TEXT_WEIGHT_DEFAULT", "MAX_JUDGED"]
+__all__ = ["QueryOptions", "normalise_filters", "K_MIN", "K_MAX", "K_DEFAULT", "MIN_SCORE_RANGE", "MAX_QUERY_CHARS",
+           "TEXT_WEIGHT_DEFAULT", "MAX_JUDGED", "MAX_FILTER_FIELDS", "MAX_FILTER_VALUES", "MAX_FILTER_CHARS"]

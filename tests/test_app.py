@@ -177,21 +177,23 @@ def test_every_search_endpoint_takes_field_filters(client, engine, knee_file):
     """`filters` comes last with a default, so every call above (without it) still works unchanged."""
     catalogue = engine.catalogue
     view = next(v for v, n in catalogue.field_counts(catalogue.ids)["view"].items() if n >= 10)
-    lateral = {"view": view}
-    _, records, _ = client.predict("radiograph", model="tfidf", k=10, min_score=0.0, filters=lateral,
+    by_view = {"view": view}
+    _, records, _ = client.predict("radiograph", model="tfidf", k=10, min_score=0.0, filters=by_view,
                                    api_name="/search_text")
     assert len(records) == 10 and {r["view"] for r in records} == {view}
     item_id, path = knee_file
-    _, records, suggestion, _ = client.predict(handle_file(str(path)), k=10, min_score=0.0, filters=lateral,
+    licence = {"license": catalogue.record(item_id)["license"]}  # images like the query's pass (scores >= 0)
+    _, records, suggestion, _ = client.predict(handle_file(str(path)), k=5, min_score=0.0, filters=licence,
                                                api_name="/search_image")
-    assert len(records) == 10 and {r["view"] for r in records} == {view} and suggestion["label"]
-    _, records, _ = client.predict(item_id, k=10, min_score=0.0, filters={**lateral, "category": "chest"},
-                                   api_name="/similar")
-    assert {(r["view"], r["category"]) for r in records} == {(view, "chest")} and item_id not in {
-        r["id"] for r in records}
-    _, records, _ = client.predict("radiograph", [item_id], [], model="minilm", k=10, min_score=0.0, filters=lateral,
+    assert len(records) == 5 and {r["license"] for r in records} == set(licence.values()) and suggestion["label"]
+    seed = catalogue.ids[int(catalogue.filters.allowed({"view": (view,)})[0])]  # a row with that view
+    same = {"view": view, "category": catalogue.record(seed)["category"]}
+    _, records, _ = client.predict(seed, k=10, min_score=0.0, filters=same, api_name="/similar")
+    assert records and {(r["view"], r["category"]) for r in records} == {tuple(same.values())}
+    assert seed not in {r["id"] for r in records}
+    _, records, _ = client.predict("radiograph", [seed], [], model="minilm", k=10, min_score=0.0, filters=by_view,
                                    api_name="/refine")
-    assert {r["view"] for r in records} == {view}
+    assert records and {r["view"] for r in records} == {view}
     plain = client.predict("radiograph", model="tfidf", k=10, category="hand", min_score=0.0, api_name="/search_text")
     as_filter = client.predict("radiograph", model="tfidf", k=10, min_score=0.0, filters={"category": "hand"},
                                api_name="/search_text")

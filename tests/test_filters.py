@@ -31,8 +31,9 @@ def archive_like_dataset(rows: int = 30):
         "view": [VIEWS[i % 3] if i % 5 else "" for i in range(rows)],
         "caption": [f"image {i}" for i in range(rows)], "source_url": ["https://example.org"] * rows,
         "text": [f"text {i}" for i in range(rows)], "image_sha256": [f"{i:064x}" for i in range(rows)],
-        "sex": [("F", "M")[i % 2] for i in range(rows)], "age_band": [("20-39", "40-59", "60+")[i % 3] for i in range(rows)],
-        "manufacturer": [("Acme", "Borealis")[i // 15] for i in range(rows)],
+        "sex": [("F", "M")[i % 2] for i in range(rows)],
+        "age_band": [("20-39", "40-59", "60+")[i % 3] for i in range(rows)],
+        "manufacturer": [("Acme", "Borealis")[2 * i // rows] for i in range(rows)],
         "study_id": [f"s{i // 3}" for i in range(rows)], "series_uid": [f"1.2.{i}" for i in range(rows)],
         "study_description": ["CHEST PA"] * rows, "frames": [1] * rows,
         "vec": vectors.tolist()})
