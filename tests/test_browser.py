@@ -313,7 +313,7 @@ def test_a_count_under_the_results_filters_by_a_click_and_the_link_carries_it(pa
     expect(page.locator("#text-link textarea")).to_have_value(re.compile(r"filter=view%3A"))
     active.click()
     expect(page.locator("#text-active-filters button")).to_have_count(0)
-    page.goto(url + f"?q=knee&filter=view:{view}", timeout=WAIT_MS)
+    page.goto(url + f"?q=chest%20x-ray&filter=view:{view}", timeout=WAIT_MS)
     page.wait_for_selector("#text-results img")
     expect(page.locator("#text-active-filters button", has_text=f"view: {view}")).to_be_visible()
     page.goto(url + "?q=knee&filter=view:oblique", timeout=WAIT_MS)
