@@ -20,7 +20,7 @@ from retrieval.files import MAX_FILE_BYTES, SUPPORTED_FORMATS
 from retrieval.images import load_image
 from retrieval.options import K_DEFAULT, TEXT_WEIGHT_DEFAULT
 from retrieval.policy import model_rows
-from ui import PAGE_CSS, PAGE_JS, components, explore, links, render, startup
+from ui import PAGE_CSS, PAGE_JS, components, explore, facets, links, render, startup
 from ui.components import SHOW, Controls, ResultsView
 from ui.gradio_cache import write_cache_atomically
 from ui.texts import DISCLAIMER, EMPTY, SUGGESTION_NOTE, TEXT_EXAMPLES
@@ -44,7 +44,7 @@ class Handlers:
         self._thumbnails = render.Thumbnails(engine.catalogue.thumbnail_jpeg)
 
     def search_text(self, query: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                    min_score: float | None = None):
+                    min_score: float | None = None, filters: dict | None = None):
         """Find radiographs in the collection that match a text query (keywords or a description).
 
         Args:
@@ -54,15 +54,17 @@ class Handlers:
             k: how many results, 1 to 20.
             category: only this category (e.g. "knee"); empty for all.
             min_score: results below this score are left out (cosine similarity; hybrid: estimated chance of a match).
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.
         """
-        return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score))
+        return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score,
+                                       filters=filters))
 
     def search_image(self, image: str | None, model: str | None = None, k: int = K_DEFAULT,
                      category: str | None = None, min_score: float | None = None, text: str = "",
-                     text_weight: float = TEXT_WEIGHT_DEFAULT):
+                     text_weight: float = TEXT_WEIGHT_DEFAULT, filters: dict | None = None):
         """Find radiographs in the collection that look like an example image, and suggest its category.
 
         Args:
@@ -73,6 +75,7 @@ class Handlers:
             min_score: results below this cosine similarity (0 to 1) are left out.
             text: optional words that steer the image query, e.g. "severe" (models that embed images and text).
             text_weight: how much the words count, 0 to 1 (0: the image alone).
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license..., and the query's judgement:
@@ -81,13 +84,13 @@ class Handlers:
             holds nothing like the image; a status line.
         """
         found = self._ask(self.engine.search_image, image, model, k, category, min_score, text=text or None,
-                          text_weight=text_weight)
+                          text_weight=text_weight, filters=filters)
         gallery, records, status = self._results(found)
         return gallery, records, render.suggestion(found), render.with_notice(found, status)
 
     def refine(self, query: str | None, relevant: list[str], irrelevant: list[str], model: str | None = None,
                k: int = K_DEFAULT, category: str | None = None, min_score: float | None = None,
-               image: str | None = None, exclude_judged: bool = False):
+               image: str | None = None, exclude_judged: bool = False, filters: dict | None = None):
         """Search again with relevance feedback: the query moved toward results marked relevant, away from others.
 
         Args:
@@ -100,12 +103,13 @@ class Handlers:
             min_score: results below this cosine similarity (0 to 1) are left out.
             image: the original query image file, when the search was by image.
             exclude_judged: leave the marked results out, to see new ones.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images with captions; the results as JSON (id, rank, score, category, label...); a status line.
         """
         return self._results(self._ask(self.engine.refine, image or query, model, k, category, min_score,
                                        relevant=list(relevant or []), irrelevant=list(irrelevant or []),
-                                       exclude_judged=bool(exclude_judged)))
+                                       exclude_judged=bool(exclude_judged), filters=filters))
 
     def explain(self, query_image: str | None, result_id: str, model: str | None = None, query_id: str = ""):
         """Why a result is similar to a query: both images with heat maps of the regions that drive their similarity.
@@ -125,7 +129,7 @@ class Handlers:
         return why.query_overlay, why.result_overlay, f"{explore.WHY_NOTE}\n\n**{why.model}**, score {why.score:.3f}."
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                min_score: float | None = None):
+                min_score: float | None = None, filters: dict | None = None):
         """More like this: the images nearest to one already in the collection (that image itself left out).
 
         Args:
@@ -134,11 +138,13 @@ class Handlers:
             k: how many results, 1 to 20.
             category: only this category; empty for all.
             min_score: results below this cosine similarity (0 to 1) are left out.
+            filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
             rank, score, file_name, category, label, caption, source, license...); a status line.
         """
-        return self._results(self._ask(self.engine.similar, item_id, model, k, category, min_score))
+        return self._results(self._ask(self.engine.similar, item_id, model, k, category, min_score,
+                                       filters=filters))
 
     def study(self, item_id: str, model: str | None = None):
         """More from this study: the other images of a result's study (an index of a DICOM archive links a study's
@@ -212,15 +218,17 @@ class Handlers:
 
 # --- layout and wiring ------------------------------------------------------------------------------
 def _wire_selection(handlers: Handlers, main: ResultsView, details: components.Details, controls: Controls,
-                    image_controls: Controls, api_name: str | None, mode=None):
+                    image_controls: Controls, api_name: str | None, mode=None, filters=None):
     """Clicking a result (in the results or in "more like this") shows it and runs "more like this" from it,
-    with the image model of the image tab, unless the click marks it for Refine (`mode`). Returns the first click."""
+    with the image model of the image tab and the tab's `filters`, unless the click marks it for Refine (`mode`).
+    Returns the first click."""
     picked = None
     for view, name, click in ((main, api_name, mode), (details.more, None, None)):
         event = view.gallery.select(handlers.pick, [view.table, click or gr.State(SHOW)],
                                     [details.item_id, details.image, details.record], api_visibility="private")
         event.success(handlers.similar, [details.item_id, image_controls.model, controls.k, controls.category,
-                                         image_controls.min_score], details.more.outputs, api_name=name,
+                                         image_controls.min_score, filters or gr.State({})], details.more.outputs,
+                      api_name=name,
                       api_visibility="public" if name else "private", **SEARCH)
         event.success(handlers.study, [details.item_id, image_controls.model], details.study.outputs,
                       api_name="study" if name else None, api_visibility="public" if name else "private", **SEARCH)
@@ -252,8 +260,9 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                                                     cache_examples=False, api_visibility="private")
                     with gr.Column(scale=2):
                         text_results = components.results_view("Results", "text-results")
+                        text_facets = facets.facet_view("text")
                         text_feedback = components.feedback_row("text")
-                        links.link_row("text", query, text_controls)
+                        links.link_row("text", query, text_controls, text_facets.filters)
                 text_details = components.details_panel("text", catalogue.has_studies)
             with gr.Tab("Image search", id="image"):
                 with gr.Row():
@@ -273,8 +282,9 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                         suggestion = gr.Label(label="Suggested category", num_top_classes=3, elem_id="suggestion")
                         gr.Markdown(SUGGESTION_NOTE)
                         image_results = components.results_view("Results", "image-results")
+                        image_facets = facets.facet_view("image")
                         image_feedback = components.feedback_row("image")
-                        links.link_row("image", image_results.table, image_controls)
+                        links.link_row("image", image_results.table, image_controls, image_facets.filters)
                 why_show, why_id, *why_outputs = explore.why_panel("image")
                 image_details = components.details_panel("image", catalogue.has_studies)
             with gr.Tab("Map", id="map"):
@@ -286,12 +296,12 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
                 components.collection_tab(catalogue.collection_stats(), engine.generation.manifest.skipped_objects)
 
         # wiring: the public endpoints carry api_name; everything else is private
-        text_inputs = [query, *text_controls]
+        text_inputs = [query, *text_controls, text_facets.filters]
         gr.on([text_button.click, query.submit], handlers.search_text, text_inputs, text_results.outputs,
               api_name="search_text", **SEARCH)
         text_examples.load_input_event.then(handlers.search_text, text_inputs, text_results.outputs,
                                             api_visibility="private", concurrency_id="search")
-        image_inputs = [query_file, *image_controls, words, weight]
+        image_inputs = [query_file, *image_controls, words, weight, image_facets.filters]
         image_outputs = [image_results.gallery, image_results.table, suggestion, image_results.status]
         gr.on([image_button.click, query_file.upload, words.submit], handlers.search_image, image_inputs,
               image_outputs, api_name="search_image", **SEARCH)
@@ -299,8 +309,14 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
         example_gallery.select(handlers.use_example, None, query_file, api_visibility="private").then(
             handlers.search_image, image_inputs, image_outputs, api_visibility="private", concurrency_id="search")
         picked = _wire_selection(handlers, image_results, image_details, image_controls, image_controls, "similar",
-                                 image_feedback.click)
-        _wire_selection(handlers, text_results, text_details, text_controls, image_controls, None, text_feedback.click)
+                                 image_feedback.click, image_facets.filters)
+        _wire_selection(handlers, text_results, text_details, text_controls, image_controls, None, text_feedback.click,
+                        text_facets.filters)
+        for view, results, controls, search, inputs, outputs in (
+                (text_facets, text_results, text_controls, handlers.search_text, text_inputs, text_results.outputs),
+                (image_facets, image_results, image_controls, handlers.search_image, image_inputs, image_outputs)):
+            facets.wire(view, catalogue, results.table, controls.category, search, inputs, outputs,
+                        concurrency_id="search")
         # why similar: the query and the selected result with their heat maps; the toggle shows them plain
         why_inputs, why = [query_file, image_details.item_id, image_controls.model, why_show], explore.why_view(
             catalogue, handlers.explain)
@@ -310,12 +326,13 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
         why_show.change(why, why_inputs, why_outputs, api_visibility="private", concurrency_id="search")
         # refine: the original query and the marks (the API endpoint first: it takes the name "refine")
         components.refine_endpoint(engine.policy, catalogue.categories, handlers.refine, **SEARCH)
-        for feedback, view, first, image, controls in (
-                (text_feedback, text_results, query, gr.State(None), text_controls),
-                (image_feedback, image_results, gr.State(""), query_file, image_controls)):
+        for feedback, view, first, image, controls, shown in (
+                (text_feedback, text_results, query, gr.State(None), text_controls, text_facets),
+                (image_feedback, image_results, gr.State(""), query_file, image_controls, image_facets)):
             components.wire_feedback(view, feedback)
             feedback.button.click(handlers.refine, [first, feedback.relevant, feedback.irrelevant, *controls, image,
-                                                    feedback.exclude], view.outputs, api_visibility="private", **SEARCH)
+                                                    feedback.exclude, shown.filters], view.outputs,
+                                  api_visibility="private", **SEARCH)
         if map_parts:
             map_model, map_colour, plot, refresh, map_view = map_parts
             _wire_selection(handlers, map_view, map_details, image_controls, image_controls, None)
@@ -323,8 +340,9 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
         default_model.change(handlers.choose_default, default_model, [text_controls.model, image_controls.model],
                              api_visibility="private")
         gr.api(handlers.models, api_name="models")
-        opener, outputs = links.opener(handlers, tabs, link_status, (query, text_controls, text_results.outputs),
-                                       (query_file, image_controls, image_outputs))
+        opener, outputs = links.opener(handlers, tabs, link_status,
+                                       (query, text_controls, text_results.outputs, text_facets.filters),
+                                       (query_file, image_controls, image_outputs, image_facets.filters))
         demo.load(opener, None, outputs, api_visibility="private", **SEARCH)
     return demo
 

@@ -1,4 +1,5 @@
-"""The rows of one index generation: ids, metadata records, stored images, thumbnails, categories and counts.
+"""The rows of one index generation: ids, metadata records, stored images, thumbnails, categories, the values
+a filter may ask for, and counts.
 
 Every answer that shows a row (a hit, the details panel, the map, the Collection tab) reads it from here; an
 index built before a schema column existed reads that column as "".
@@ -12,6 +13,7 @@ from collections import Counter
 from PIL import Image
 
 from .errors import BadQuery
+from .filters import RowFilter, filter_fields
 from .images import load_image, thumbnail_bytes
 from .schema import ARCHIVE_FIELDS, FIELDS
 
@@ -30,8 +32,10 @@ class Catalogue:
         self._thumbnails = dataset.select_columns(["thumbnail"]) if "thumbnail" in dataset.column_names else None
         # the schema's fields, and a DICOM archive's where the index has them
         self.fields: tuple[str, ...] = (*FIELDS, *(name for name in ARCHIVE_FIELDS if name in dataset.column_names))
+        self.filter_fields: tuple[str, ...] = filter_fields(dataset)  # schema fields, then a collection's extras
         self._columns = {name: list(dataset[name]) if name in dataset.column_names else [""] * len(dataset)
-                         for name in ("id", *self.fields)}
+                         for name in dict.fromkeys(("id", *self.fields, *self.filter_fields))}
+        self.filters = RowFilter({name: self._columns[name] for name in self.filter_fields}, len(dataset))
         self.texts: list[str] = list(dataset["text"])  # what text models read, per row
         self._row_of = {row_id: row for row, row_id in enumerate(self._columns["id"])}
         self.categories: list[str] = sorted({category for category in self._columns["category"] if category})
@@ -104,6 +108,18 @@ class Catalogue:
 
     def thumbnail(self, item_id: str) -> Image.Image:
         return Image.open(io.BytesIO(self.thumbnail_jpeg(item_id)))
+
+    def filter_values(self) -> dict[str, list[str]]:
+        """Each filter field with the values its rows hold, sorted: what a search's filters may ask for."""
+        return self.filters.values()
+
+    def field_counts(self, item_ids) -> dict[str, dict[str, int]]:
+        """Among the rows of `item_ids` (a result), how many hold each value of each filter field, most first (a
+        field none of them has a value of is left out): what the page shows under its results."""
+        rows = [self.row(item_id) for item_id in item_ids]
+        counts = {name: Counter(value for row in rows if (value := self.value(row, name)))
+                  for name in self.filter_fields}
+        return {name: dict(counter.most_common()) for name, counter in counts.items() if counter}
 
     def collection_stats(self) -> dict:
         """Counts per category, label and source, and each source's licence and link."""

@@ -57,7 +57,8 @@ def cmd_search(args) -> int:
     from .options import QueryOptions
     from .search import SearchEngine
 
-    options = QueryOptions(k=args.k, category=args.category, min_score=args.min_score)  # refused before loading
+    options = QueryOptions(k=args.k, category=args.category, min_score=args.min_score,  # refused before loading
+                           filters=_filters(args.filter))
     engine = SearchEngine(args.index, vector_store=_vector_store(args))
     options = {"model": args.model, **asdict(options)}
     if args.study is not None:
@@ -141,6 +142,17 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def _filters(pairs: list[str] | None) -> dict[str, list[str]]:
+    """--filter FIELD=VALUE, repeated: a field given twice allows either value."""
+    filters: dict[str, list[str]] = {}
+    for pair in pairs or []:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise RetrievalError(f"--filter takes FIELD=VALUE (e.g. --filter view=lateral); got {pair!r}.")
+        filters.setdefault(name.strip(), []).append(value.strip())
+    return filters
+
+
 def _milvus_uri(args) -> str:
     if not args.milvus_uri:
         raise RetrievalError("--store milvus needs --milvus-uri: a local file such as ./milvus.db (Milvus Lite) "
@@ -173,6 +185,9 @@ def _add_search_options(parser) -> None:
     parser.add_argument("--k", type=int, default=K_DEFAULT,
                         help=f"number of results, {K_MIN}-{K_MAX} (default {K_DEFAULT})")
     parser.add_argument("--category", help="only this category")
+    parser.add_argument("--filter", action="append", metavar="FIELD=VALUE",
+                        help="only rows with this value of a metadata field (e.g. view=lateral, sex=F); repeat it: "
+                             "fields combine, values of one field are alternatives")
     parser.add_argument("--min-score", type=float, help="minimum cosine similarity (default: per model)")
 
 

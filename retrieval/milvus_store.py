@@ -1,8 +1,10 @@
 """Vectors in Milvus: the store for archives that outgrow one machine (Milvus Lite in a local file for tests).
 
 One Milvus collection per (image collection, model) holds the row id, the vector and the filterable
-metadata (category, label, source). Images and metadata stay in the Dataset: Milvus answers with row ids
-and the engine resolves them. `sync` mirrors a Dataset into Milvus in batches, idempotently and resumably.
+metadata (every filter field of the Dataset, filters.filter_fields, in one JSON field, so a collection's own
+extra fields need no schema change). Images and metadata stay in the Dataset: Milvus answers with row ids and
+the engine resolves them; a search's filters become an expression on that JSON field. `sync` mirrors a Dataset
+into Milvus in batches, idempotently and resumably.
 
     engine = SearchEngine("index", vector_store=milvus_store("./milvus.db"))          # Milvus Lite
     engine = SearchEngine("index", vector_store=milvus_store("http://milvus:19530"))  # server/cluster
@@ -12,6 +14,7 @@ and the engine resolves them. `sync` mirrors a Dataset into Milvus in batches, i
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from dataclasses import asdict, dataclass
@@ -21,6 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import BrokenIndex, RetrievalError
+from .filters import Filters, filter_fields, with_category
 from .ranking import TIE  # the k-th result's tie group is fetched whole before ordering
 from .vectorstore import VectorStore
 
@@ -36,7 +40,8 @@ INDEXES = {
 METRIC = "COSINE"  # vectors are unit length, so Milvus's cosine equals FAISS's inner product
 BATCH = 1000  # rows per upsert and per id lookup (well below Milvus's 16384-row and 64 MB message limits)
 MAX_LIMIT = 16384  # Milvus's largest top-k
-ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes)
+ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes); TEXT_BYTES also cuts metadata
+LAYOUT = ("id", "vector", "metadata", "digest")  # the layout of a collection; another one is synced anew
 
 
 @dataclass
@@ -77,6 +82,7 @@ class MilvusStore(VectorStore):
         self._dataset = None
         self._vectors = None
         self._ids: list[str] = []
+        self._fields: tuple[str, ...] = ()  # the Dataset's filter fields, mirrored in the JSON metadata
         self._row_of: dict[str, int] = {}
 
     # --- binding to a Dataset --------------------------------------------------------------------------
@@ -87,6 +93,9 @@ class MilvusStore(VectorStore):
             if not self._client.has_collection(name):
                 raise BrokenIndex(f"Milvus at {self.uri} has no collection {name!r} for model {model!r}; sync it "
                                   f"with `python -m retrieval build ... --store milvus --milvus-uri {self.uri}`.")
+            if {f["name"] for f in self._client.describe_collection(name)["fields"]} != set(LAYOUT):
+                raise BrokenIndex(f"The Milvus collection {name!r} has an older layout (no filter metadata); sync it "
+                                  f"again with `python -m retrieval build ... --store milvus --milvus-uri {self.uri}`.")
             self._client.load_collection(name)
             described = self._client.describe_index(name, "vector") or {}
             kind = str(described.get("index_type", "")).upper()  # search with the parameters of the index it has
@@ -103,7 +112,7 @@ class MilvusStore(VectorStore):
         from tqdm.auto import tqdm
 
         self._bind(dataset, models, collection_key)
-        meta = dataset.select_columns(["id", "category", "label", "source"])
+        meta = dataset.select_columns(["id", *self._fields])
         reports = {}
         for model, name in self._collections.items():
             column = self._vectors.with_format("numpy", columns=[model])
@@ -128,6 +137,7 @@ class MilvusStore(VectorStore):
             raise RetrievalError(f"Models {models} map to clashing Milvus collection names {names}.")
         self._collections = names
         self._dataset = dataset
+        self._fields = filter_fields(dataset)
         self._vectors = dataset.select_columns(models)
         self._ids = list(dataset["id"])
         self._row_of = {row_id: row for row, row_id in enumerate(self._ids)}
@@ -137,7 +147,7 @@ class MilvusStore(VectorStore):
         client = self._client
         if client.has_collection(name):
             fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
-            if set(fields) != {"id", "vector", "category", "label", "source", "digest"} \
+            if set(fields) != set(LAYOUT) \
                     or int(fields["vector"]["params"].get("dim", 0)) != dim:
                 client.drop_collection(name)  # another model version or layout: its vectors are useless
         if not client.has_collection(name):
@@ -157,8 +167,7 @@ class MilvusStore(VectorStore):
                                             description="X-Ray Search vectors; images and metadata stay in the Dataset")
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        for field in ("category", "label", "source"):
-            schema.add_field(field, DataType.VARCHAR, max_length=TEXT_BYTES)
+        schema.add_field("metadata", DataType.JSON)  # {filter field: value}
         schema.add_field("digest", DataType.VARCHAR, max_length=32)  # checksum of vector + metadata
         return schema
 
@@ -188,15 +197,14 @@ class MilvusStore(VectorStore):
         for row_id in ids:
             if len(row_id.encode("utf-8")) > ID_BYTES:
                 raise RetrievalError(f"Row id {row_id[:80]!r}... is longer than Milvus's {ID_BYTES}-byte key.")
-        metadata = [{field: _clip(rows[field][i]) for field in ("category", "label", "source")}
-                    for i in range(len(ids))]
+        metadata = [{field: _clip(rows[field][i]) for field in self._fields} for i in range(len(ids))]
         digests = [_digest(vectors[i], metadata[i]) for i in range(len(ids))]
         held = {hit["id"]: hit["digest"] for hit in self._client.query(
             name, filter=f"id in {_literal_list(ids)}", output_fields=["id", "digest"], limit=len(ids),
             consistency_level="Strong")}
         changed = [i for i, (row_id, digest) in enumerate(zip(ids, digests)) if held.get(row_id) != digest]
         if changed:
-            self._client.upsert(name, [{"id": ids[i], "vector": vectors[i].tolist(), **metadata[i],
+            self._client.upsert(name, [{"id": ids[i], "vector": vectors[i].tolist(), "metadata": metadata[i],
                                         "digest": digests[i]} for i in changed])
         report.upserted += len(changed)
         report.unchanged += len(ids) - len(changed)
@@ -221,15 +229,15 @@ class MilvusStore(VectorStore):
         return held
 
     # --- the VectorStore interface ---------------------------------------------------------------------
-    def search(self, model, vector, k, category=None, exclude=None):
+    def search(self, model, vector, k, category=None, exclude=None, filters=None):
         """Up to k (row, score) pairs, best first; ties keep the lower rows and list them from the higher one down.
 
         Ids Milvus holds but this Dataset lacks (a newer sync of the same collection) are skipped.
         """
         name = self._collection(model)
-        terms = []
-        if category is not None:
-            terms.append(f"category == {_literal(category)}")
+        terms = _filter_terms(with_category(filters, category))
+        if terms is None:
+            return []
         if exclude is not None:
             rows = np.atleast_1d(np.asarray(exclude, dtype=np.int64)).tolist()
             terms.append(f"id not in [{', '.join(_literal(self._ids[row]) for row in rows)}]")
@@ -399,6 +407,18 @@ def _release_lite(path: str) -> None:
         server_manager_instance.release_server(path)
 
 
+def _filter_terms(filters: Filters | None) -> list[str] | None:
+    """One expression term per filtered field, on the JSON metadata; None when a field allows no value (no row
+    passes). Values are cut as the sync cut them; `==` joined by `or`, since Milvus Lite takes no `in` on JSON."""
+    terms = []
+    for field, values in (filters or {}).items():
+        if not values:
+            return None
+        key = f"metadata[{_literal(field)}]"
+        terms.append("(" + " or ".join(f"{key} == {_literal(_clip(value))}" for value in values) + ")")
+    return terms
+
+
 def _literal(value: str) -> str:
     """A Milvus string literal: double quotes, with backslashes, quotes and line breaks escaped."""
     escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"')
@@ -424,7 +444,7 @@ def _dim(dataset, model: str) -> int:
 
 def _digest(vector: np.ndarray, metadata: dict) -> str:
     digest = hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=16)
-    digest.update("\0".join(metadata[f] for f in ("category", "label", "source")).encode("utf-8"))
+    digest.update(json.dumps(metadata, sort_keys=True).encode("utf-8"))
     return digest.hexdigest()
 
 

@@ -20,6 +20,7 @@ from .embedders.base import l2_normalise
 from .encoder import QueryEncoder
 from .errors import BadQuery
 from .explorer import Explorer
+from .filters import Filters
 from .feedback import rocchio
 from .hub import resolve_index
 from .hybrid import HYBRID, component_lists
@@ -87,21 +88,24 @@ class SearchEngine:
 
     # --- queries ---------------------------------------------------------------------------------------
     def search_text(self, text: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                    min_score: float | None = None) -> SearchResult:
+                    min_score: float | None = None, filters: Filters | None = None) -> SearchResult:
         """Rows most similar to a text query (keywords for tfidf, meaning for minilm, pictures for CLIP, all of
-        them fused for hybrid)."""
+        them fused for hybrid).
+
+        Every query takes `filters`, {field: value or [values]} over `catalogue.filter_values()` (e.g.
+        {"view": "lateral", "sex": ["F", "M"]}), applied inside the vector store; `category` is one of them."""
         if not isinstance(text, str) or not text.strip():
             raise BadQuery("Type a search text: the query is empty.")
         text = " ".join(text.split())
         if len(text) > MAX_QUERY_CHARS:
             raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
         name = self.policy.resolve(model or self.policy.default_model(TEXT), TEXT)
-        options = self._options(name, k, category, min_score)
+        options = self._options(name, k, category, min_score, filters)
         return SearchResult(self._search(name, self._embed_text(name, text), options), name)
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
                      category: str | None = None, min_score: float | None = None, text: str | None = None,
-                     text_weight: float = TEXT_WEIGHT_DEFAULT) -> SearchResult:
+                     text_weight: float = TEXT_WEIGHT_DEFAULT, filters: Filters | None = None) -> SearchResult:
         """Rows most similar to an image (PIL image, file path or bytes), with a suggested category.
 
         `text` (models that embed both, see `policy.models_for_image_and_text`) adds a direction to the image
@@ -110,7 +114,7 @@ class SearchEngine:
         if image is None:
             raise BadQuery("Upload an image to search with.")
         name = self.policy.resolve(model or self.policy.default_model(IMAGE), IMAGE)
-        options = self._options(name, k, category, min_score)
+        options = self._options(name, k, category, min_score, filters)
         vector = image_vector = self.encoder.image(name, image)
         if text is not None and not isinstance(text, str):
             raise BadQuery(f"The text added to an image query must be a string; got {text!r}.")
@@ -123,11 +127,11 @@ class SearchEngine:
         return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-                min_score: float | None = None) -> SearchResult:
+                min_score: float | None = None, filters: Filters | None = None) -> SearchResult:
         """"More like this": neighbours of a row already in the index, the row itself excluded."""
         row = self.catalogue.row(item_id)
         name = self.policy.resolve(model or self.policy.row_model(), None)
-        options = self._options(name, k, category, min_score)
+        options = self._options(name, k, category, min_score, filters)
         vector = self.store.vector(name, row)[None, :]
         return SearchResult(self._search(name, vector, options, exclude=row), name)
 
@@ -146,7 +150,8 @@ class SearchEngine:
 
     def refine(self, query: ImageSource, relevant: list[str] = (), irrelevant: list[str] = (),
                model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
-               min_score: float | None = None, exclude_judged: bool = False) -> SearchResult:
+               min_score: float | None = None, exclude_judged: bool = False,
+               filters: Filters | None = None) -> SearchResult:
         """One round of relevance feedback (Rocchio, weights in feedback.py): the query's vector moved toward
         the rows marked relevant and away from those marked irrelevant, searched again.
 
@@ -176,16 +181,16 @@ class SearchEngine:
         else:
             name = policy.resolve(model or policy.default_model(IMAGE), IMAGE)
             vector = self.encoder.image(name, query)
-        options = self._options(name, k, category, min_score)
+        options = self._options(name, k, category, min_score, filters)
         stored = lambda rows: np.stack([self.store.vector(name, row) for row in rows]) if rows else np.empty(0)
         vector = rocchio(vector, stored(relevant), stored(irrelevant))
         return SearchResult(self._search(name, vector, options, exclude=sorted(exclude) or None), name)
 
     # --- internals -------------------------------------------------------------------------------------
-    def _options(self, name: str, k, category, min_score) -> QueryOptions:
+    def _options(self, name: str, k, category, min_score, filters) -> QueryOptions:
         """The shared options, validated, checked against this index, the model's own minimum score filled in."""
-        options = QueryOptions(k=k, category=category, min_score=min_score)
-        return options.check_category(self.catalogue.categories).with_default_min_score(
+        options = QueryOptions(k=k, category=category, min_score=min_score, filters=filters)
+        return options.check_filters(self.catalogue.filter_values()).with_default_min_score(
             self.policy.default_min_score(name))
 
     def _embed_text(self, name: str, text: str):
@@ -197,8 +202,8 @@ class SearchEngine:
     def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:
         k, metadata = options.k, self.policy.indexes(name) != IMAGE  # metadata texts repeat (hybrid fuses them)
         fetch = 2 * k if metadata else k
-        nearest = lambda model, query, n: self.store.search(model, query, n, category=options.category,  # noqa: E731
-                                                             exclude=exclude)
+        nearest = lambda model, query, n: self.store.search(model, query, n,  # noqa: E731
+                                                             filters=options.filters or None, exclude=exclude)
         if name == HYBRID:  # each component's own nearest rows, fused (hybrid.py)
             fusion = self.policy.fusion()
             search = lambda n: fusion.fuse(component_lists(vector, nearest, max(n, fusion.depth)))[:n]  # noqa: E731

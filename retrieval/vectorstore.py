@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .filters import Filters, RowFilter, with_category
 from .layout import IndexGeneration
 
 
@@ -20,9 +21,9 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, model: str, vector: np.ndarray, k: int, category: str | None = None,
-               exclude: int | Sequence[int] | None = None) -> list[tuple[int, float]]:
-        """Up to k (row, score) pairs, best first, only rows of `category` when given, never the row(s) in
-        `exclude`."""
+               exclude: int | Sequence[int] | None = None, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Up to k (row, score) pairs, best first, only rows that pass `filters` ({field: (values, ...)}, see
+        filters.py; `category` is one more filter on the category), never the row(s) in `exclude`."""
 
     @abstractmethod
     def vector(self, model: str, row: int) -> np.ndarray:
@@ -35,27 +36,22 @@ VectorStoreFactory = Callable[[IndexGeneration, object, list], VectorStore]
 class FaissStore(VectorStore):
     """The embedded default: FAISS indexes attached to the Dataset's vector columns (flat inner product).
 
-    Filters run inside FAISS through an ID selector, so k results come back whenever k rows qualify.
+    Filters run inside FAISS through an ID selector over the rows they allow (precomputed per field value), so
+    k results come back whenever k rows qualify.
     """
 
     def __init__(self, generation: IndexGeneration, dataset, models: list[str]):
         self._dataset = dataset
-        rows_in: dict[str, list[int]] = {}
-        for row, category in enumerate(dataset["category"]):
-            rows_in.setdefault(category, []).append(row)
-        self._rows_in = {c: np.asarray(r, dtype=np.int64) for c, r in rows_in.items()}
+        self._rows = RowFilter.of_dataset(dataset)
         for name in models:
             generation.attach_faiss(dataset, name)
 
-    def search(self, model, vector, k, category=None, exclude=None):
+    def search(self, model, vector, k, category=None, exclude=None, filters=None):
         import faiss
 
         params = None
-        if category is not None or exclude is not None:
-            allowed = self._rows_in.get(category, np.empty(0, np.int64)) if category is not None \
-                else np.arange(len(self._dataset), dtype=np.int64)
-            if exclude is not None:
-                allowed = allowed[~np.isin(allowed, np.asarray(exclude, dtype=np.int64))]
+        allowed = self._rows.allowed(with_category(filters, category), exclude)
+        if allowed is not None:
             if allowed.size == 0:
                 return []
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))

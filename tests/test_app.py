@@ -139,6 +139,56 @@ def test_more_like_this_excludes_the_query_itself(client, knee_file):
     assert {r["category"] for r in only_knees} == {"knee"} and item_id not in {r["id"] for r in only_knees}
 
 
+def test_every_search_endpoint_takes_field_filters(client, engine, knee_file):
+    """`filters` comes last with a default, so every call above (without it) still works unchanged."""
+    catalogue = engine.catalogue
+    view = next(v for v, n in catalogue.field_counts(catalogue.ids)["view"].items() if n >= 10)
+    by_view = {"view": view}
+    _, records, _ = client.predict("radiograph", model="tfidf", k=10, min_score=0.0, filters=by_view,
+                                   api_name="/search_text")
+    assert len(records) == 10 and {r["view"] for r in records} == {view}
+    item_id, path = knee_file
+    licence = {"license": catalogue.record(item_id)["license"]}  # images like the query's pass (scores >= 0)
+    _, records, suggestion, _ = client.predict(handle_file(str(path)), k=5, min_score=0.0, filters=licence,
+                                               api_name="/search_image")
+    assert len(records) == 5 and {r["license"] for r in records} == set(licence.values()) and suggestion["label"]
+    seed = catalogue.ids[int(catalogue.filters.allowed({"view": (view,)})[0])]  # a row with that view
+    same = {"view": view, "category": catalogue.record(seed)["category"]}
+    _, records, _ = client.predict(seed, k=10, min_score=0.0, filters=same, api_name="/similar")
+    assert records and {(r["view"], r["category"]) for r in records} == {tuple(same.values())}
+    assert seed not in {r["id"] for r in records}
+    _, records, _ = client.predict("radiograph", [seed], [], model="minilm", k=10, min_score=0.0, filters=by_view,
+                                   api_name="/refine")
+    assert records and {r["view"] for r in records} == {view}
+    plain = client.predict("radiograph", model="tfidf", k=10, category="hand", min_score=0.0, api_name="/search_text")
+    as_filter = client.predict("radiograph", model="tfidf", k=10, min_score=0.0, filters={"category": "hand"},
+                               api_name="/search_text")
+    assert plain[1] == as_filter[1]
+    with pytest.raises(AppError, match="Unknown filter field 'sex'; this index can filter on"):
+        client.predict("knee", filters={"sex": "F"}, api_name="/search_text")
+    with pytest.raises(AppError, match="Unknown view 'oblique'; choose from"):
+        client.predict(item_id, filters={"view": "oblique"}, api_name="/similar")
+
+
+def test_the_counts_under_the_results_filter_by_a_click(engine):
+    from ui import facets
+
+    records = engine.search_text("knee", model="tfidf", k=10, min_score=-1).records()
+    update, pairs = facets.counts_update(engine.catalogue, records)
+    counts = engine.catalogue.field_counts([r["id"] for r in records])
+    assert pairs[0] == ("category", next(iter(counts["category"])))
+    assert update.sample_labels[0] == f"category: {pairs[0][1]} · {counts['category'][pairs[0][1]]}"
+    source = pairs.index(next(pair for pair in pairs if pair[0] == "source"))
+    filters, category = facets.add_filter(source, pairs, {}, "")
+    assert filters == {"source": pairs[source][1]} and category == {"__type__": "update"}
+    assert facets.add_filter(0, pairs, {}, "")[1] == pairs[0][1]  # a category goes to the category control
+    shown, active = facets.active_update({"source": pairs[source][1], "view": ["PA", "AP"]})
+    assert active == [("source", pairs[source][1]), ("view", "PA"), ("view", "AP")]
+    assert shown.sample_labels[1] == "✕ view: PA"
+    assert facets.remove_filter(1, active, {"source": "x", "view": ["PA", "AP"]}) == {"source": "x", "view": "AP"}
+    assert facets.remove_filter(0, active, {"source": pairs[source][1]}) == {}
+
+
 def test_models_lists_every_registered_model(client, engine):
     rows = {row["name"]: row for row in client.predict(api_name="/models")}
     assert set(list_embedders()) <= set(rows)

@@ -290,3 +290,28 @@ def test_a_link_with_a_query_opens_its_results_without_typing(browser, url):
         expect(page.locator("#link-status")).to_contain_text("k must be from 1 to 20")
     finally:
         page.close()
+
+
+def test_a_count_under_the_results_filters_by_a_click_and_the_link_carries_it(page, engine, url):
+    page.fill("#text-query textarea", "chest x-ray")
+    page.press("#text-query textarea", "Enter")
+    page.wait_for_selector("#text-results img")
+    chip = page.locator("#text-facets button", has_text=re.compile(r"^\s*view: ")).last  # the rarest view
+    label = chip.inner_text().strip()  # "view: PA · 3"
+    view = label.removeprefix("view: ").rsplit(" · ", 1)[0]
+    before = captions(page, "text-results")
+    chip.click()
+    active = page.locator("#text-active-filters button", has_text=f"view: {view}")
+    expect(active).to_be_visible()
+    gallery_changes(page, "text-results", before)
+    expect(page.locator("#text-facets button", has_text="view: ")).to_have_count(1)  # one view left: the filter's
+    screenshot(page, "filters")
+    page.click("#text-copy-link")
+    expect(page.locator("#text-link textarea")).to_have_value(re.compile(r"filter=view%3A"))
+    active.click()
+    expect(page.locator("#text-active-filters button")).to_have_count(0)
+    page.goto(url + f"?q=chest%20x-ray&filter=view:{view}", timeout=WAIT_MS)
+    page.wait_for_selector("#text-results img")
+    expect(page.locator("#text-active-filters button", has_text=f"view: {view}")).to_be_visible()
+    page.goto(url + "?q=knee&filter=view:oblique", timeout=WAIT_MS)
+    expect(page.locator("#link-status")).to_contain_text("Unknown view 'oblique'")

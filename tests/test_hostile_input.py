@@ -146,3 +146,18 @@ def test_any_text_is_handled(client, query, outcome):
     else:
         with pytest.raises(AppError, match=outcome):
             client.predict(query, api_name="/search_text")
+
+
+@pytest.mark.parametrize("filters, outcome", [
+    ("{not json", "JSON object"),
+    ({"view": {"$ne": "PA"}}, "text or a list of texts"),
+    ({'view"] == "" or metadata["view': "x"}, "Unknown filter field"),
+    ({"view": 'PA" or id != "'}, "Unknown view"),
+    ({"view": ["PA"] * 1000}, "at most 64 values"),
+    ({f"f{i}": "x" for i in range(100)}, "At most 16 filter fields"),
+    ([1, 2, 3], "map fields to values"),
+])
+def test_any_filter_is_handled(client, filters, outcome):
+    with pytest.raises(AppError, match=outcome):
+        client.predict("knee", filters=filters, api_name="/search_text")
+    still_serving(client)

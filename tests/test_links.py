@@ -27,7 +27,25 @@ def test_a_page_without_a_search_asks_for_none(subset_engine):
     assert read_link({"model": "minilm"}, subset_engine.catalogue, subset_engine.policy) is None
 
 
+def test_a_link_carries_field_filters_as_repeated_filter_parameters(subset_engine):
+    from starlette.datastructures import QueryParams
+
+    catalogue = subset_engine.catalogue
+    views = [view for view in catalogue.filter_values()["view"]][:2]
+    params = QueryParams([("q", "knee"), ("filter", f"view:{views[0]}"), ("filter", f"view:{views[1]}"),
+                          ("filter", "category:knee")])
+    link = read_link(params, catalogue, subset_engine.policy)
+    assert link.filters == {"view": views, "category": ["knee"]}
+    assert read_link({"q": "knee", "filter": f"view:{views[0]}"}, catalogue, subset_engine.policy).filters == {
+        "view": [views[0]]}
+    assert read_link({"q": "knee"}, catalogue, subset_engine.policy).filters is None
+
+
 @pytest.mark.parametrize("params, message", [
+    ({"q": "knee", "filter": "view"}, "must read FIELD:VALUE"),
+    ({"q": "knee", "filter": "sex:F"}, "Unknown filter field 'sex'"),
+    ({"q": "knee", "filter": "view:oblique"}, "Unknown view 'oblique'; choose from"),
+    ({"q": "knee", "category": "knee", "filter": "category:hand"}, "category is given twice"),
     ({"q": "knee", "id": "x"}, "not both"),
     ({"id": "no/such-id"}, "No image with id"),
     ({"q": "knee", "model": "efficientnet-lite0"}, "cannot answer this search"),

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from retrieval.errors import RetrievalError
+from retrieval.filters import RowFilter
 from retrieval.layout import IndexFolder
 from retrieval.milvus_store import MilvusStore, collection_key, collection_name, milvus_store
+from retrieval.options import QueryOptions
 from retrieval.search import store_from_settings
 from retrieval.settings import load_settings
 from retrieval.vectorstore import faiss_store
@@ -168,12 +170,71 @@ def test_category_filter_and_min_score_behave_as_on_faiss(subset_engine, milvus_
     assert milvus_engine.search_text("knee", model="minilm", min_score=0.99).hits == []
 
 
+def filter_combinations(catalogue) -> list[dict]:
+    """Several filters over the subset's own fields and values (read from the index, never pinned)."""
+    values = catalogue.filter_values()
+    source, licence = values["source"][0], values["license"][-1]
+    views = [view for view in values["view"] if view]
+    return [{"view": views[0]}, {"view": views[:2], "category": "chest"}, {"source": source},
+            {"license": [licence, values["license"][0]], "label": values["label"][:3]},
+            {"body_part": values["body_part"][0], "view": views}, {"category": ["knee", "hand"]}]
+
+
+def test_field_filters_answer_as_on_faiss_for_every_kind_of_query(subset_engine, milvus_engine):
+    """Text, image, more-like-this and refine, each under several filter combinations: the same answer."""
+    catalogue = subset_engine.catalogue
+    item_id = catalogue.ids[11]
+    picture = catalogue.image(catalogue.ids[70])
+    for filters in filter_combinations(catalogue):
+        calls = [(lambda e: e.search_text("knee x-ray", model="minilm", k=10, filters=filters, min_score=-1), None),
+                 (lambda e: e.search_image(picture, model="xray-lite0", k=10, filters=filters, min_score=-1), None),
+                 (lambda e: e.similar(item_id, model="efficientnet-lite0", k=10, filters=filters, min_score=-1),
+                  catalogue.row(item_id)),  # the row itself is left out
+                 (lambda e: e.refine("chest", [item_id], [], model="tfidf", k=10, filters=filters, min_score=-1),
+                  None)]
+        for engine_call, exclude in calls:
+            expected, got = engine_call(subset_engine), engine_call(milvus_engine)
+            assert_same_answer(ranking(expected), ranking(got))
+            allowed = catalogue.filters.allowed(QueryOptions(filters=filters).filters, exclude)
+            assert len(got) == min(10, allowed.size)  # k results whenever k rows pass
+            assert {hit.row for hit in got} <= set(allowed.tolist())
+
+
+def test_a_collections_extra_fields_filter_alike_in_faiss_and_milvus(tmp_path):
+    """An archive's own columns (sex, manufacturer, ...) are filters in both stores with no schema change."""
+    from test_filters import archive_like_dataset
+
+    dataset = archive_like_dataset(60)
+
+    class Generation:  # FAISS over the Dataset's vector column, as IndexGeneration.attach_faiss does
+        @staticmethod
+        def attach_faiss(data, name):
+            import faiss
+
+            data.add_faiss_index(name, metric_type=faiss.METRIC_INNER_PRODUCT)
+
+    faiss_side = faiss_store(Generation(), dataset, ["vec"])
+    matrix = np.asarray(dataset["vec"], dtype=np.float32)
+    with MilvusStore(tmp_path / "extras.db") as milvus:
+        milvus.sync(dataset, ["vec"], "extras")
+        for filters in ({"sex": ("F",)}, {"manufacturer": ("Borealis",), "age_band": ("60+", "20-39")},
+                        {"view": ("lateral",), "sex": ("M",), "category": ("knee", "hand")}):
+            for row in (0, 17, 44):
+                expected = faiss_side.search("vec", matrix[row], 8, filters=filters, exclude=row)
+                got = milvus.search("vec", matrix[row], 8, filters=filters, exclude=row)
+                assert [r for r, _ in got] == [r for r, _ in expected]
+                rows = RowFilter.of_dataset(dataset).allowed(filters, exclude=row)
+                assert_exact_top_k(matrix, matrix[row], got, 8, rows)
+
+
 def test_filter_values_are_quoted_so_they_cannot_change_the_expression(indexed, store):
     dataset, _ = indexed
     store.sync(dataset, ["tfidf"], "quoting")
     vector = store.vector("tfidf", 0)
     assert store.search("tfidf", vector, 5, category='knee" or category != "') == []
     assert store.search("tfidf", vector, 5, category="back\\slash\nline") == []
+    assert store.search("tfidf", vector, 5, filters={'view"] == "" or metadata["view': ("x",)}) == []
+    assert store.search("tfidf", vector, 5, filters={"view": ('PA" or id != "',)}) == []
     assert [row for row, _ in store.search("tfidf", vector, 5, category=dataset[0]["category"])][0] == 0
 
 

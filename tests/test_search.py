@@ -66,6 +66,19 @@ def test_a_category_filter_inside_faiss_still_returns_k_results(subset_engine):
     assert len(image_hits) == 20 and {hit.category for hit in image_hits} == {"dental"}
 
 
+def test_field_filters_inside_faiss_still_return_k_results(subset_engine):
+    catalogue = subset_engine.catalogue
+    view, count = next((v, n) for v, n in catalogue.field_counts(catalogue.ids)["view"].items() if n >= 20)
+    hits = subset_engine.search_text("knee", model="tfidf", k=20, filters={"view": view}, min_score=-1)
+    assert len(hits) == 20 and {hit.view for hit in hits} == {view}
+    both = {"view": view, "category": catalogue.value(int(catalogue.filters.allowed({"view": (view,)})[0]),
+                                                      "category")}
+    allowed = catalogue.filters.allowed({name: (value,) for name, value in both.items()})
+    image_hits = subset_engine.similar(catalogue.ids[0], k=20, filters=both, min_score=-1)
+    assert len(image_hits) == min(20, allowed.size - (0 in allowed)) and {hit.row for hit in image_hits} <= set(
+        allowed.tolist())
+
+
 def test_an_image_query_suggests_a_category_as_a_retrieval_statistic(subset_engine, collection):
     path = collection / "knee" / "oai-knee-kl_0001.jpg"
     result = subset_engine.search_image(path, k=5)

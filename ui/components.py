@@ -194,7 +194,8 @@ def refine_endpoint(policy, categories: list[str], refine, **options) -> None:
                   gr.Dropdown(["", *categories], value="", label="category"),
                   gr.Number(None, label="min_score"),
                   gr.File(type="filepath", label="image"),
-                  gr.Checkbox(False, label="exclude_judged")]
+                  gr.Checkbox(False, label="exclude_judged"),
+                  gr.JSON({}, label="filters")]
         view = results_view("refined", "refine-api")
         button = gr.Button("refine")
     button.click(refine, inputs, view.outputs, api_name="refine", **options)

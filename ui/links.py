@@ -1,4 +1,7 @@
-"""Links that reopen a search: `?q=knee&model=minilm&k=10&category=knee&min_score=0.2` or `?id=<collection id>`.
+"""Links that reopen a search: `?q=knee&model=minilm&k=10&category=knee&min_score=0.2` or `?id=<collection id>`,
+with any field filters as `&filter=FIELD:VALUE`, repeated (`&filter=view:lateral&filter=sex:F`; a field named
+twice allows either value). `filter=` rather than `?view=`: a collection's fields (an archive's scanner `model`)
+can never collide with the link's own parameters.
 
 An uploaded image cannot travel in a link; its nearest collection id can (the image tab's link carries the id of
 its first result). Parameters are validated like any input: a bad one is named in the page, never a crash.
@@ -13,13 +16,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from retrieval.options import K_DEFAULT, K_MAX, K_MIN, MIN_SCORE_RANGE
+from retrieval import RetrievalError
+from retrieval.options import K_DEFAULT, K_MAX, K_MIN, MIN_SCORE_RANGE, QueryOptions
 
 PARAMETERS = ("q", "id", "model", "k", "category", "min_score")
+FILTER = "filter"  # repeated: FIELD:VALUE
 
 # Runs in the browser: the current search's link, copied to the clipboard and shown. `first` is the results JSON
 # (an image search links its first result's id) or the query text.
-COPY_LINK_JS = """(query, model, k, category, min_score) => {
+COPY_LINK_JS = """(query, model, k, category, min_score, filters) => {
   const params = new URLSearchParams();
   if (Array.isArray(query)) { if (!query.length) return "Search first: the link carries a result's id."; params.set("id", query[0].id); }
   else { if (!query || !query.trim()) return "Type a query first."; params.set("q", query.trim()); }
@@ -27,6 +32,9 @@ COPY_LINK_JS = """(query, model, k, category, min_score) => {
   params.set("k", String(k));
   if (category) params.set("category", category);
   if (min_score !== null && min_score !== undefined) params.set("min_score", String(min_score));
+  for (const [field, values] of Object.entries(filters || {})) {
+    for (const value of [].concat(values)) params.append("filter", `${field}:${value}`);
+  }
   const url = `${window.location.origin}${window.location.pathname}?${params}`;
   navigator.clipboard?.writeText(url).catch(() => {});
   return url;
@@ -43,6 +51,7 @@ class Link:
     k: int | None = None
     category: str | None = None
     min_score: float | None = None
+    filters: dict[str, list[str]] | None = None
 
     @property
     def modality(self) -> str:
@@ -55,7 +64,9 @@ class BadLink(ValueError):
 
 def read_link(params, catalogue, policy) -> Link | None:
     """The search a page URL asks for (None when it asks for none), checked against the engine's `catalogue`
-    (ids, categories) and `policy` (models). Raises BadLink naming the bad parameter."""
+    (ids, categories, filter fields and values) and `policy` (models). `params`: the page's query parameters (a
+    multi-dict such as request.query_params, or a dict; `filter` may repeat). Raises BadLink naming the bad
+    parameter."""
     values = {name: params.get(name) for name in PARAMETERS if params.get(name) not in (None, "")}
     if not values.keys() & {"q", "id"}:
         return None
@@ -77,7 +88,24 @@ def read_link(params, catalogue, policy) -> Link | None:
         link.category = values["category"]
     if "min_score" in values:
         link.min_score = _number(values, "min_score", float, *MIN_SCORE_RANGE)
+    link.filters = _filters(params, catalogue, link.category) or None
     return link
+
+
+def _filters(params, catalogue, category: str | None) -> dict[str, list[str]]:
+    """The link's `filter=FIELD:VALUE` parameters as {field: [values]}, checked against the index's fields."""
+    given = params.getlist(FILTER) if hasattr(params, "getlist") else params.get(FILTER) or []
+    filters: dict[str, list[str]] = {}
+    for pair in [given] if isinstance(given, str) else given:
+        name, colon, value = str(pair).partition(":")
+        if not colon or not name or not value:
+            raise BadLink(f"filter={pair!r} must read FIELD:VALUE, e.g. filter=view:lateral.")
+        filters.setdefault(name, []).append(value)
+    try:
+        QueryOptions(category=category, filters=filters).check_filters(catalogue.filter_values())
+    except RetrievalError as error:
+        raise BadLink(f"filter: {error}") from None
+    return filters
 
 
 def _number(values: dict, name: str, kind, low, high):
@@ -106,11 +134,12 @@ def opener(handlers, tabs, status, text, image):
     """The page-load handler that runs a link's search, and its outputs. `text`: (query box, controls, results
     outputs); `image`: (query file, controls, outputs of the image search)."""
     engine = handlers.engine
-    (query, text_controls, text_outputs), (query_file, image_controls, image_outputs) = text, image
+    (query, text_controls, text_outputs, text_filters), (query_file, image_controls, image_outputs, image_filters) = \
+        text, image
 
     def open_link(request: gr.Request):
         try:
-            link = read_link(dict(request.query_params), engine.catalogue, engine.policy) if request else None
+            link = read_link(request.query_params, engine.catalogue, engine.policy) if request else None
         except BadLink as error:
             return {status: f"**This link cannot be opened:** {error}"}
         if link is None:
@@ -120,21 +149,24 @@ def opener(handlers, tabs, status, text, image):
         updates.update({control: value for control, value in zip(controls, (link.model, link.k, link.category,
                                                                           link.min_score)) if value is not None})
         settings = (link.model, link.k or K_DEFAULT, link.category, link.min_score)
+        filters = link.filters or {}
         if link.q is not None:
-            updates[query] = link.q
-            updates.update(zip(text_outputs, handlers.search_text(link.q, *settings)))
+            updates[query], updates[text_filters] = link.q, filters
+            updates.update(zip(text_outputs, handlers.search_text(link.q, *settings, filters=filters)))
         else:
-            updates[query_file] = image_file(engine.catalogue, link.id)
-            updates.update(zip(image_outputs, handlers.search_image(updates[query_file], *settings)))
+            updates[query_file], updates[image_filters] = image_file(engine.catalogue, link.id), filters
+            updates.update(zip(image_outputs, handlers.search_image(updates[query_file], *settings, filters=filters)))
         return updates
 
-    return open_link, [tabs, status, query, *text_controls, *text_outputs, query_file, *image_controls, *image_outputs]
+    return open_link, [tabs, status, query, *text_controls, *text_outputs, text_filters, query_file, *image_controls,
+                       *image_outputs, image_filters]
 
 
-def link_row(prefix: str, first, controls) -> None:
-    """A "Copy link" button and the link it made. `first`: the query box, or an image search's results."""
+def link_row(prefix: str, first, controls, filters) -> None:
+    """A "Copy link" button and the link it made. `first`: the query box, or an image search's results;
+    `filters`: the tab's active filters."""
     with gr.Row():
         button = gr.Button("Copy link", size="sm", elem_id=f"{prefix}-copy-link", scale=0)
         link = gr.Textbox(show_label=False, placeholder="the link of this search", elem_id=f"{prefix}-link",
                           interactive=False, scale=4)
-    button.click(None, [first, *controls], link, js=COPY_LINK_JS, api_visibility="private")
+    button.click(None, [first, *controls, filters], link, js=COPY_LINK_JS, api_visibility="private")
