@@ -24,7 +24,9 @@ def nearest_with_ties(search: Callable[[int], Found], k: int, rows: int) -> Foun
     while True:
         found = search(fetch)
         if len(found) <= k or found[-1][1] < found[k - 1][1] - TIE or fetch >= rows:
-            return found
+            # only what every store answers alike: rows past the k-th's tie are the start of another tie group,
+            # whose members a store may pick differently (a filtered search makes such groups common)
+            return found if len(found) <= k else [pair for pair in found if pair[1] >= found[k - 1][1] - TIE]
         fetch = min(rows, 4 * fetch)
 
 
