@@ -33,7 +33,8 @@ from .embedders import (
 )
 from .errors import CollectionError, EmbedderUnavailable, RetrievalError
 from .image_pass import ReadImage
-from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
+from .layout import IndexFolder, IndexGeneration
+from .manifest import Manifest, ModelEntry
 from .schema import ARCHIVE_FIELDS
 from .writer import Column, GenerationWriter, embed_texts
 

@@ -12,7 +12,8 @@ from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spe
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
 from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, TEXT_LABEL_FIGURE, EvaluationSummary
 from .hybrid import DEFAULT_FUSION, DESCRIPTION as HYBRID_DESCRIPTION, HYBRID, MIN_SCORE as HYBRID_MIN_SCORE, Fusion
-from .layout import IndexGeneration, ModelEntry
+from .layout import IndexGeneration
+from .manifest import ModelEntry
 
 # The evaluation figure that picks a modality's default model when the index has been evaluated (named and
 # explained in evaluation/summary.py: image models by sources they have not seen).

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .errors import RetrievalError
 from .hub import is_hub_location, resolve_index
-from .layout import IndexFolder, IndexGeneration, Manifest
+from .layout import IndexFolder, IndexGeneration
+from .manifest import Manifest
 from .licences import ModelDecision, allowed, model_decision, policy_classes, trained_models
 from .space_cards import dataset_card, source_table, sources_file, space_readme
 

@@ -25,7 +25,8 @@ import numpy as np
 from .collection import metadata_fingerprint
 from .embedders import IMAGE
 from .errors import BrokenIndex, RetrievalError
-from .layout import IndexFolder, IndexGeneration, Manifest, ModelEntry
+from .layout import IndexFolder, IndexGeneration
+from .manifest import Manifest, ModelEntry
 from .schema import ALL_FIELDS
 
 TEXT_CHUNK = 256
