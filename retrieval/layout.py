@@ -258,11 +258,7 @@ class IndexGeneration:
     # --- the evaluation summary -------------------------------------------------------------------------
     def read_evaluation(self) -> dict:
         """The summary written by `evaluate` ({} when the index has not been evaluated or it is unreadable)."""
-        try:
-            payload = json.loads(self.evaluation_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return payload if isinstance(payload, dict) else {}
+        return read_json_dict(self.evaluation_path)
 
     def write_evaluation(self, summary: dict) -> Path:
         """Merge `summary` into the stored one (per-model figures of earlier runs stay) and write atomically."""
@@ -274,15 +270,10 @@ class IndexGeneration:
         write_json_atomic(self.evaluation_path, merged)
         return self.evaluation_path
 
-
     # --- the hybrid text model's fitted fusion -------------------------------------------------------------
     def read_fusion(self) -> dict:
         """The fusion weights `evaluate` fitted on this generation ({} before it has, or when unreadable)."""
-        try:
-            payload = json.loads(self.fusion_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return payload if isinstance(payload, dict) else {}
+        return read_json_dict(self.fusion_path)
 
     def write_fusion(self, payload: dict) -> Path:
         """Store the fitted fusion atomically (the serving engine reads it again when the file changes)."""
@@ -420,6 +411,15 @@ class IndexFolder:
 
 def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def read_json_dict(path: Path) -> dict:
+    """A JSON object written by this program; {} when the file is missing, unreadable or not an object."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

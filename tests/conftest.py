@@ -236,3 +236,26 @@ def pytest_collection_modifyitems(config, items):
         needed = {marker for fixture, markers in NEEDS.items() if fixture in item.fixturenames for marker in markers}
         for marker in sorted(needed):
             item.add_marker(getattr(pytest.mark, marker))
+
+
+def kill_when_ready(script: str, ready, timeout: float = 60, settle: float = 0.0) -> None:
+    """Run `python -c script` from the repo, wait until `ready()` holds (the process still running), then, after
+    `settle` seconds, kill -9 it: the one way tests interrupt a build at a chosen moment."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, "the process ended before it could be killed"
+            assert time.monotonic() < deadline, "the process never reached the moment to kill it"
+            time.sleep(0.05)
+        time.sleep(settle)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,17 +1,14 @@
 """`build` writes a complete index atomically and re-embeds only what changed."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, build_test_index, synthetic_image, write_collection
+from conftest import REPO, build_test_index, kill_when_ready, synthetic_image, write_collection
 from retrieval.layout import IndexFolder
 from retrieval.errors import CollectionError, EmbedderUnavailable, UnknownEmbedder
 from retrieval.index import build_index
@@ -235,18 +232,8 @@ def test_a_build_killed_midway_leaves_the_previous_index_loadable(synthetic_coll
     before = SearchEngine(index).similar("chest/c0", model="brightness", k=2)
     script = KILLABLE_BUILD.format(repo=str(REPO), tests=str(REPO / "tests"),
                                    collection=str(synthetic_collection), index=str(index))
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list((index / "generations").iterdir())) < 2:  # the new generation is being written
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
-        time.sleep(1.0)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_when_ready(script, lambda: len(list((index / "generations").iterdir())) >= 2,  # the new one is written
+                    timeout=120, settle=1.0)
     after = SearchEngine(index).similar("chest/c0", model="brightness", k=2)
     assert [h.id for h in after] == [h.id for h in before]
     build_test_index(synthetic_collection, index, ["brightness"], force=True)

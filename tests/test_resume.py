@@ -1,17 +1,12 @@
 """A big build resumes: killed (kill -9) at any moment, the next build embeds only what is missing and ends with
 the same index as a build never interrupted; its checkpoints live outside the generations and go once published."""
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, synthetic_image, write_collection
+from conftest import REPO, kill_when_ready, synthetic_image, write_collection
 from retrieval import checkpoints, image_pass
 from retrieval.checkpoints import Checkpoints
 from retrieval.embedders import model_version
@@ -114,18 +109,7 @@ def kill_when(collection, index, ready, delay: float = 0.25, slow_write: bool = 
     """Build in a subprocess and kill -9 it as soon as `ready()` holds."""
     script = KILLABLE.format(repo=str(REPO), tests=str(REPO / "tests"), delay=delay, every=EVERY,
                              slow_write=slow_write, collection=str(collection), index=str(index), models=MODELS)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-    try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert process.poll() is None, "the build ended before it could be killed"
-            assert time.monotonic() < deadline, "the build never reached the moment to kill it"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_when_ready(script, ready, timeout)
 
 
 def test_a_build_killed_again_and_again_resumes_embedding_only_what_is_missing(collection, reference, tmp_path):
