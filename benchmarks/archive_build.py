@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -54,8 +55,11 @@ def run_build(root: Path, index: Path, models: list[str], kill_when=None) -> dic
     as soon as `kill_when()` holds."""
     import psutil
 
+    import resource
+
     script = BUILD.format(repo=str(REPO), root=str(root), index=str(index), models=models)
     began = time.perf_counter()
+    children_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     watched = psutil.Process(process.pid)
     peak, anonymous, killed = 0, 0, False
@@ -73,8 +77,11 @@ def run_build(root: Path, index: Path, models: list[str], kill_when=None) -> dic
         time.sleep(0.2)
     output = process.communicate()[0]
     seconds = time.perf_counter() - began
-    result = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 2**20),
-              "peak_anonymous_mb": round(anonymous / 2**20), "killed": killed}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - children_cpu.ru_utime - children_cpu.ru_stime
+    result = {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "peak_rss_mb": round(peak / 2**20),
+              "peak_anonymous_mb": round(anonymous / 2**20), "killed": killed,
+              "load_average_after": [round(x, 1) for x in os.getloadavg()]}
     if not killed:
         if process.returncode != 0:
             raise SystemExit(f"the build failed ({process.returncode}):\n{output[-3000:]}")
@@ -141,11 +148,11 @@ def main() -> None:
                "models": models,
                "files": args.files, "small_files": args.small}
     rows: list[list] = []
-    header = ["phase", "files", "seconds", "files/s", "peak RSS MB", "of which anonymous MB", "embedded", "notes"]
+    header = ["phase", "files", "seconds", "CPU s", "files/s", "peak RSS MB", "of which anonymous MB", "embedded", "notes"]
 
     def record(phase: str, files: int, run: dict, notes: str = "") -> None:
         entry = run.get("report", {}).get("models", {}).get(image_model, {})
-        rows.append([phase, files, run["seconds"], round(files / run["seconds"], 1), run["peak_rss_mb"],
+        rows.append([phase, files, run["seconds"], run["cpu_seconds"], round(files / run["seconds"], 1), run["peak_rss_mb"],
                      run["peak_anonymous_mb"], entry.get("embedded", "-"), notes])
         payload.setdefault("runs", {})[phase] = {**{k: v for k, v in run.items() if k != "report"}, "files": files,
                                                  "image_model": entry, "rows": run.get("report", {}).get("rows"),

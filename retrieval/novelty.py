@@ -34,6 +34,7 @@ import numpy as np
 VERSION = 2  # of the features and the fit: a different version refits
 FEATURES = ("top_similarity", "mean_similarity", "vote_margin", "agreement", "centre_similarity", "centre_z")
 NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the suggestion
+QUERY_BLOCK = 1024  # queries whose similarities are held at once (1024 x 20,000 rows: 80 MB)
 TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
 MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
 MIN_CATEGORIES = 3  # fewer: no fold structure to learn from (a category left out, two left to fit)
@@ -179,7 +180,6 @@ def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray
     and with its source and its whole category removed (not in collection), over the stored vectors; None when
     no row can be searched that way (too few sources or categories)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    similarity = vectors @ vectors.T
     parts = []
     for source in np.unique(sources):
         others = sources != source
@@ -191,7 +191,7 @@ def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray
                     continue  # its category has no other source: not an in-collection query
                 if np.unique(codes[searchable]).size < 2:
                     continue
-                x, voted = _group_features(vectors, similarity, codes, width, queries, searchable)
+                x, voted = _group_features(vectors, codes, width, queries, searchable)
                 parts.append((x, not leave_category, code, source, voted))
     if not parts:  # no source whose rows could be searched against another source's
         return None
@@ -202,17 +202,27 @@ def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray
                     np.concatenate([p[4] for p in parts]))
 
 
-def _group_features(vectors, similarity, codes, width, queries, searchable) -> np.ndarray:
+def _group_features(vectors, codes, width, queries, searchable) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence of `queries` searched over the `searchable` rows. Similarities are taken a block of
+    `QUERY_BLOCK` queries at a time, never as a rows x rows matrix: memory stays flat as the collection grows
+    (20,000 rows would need 1.6 GB at once)."""
     allowed = np.flatnonzero(searchable)
-    block = similarity[np.ix_(queries, allowed)]
     k = min(NEIGHBOURS, len(allowed))
-    top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(block, top, axis=1), axis=1), axis=1)
-    scores = np.take_along_axis(block, top, axis=1)
     centres, mean, std = centres_of(vectors[allowed], codes[allowed], width)
     present = np.isin(np.arange(width), codes[allowed])
-    centre = np.where(present[None, :], vectors[queries] @ centres.T, -np.inf)
-    return features(scores, codes[allowed][top], centre, mean, std, with_vote=True)
+    candidates = vectors[allowed]
+    xs, votes = [], []
+    for start in range(0, len(queries), QUERY_BLOCK):
+        chunk = queries[start:start + QUERY_BLOCK]
+        block = vectors[chunk] @ candidates.T
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(block, top, axis=1), axis=1), axis=1)
+        scores = np.take_along_axis(block, top, axis=1)
+        centre = np.where(present[None, :], vectors[chunk] @ centres.T, -np.inf)
+        x, voted = features(scores, codes[allowed][top], centre, mean, std, with_vote=True)
+        xs.append(x)
+        votes.append(voted)
+    return np.concatenate(xs), np.concatenate(votes)
 
 
 # --- the fit ----------------------------------------------------------------------------------------------
