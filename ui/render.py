@@ -11,6 +11,8 @@ from retrieval.archive import describe
 from retrieval.novelty import NO_MATCH, no_match_sentence
 from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
 
+from .texts import ARCHIVE_SOURCE_NOTE, images_line
+
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
 MODELS_INTRO = ("Every registered model, with where its weights come from. Models that are not available here "
                 "are listed but not offered in the search tabs.")
@@ -101,10 +103,15 @@ def cards_markdown(cards: dict[str, str]) -> str:
 
 
 def collection_markdown(stats: dict) -> tuple[str, str, str]:
-    """Three tables: images per category, per category and label, and per source with licence and link."""
-    counts = [f"**{stats['rows']} images** in {len(stats['categories'])} categories.", "",
+    """Three tables: images per category, per category and label, and per source with licence and link. An index
+    of a DICOM archive (its stats count archive `fields`) says so, and has a note on its source instead of the
+    last table (and no labels table: an archive has no labels)."""
+    archive = bool(stats.get("fields"))
+    counts = [images_line(stats["rows"], len(stats["categories"]), archive), "",
               "| Category | Images |", "|---|---:|"]
     counts += [f"| {category} | {count} |" for category, count in stats["categories"].items()]
+    if archive and not stats["labels"]:
+        return "\n".join(counts), "", ARCHIVE_SOURCE_NOTE
     labels = ["| Category / label | Images |", "|---|---:|"]
     labels += [f"| {label} | {count} |" for label, count in stats["labels"].items()]
     sources = ["| Source | Images | Licence | Link |", "|---|---:|---|---|"]
