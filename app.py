@@ -59,7 +59,8 @@ class Handlers:
             filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
-            rank, score, file_name, category, label, caption, source, license...); a status line.
+            rank, score, file_name, category, label, caption, source, license...; a DICOM archive's rows add modality,
+            laterality, sex, age_band, manufacturer, scanner, study and frames); a status line.
         """
         return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score,
                                        filters=filters))
