@@ -13,7 +13,7 @@ import re
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import build_test_index, served_app
+from conftest import REPO, build_test_index, served_app
 from dicom_files import picture, write_dicom
 from retrieval.errors import RetrievalError
 from retrieval.schema import ALL_FIELDS, ARCHIVE_FIELDS
@@ -25,6 +25,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 MODELS = ["brightness", "keywords"]
 HAND = dict(BodyPartExamined="HAND", ViewPosition="PA", PatientSex="M", PatientAge="034Y", ImageLaterality="R",
             Manufacturer="Acme", ManufacturerModelName="Rad 1")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
 RECORD_KEYS = {"id", "rank", "score", *ALL_FIELDS}  # the whitelist's fields and the hit's place: nothing else
 
 
@@ -63,8 +64,9 @@ def rows_where(engine, **values) -> list[str]:
 def test_the_api_answers_carry_the_archive_fields_and_nothing_else(client, served):
     engine, _ = served
     hands = rows_where(engine, category="hand")
-    _, records, _ = client.predict("hand", model="keywords", k=3, api_name="/search_text")
+    gallery, records, _ = client.predict("hand", model="keywords", k=3, api_name="/search_text")
     assert sorted(r["id"] for r in records) == sorted(hands)
+    assert [item["caption"] for item in gallery] == [f"#{rank} · 1.00 · hand · DX PA R · Acme" for rank in (1, 2, 3)]
     for record in records:
         assert set(ARCHIVE_FIELDS) <= set(record) <= RECORD_KEYS
         assert (record["modality"], record["sex"], record["age_band"], record["laterality"]) == ("DX", "M", "30-39", "R")
@@ -165,6 +167,8 @@ def test_the_study_panel_and_a_filter_on_an_archive_field_in_the_browser(served,
         expect(selected).not_to_have_value(first)
         assert selected.input_value() in hands
         expect(page.locator("#text-study .thumbnail-item")).to_have_count(2)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "archive-study.png"), full_page=True)
         # a count of an archive field under the results filters them by a click
         page.fill("#text-query textarea", "chest")
         page.press("#text-query textarea", "Enter")
@@ -176,5 +180,9 @@ def test_the_study_panel_and_a_filter_on_an_archive_field_in_the_browser(served,
         expect(page.locator("#text-facets button", has_text="modality: ")).to_have_count(1)
         shown = engine.search_text("chest", filters={"modality": "CR"})  # the page's defaults: the library's
         expect(page.locator("#text-results .thumbnail-item")).to_have_count(len(shown))
+        page.goto(url + "?q=chest&filter=sex:M")  # a link carries an archive field's filter
+        expect(page.locator("#text-active-filters button", has_text="sex: M")).to_be_visible()
+        expect(page.locator("#text-results .thumbnail-item")).to_have_count(
+            len(engine.search_text("chest", filters={"sex": "M"})))
     finally:
         page.close()

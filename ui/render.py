@@ -7,7 +7,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from retrieval.archive import describe
+from retrieval.archive import ARCHIVE_SOURCE, describe
 from retrieval.novelty import NO_MATCH, no_match_sentence
 from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
 
@@ -47,13 +47,22 @@ class Thumbnails:
 
 def caption(hit) -> str:
     """"#1 · 0.83 · knee · kl-2 · OAI · CC-BY-4.0": rank, score, category, label, short source, licence (the
-    attribution CC-BY asks for wherever an image is shown; the details panel has the full source and link)."""
-    source = hit.source.split(" (")[0]
-    if len(source) > CAPTION_SOURCE_CHARS:  # cut at a word: "Knee Osteoarthritis Dataset…"
-        source = source[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
-    licence = hit.license or "licence unknown"
-    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", hit.category, hit.label, source, licence)
-                      if part)
+    attribution CC-BY asks for wherever an image is shown; the details panel has the full source and link). A row
+    of your DICOM archive has no source to credit: "#1 · 0.83 · hand · DX PA R · Acme" (modality, view,
+    laterality, and the manufacturer, which shows when results cluster by scanner)."""
+    if hit.source == ARCHIVE_SOURCE:
+        acquired = " ".join(part for part in (hit.modality, hit.view, hit.laterality) if part)
+        parts = (hit.category, acquired, _short(hit.manufacturer))
+    else:
+        parts = (hit.category, hit.label, _short(hit.source.split(" (")[0]), hit.license or "licence unknown")
+    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", *parts) if part)
+
+
+def _short(text: str) -> str:
+    """The start of a long name, cut at a word: "Knee Osteoarthritis Dataset…"."""
+    if len(text) <= CAPTION_SOURCE_CHARS:
+        return text
+    return text[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
 
 
 def suggestion(result):
