@@ -196,8 +196,9 @@ def add_archive_options(parser) -> None:
 
     parser.add_argument("--modalities", help="a DICOM archive: the modalities to index, e.g. CR,DX,MG, or 'all' "
                                              f"(default: {','.join(DEFAULT_MODALITIES)}, the projection radiographs)")
-    parser.add_argument("--body-parts", metavar="FILE", help="a DICOM archive: a JSON or CSV table "
-                                                             "BodyPartExamined -> category, merged over the built-in one")
+    parser.add_argument("--body-parts", metavar="FILE",
+                        help="a DICOM archive: a JSON or CSV table BodyPartExamined -> category, merged over the "
+                             "built-in one")
     parser.add_argument("--allow-burned-in", action="store_true",
                         help="a DICOM archive: also index images flagged BurnedInAnnotation=YES")
 

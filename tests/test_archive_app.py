@@ -66,10 +66,10 @@ def test_the_api_answers_carry_the_archive_fields_and_nothing_else(client, serve
     hands = rows_where(engine, category="hand")
     gallery, records, _ = client.predict("hand", model="keywords", k=3, api_name="/search_text")
     assert sorted(r["id"] for r in records) == sorted(hands)
-    assert [item["caption"] for item in gallery] == [f"#{rank} · 1.00 · hand · DX PA R · Acme" for rank in (1, 2, 3)]
+    assert [item["caption"] for item in gallery] == [f"#{n} · 1.00 · hand · DX PA R · Acme" for n in (1, 2, 3)]
     for record in records:
         assert set(ARCHIVE_FIELDS) <= set(record) <= RECORD_KEYS
-        assert (record["modality"], record["sex"], record["age_band"], record["laterality"]) == ("DX", "M", "30-39", "R")
+        assert [record[name] for name in ("modality", "sex", "age_band", "laterality")] == ["DX", "M", "30-39", "R"]
         assert (record["manufacturer"], record["scanner"], record["frames"]) == ("Acme", "Rad 1", "1")
     assert len({r["study"] for r in records}) == 1 and records[0]["study"] not in ("", records[0]["id"])
     _, records, _ = client.predict(hands[0], model="brightness", k=6, min_score=0.0, api_name="/similar")
@@ -180,6 +180,10 @@ def test_the_study_panel_and_a_filter_on_an_archive_field_in_the_browser(served,
         expect(page.locator("#text-facets button", has_text="modality: ")).to_have_count(1)
         shown = engine.search_text("chest", filters={"modality": "CR"})  # the page's defaults: the library's
         expect(page.locator("#text-results .thumbnail-item")).to_have_count(len(shown))
+        page.get_by_role("tab", name="Collection").click()
+        expect(page.locator("#collection-stats")).to_contain_text("7 images of your DICOM archive")
+        expect(page.locator("#archive-stats")).to_contain_text("modality XA not asked for")
+        page.screenshot(path=str(SCREENSHOTS / "archive-collection.png"), full_page=True)
         page.goto(url + "?q=chest&filter=sex:M")  # a link carries an archive field's filter
         expect(page.locator("#text-active-filters button", has_text="sex: M")).to_be_visible()
         expect(page.locator("#text-results .thumbnail-item")).to_have_count(
