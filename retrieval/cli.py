@@ -192,10 +192,8 @@ def _add_search_options(parser) -> None:
 
 def add_archive_options(parser) -> None:
     """The options of a DICOM archive's build (archive.ArchiveOptions), defined once: `build` and app.py take them."""
-    from .archive import DEFAULT_MODALITIES
-
     parser.add_argument("--modalities", help="a DICOM archive: the modalities to index, e.g. CR,DX,MG, or 'all' "
-                                             f"(default: {','.join(DEFAULT_MODALITIES)}, the projection radiographs)")
+                                             "(default: CR,DX,IO,PX, the projection radiographs)")  # --help: no import
     parser.add_argument("--body-parts", metavar="FILE",
                         help="a DICOM archive: a JSON or CSV table BodyPartExamined -> category, merged over the "
                              "built-in one")

@@ -121,11 +121,11 @@ def test_the_page_says_it_is_your_archive_and_what_its_build_left_out(served):
     assert "your DICOM archive" in source and "salted hashes" in source
 
 
-def test_app_py_builds_an_archive_with_the_options_of_build(archive, tmp_path, monkeypatch):
+def test_app_py_builds_an_archive_with_the_options_of_build(archive, tmp_path, monkeypatch, capsys):
     """The same three options as `python -m retrieval build`, from one definition (cli.add_archive_options)."""
     import app
     from retrieval import cli
-    from retrieval.archive import ArchiveOptions
+    from retrieval.archive import DEFAULT_MODALITIES, ArchiveOptions
 
     asked = {}
 
@@ -142,6 +142,10 @@ def test_app_py_builds_an_archive_with_the_options_of_build(archive, tmp_path, m
     assert cli.archive_options(cli.build_parser()[0].parse_args(["build", "--collection", "x", *options])) \
         == asked["archive"]
     assert app.main(["--collection", str(archive), "--modalities", " , "]) == 1  # refused before any build
+    for main, argv in ((cli.main, ["build", "--help"]), (app.main, ["--help"])):  # the help states the default
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert f"(default: {','.join(DEFAULT_MODALITIES)}," in " ".join(capsys.readouterr().out.split())
     assert asked["archive"] == ArchiveOptions(("CR", "DX", "XA"), str(table), True)
 
 
