@@ -90,6 +90,8 @@ def test_a_filtered_search_over_the_api_keeps_only_that_value_as_the_library_doe
     _, records, _, _ = client.predict(upload, model="brightness", k=10, min_score=0.0, filters={"sex": "M"},
                                       api_name="/search_image")
     assert {r["id"] for r in records} == set(rows_where(engine, sex="M"))  # 3 hands + the lone chest, no F row
+    judgement = {"query_in_collection", "query_match_score"}  # the query's, on every record of an image search
+    assert all(set(ARCHIVE_FIELDS) <= set(r) <= RECORD_KEYS | judgement for r in records)
     with pytest.raises(AppError, match="Unknown sex 'X'"):
         client.predict("chest", filters={"sex": "X"}, api_name="/search_text")
 
