@@ -178,6 +178,8 @@ def test_the_study_panel_and_a_filter_on_an_archive_field_in_the_browser(served,
         # a count of an archive field under the results filters them by a click
         page.fill("#text-query textarea", "chest")
         page.press("#text-query textarea", "Enter")
+        # the chest results, not the hand search's (whose counts hold modality CR too: a click there would race)
+        expect(page.locator("#text-results .caption-label").first).to_contain_text("· chest ·")
         chip = page.locator("#text-facets button", has_text=re.compile(r"^\s*modality: CR"))
         expect(chip).to_be_visible()
         expect(page.locator("#text-facets button", has_text="modality: ")).to_have_count(2)  # CR and DX
