@@ -8,6 +8,7 @@ Handlers first (each one SearchEngine call), then `build_demo(engine)` (layout a
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from retrieval import RetrievalError, SearchEngine, build_index, load_settings
+from retrieval.cli import add_archive_options, archive_options
 from retrieval.embedders import IMAGE, TEXT
 from retrieval.files import MAX_FILE_BYTES, SUPPORTED_FORMATS
 from retrieval.images import load_image
@@ -23,7 +25,7 @@ from retrieval.policy import model_rows
 from ui import PAGE_CSS, PAGE_JS, components, explore, facets, links, render, startup
 from ui.components import SHOW, Controls, ResultsView
 from ui.gradio_cache import write_cache_atomically
-from ui.texts import DISCLAIMER, EMPTY, SUGGESTION_NOTE, TEXT_EXAMPLES
+from ui.texts import DISCLAIMER, EMPTY, SUGGESTION_NOTE, TEXT_EXAMPLES, header_markdown
 
 write_cache_atomically()
 
@@ -57,7 +59,8 @@ class Handlers:
             filters: only results with these metadata values, e.g. {"view": "lateral"}; {} for all.
         Returns:
             The result images captioned "#rank · score · category · label · source · licence"; the results as JSON (id,
-            rank, score, file_name, category, label, caption, source, license...); a status line.
+            rank, score, file_name, category, label, caption, source, license...; a DICOM archive's rows add modality,
+            laterality, sex, age_band, manufacturer, scanner, study and frames); a status line.
         """
         return self._results(self._ask(self.engine.search_text, query, model, k, category, min_score,
                                        filters=filters))
@@ -219,11 +222,11 @@ class Handlers:
 # --- layout and wiring ------------------------------------------------------------------------------
 def _wire_selection(handlers: Handlers, main: ResultsView, details: components.Details, controls: Controls,
                     image_controls: Controls, api_name: str | None, mode=None, filters=None):
-    """Clicking a result (in the results or in "more like this") shows it and runs "more like this" from it,
-    with the image model of the image tab and the tab's `filters`, unless the click marks it for Refine (`mode`).
-    Returns the first click."""
+    """Clicking a result (in the results, "more like this" or "more from this study") shows it and runs "more like
+    this" and "more from this study" from it, with the image model of the image tab and the tab's `filters`, unless
+    the click marks it for Refine (`mode`). Returns the first click."""
     picked = None
-    for view, name, click in ((main, api_name, mode), (details.more, None, None)):
+    for view, name, click in ((main, api_name, mode), (details.more, None, None), (details.study, None, None)):
         event = view.gallery.select(handlers.pick, [view.table, click or gr.State(SHOW)],
                                     [details.item_id, details.image, details.record], api_visibility="private")
         event.success(handlers.similar, [details.item_id, image_controls.model, controls.k, controls.category,
@@ -243,8 +246,8 @@ def build_demo(engine: SearchEngine) -> gr.Blocks:
     examples = render.example_files(catalogue)
     handlers.example_files = [path for path, _ in examples]
     with gr.Blocks(title="X-Ray Search", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# X-Ray Search\nFind radiographs by text or by example image among {len(catalogue)} images "
-                    f"from public datasets ({', '.join(catalogue.categories)}); click a result for more like it.")
+        gr.Markdown(header_markdown(len(catalogue), catalogue.categories, catalogue.has_studies,
+                                    sum(engine.generation.manifest.skipped_objects.values())), elem_id="header")
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         link_status = gr.Markdown(elem_id="link-status")
         with gr.Tabs() as tabs:
@@ -374,14 +377,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.port, help="port to listen on (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     parser.add_argument("--mcp", action="store_true", help="also serve the searches as MCP tools (/gradio_api/mcp/)")
+    add_archive_options(parser)  # a DICOM archive given as --collection: the options of `python -m retrieval build`
     args = parser.parse_args(argv)
     if args.mcp and importlib.util.find_spec("mcp") is None:
         return _fail('--mcp needs the MCP package: pip install "mcp>=1.21,<2"', 2)
     try:
+        build = functools.partial(build_index, archive=archive_options(args))
         if startup.on_space() and (args.collection or not SearchEngine.exists(args.index)):  # build or help page
-            return startup.serve_on_space(args, build_index, SearchEngine, build_demo, launch, startup.NO_INDEX)
+            return startup.serve_on_space(args, build, SearchEngine, build_demo, launch, startup.NO_INDEX)
         if args.collection:
-            build_index(args.collection, args.index)  # progress bars in the console; unchanged -> instant
+            build(args.collection, args.index)  # progress bars in the console; unchanged -> instant
         elif not SearchEngine.exists(args.index):
             return _fail(startup.NO_INDEX.format(index=Path(args.index).as_posix()), 2)
         engine = SearchEngine(args.index)

@@ -221,5 +221,5 @@ def _has_magic(path: Path) -> bool:
         return False
 
 
-__all__ = ["ArchiveOptions", "DEFAULT_MODALITIES", "REASONS", "archive_rows", "describe", "is_archive",
-           "pseudonym", "read_archive", "skipped_text"]
+__all__ = ["ARCHIVE_SOURCE", "ArchiveOptions", "DEFAULT_MODALITIES", "REASONS", "archive_rows", "describe",
+           "is_archive", "pseudonym", "read_archive", "skipped_text"]

@@ -22,14 +22,13 @@ def cmd_validate(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .archive import ArchiveOptions, skipped_text
+    from .archive import skipped_text
     from .index import build_index
 
     models = args.models if args.models in (None, "all") else args.models.split(",")
-    archive = ArchiveOptions.parse(args.modalities, args.body_parts, args.allow_burned_in)
     report = build_index(args.collection, args.index, models=models, skip_invalid=args.skip_invalid,
                          split=args.split, force=args.force, log=lambda message: print(message, file=sys.stderr),
-                         archive=archive)
+                         archive=archive_options(args))
     synced = {}
     if args.store == "milvus":  # the FAISS index is built as usual; Milvus then mirrors its vectors
         from .milvus_store import sync_index
@@ -191,6 +190,24 @@ def _add_search_options(parser) -> None:
     parser.add_argument("--min-score", type=float, help="minimum cosine similarity (default: per model)")
 
 
+def add_archive_options(parser) -> None:
+    """The options of a DICOM archive's build (archive.ArchiveOptions), defined once: `build` and app.py take them."""
+    parser.add_argument("--modalities", help="a DICOM archive: the modalities to index, e.g. CR,DX,MG, or 'all' "
+                                             "(default: CR,DX,IO,PX, the projection radiographs)")  # --help: no import
+    parser.add_argument("--body-parts", metavar="FILE",
+                        help="a DICOM archive: a JSON or CSV table BodyPartExamined -> category, merged over the "
+                             "built-in one")
+    parser.add_argument("--allow-burned-in", action="store_true",
+                        help="a DICOM archive: also index images flagged BurnedInAnnotation=YES")
+
+
+def archive_options(args):
+    """The archive.ArchiveOptions of parsed arguments (see add_archive_options); CollectionError for bad ones."""
+    from .archive import ArchiveOptions
+
+    return ArchiveOptions.parse(args.modalities, args.body_parts, args.allow_burned_in)
+
+
 def _add_index_option(parser, settings, role: str = "index to read: a folder or hf://datasets/OWNER/NAME") -> None:
     parser.add_argument("--index", default=settings.index, help=f"{role} (default: $XRAY_INDEX, else index/)")
 
@@ -216,12 +233,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--skip-invalid", action="store_true", help="leave rows that fail validation out")
     p.add_argument("--split", default="train", help="split of a Hub dataset")
     p.add_argument("--force", action="store_true", help="rebuild even when the index is up to date")
-    p.add_argument("--modalities", help="a DICOM archive: the modalities to index, e.g. CR,DX,MG, or 'all' "
-                                        "(default: CR,DX,IO,PX, the projection radiographs)")
-    p.add_argument("--body-parts", metavar="FILE", help="a DICOM archive: a JSON or CSV table BodyPartExamined "
-                                                        "-> category, merged over the built-in one")
-    p.add_argument("--allow-burned-in", action="store_true",
-                   help="a DICOM archive: also index images flagged BurnedInAnnotation=YES")
+    add_archive_options(p)
     _add_store_options(p, settings)
     p.add_argument("--milvus-index", choices=["FLAT", "HNSW", "IVF_FLAT"], default=settings.milvus_index,
                    help="Milvus index type: FLAT is exact (default: $XRAY_MILVUS_INDEX, else FLAT); see "

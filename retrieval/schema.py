@@ -47,7 +47,8 @@ ARCHIVE: tuple[Field, ...] = (
     Field("age_band", "a ten-year band of PatientAge (e.g. 40-49; 90+); never a birth date"),
     Field("manufacturer", "Manufacturer of the equipment (spotting source confounding)"),
     Field("scanner", "ManufacturerModelName"),
-    Field("study", "a salted hash of StudyInstanceUID: the images of one study share it"),
+    Field("study", "a salted hash of StudyInstanceUID: the images of one study share it (followed by \"more from "
+          "this study\", not a filter: one value per study)", filterable=False),
     Field("frames", "NumberOfFrames of the object (a multi-frame object is indexed by its first frame)"),
 )
 
@@ -63,7 +64,7 @@ TEXT_FIELDS: tuple[str, ...] = tuple(field.name for field in METADATA + ARCHIVE 
 # derives per row (the text models read, hashes, the pictures), and any extra column named like an identifier,
 # a URL or free text (a DICOM archive's study link, a scrubbed description).
 NOT_FILTERS: frozenset[str] = frozenset({"id", "text", "image_sha256", "phash", "image", "thumbnail",
-                                         *(field.name for field in METADATA if not field.filterable)})
+                                         *(field.name for field in METADATA + ARCHIVE if not field.filterable)})
 NOT_FILTER_WORDS = frozenset({"id", "uid", "url", "uri", "path", "text", "caption", "description", "hash"})
 
 

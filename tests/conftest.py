@@ -165,6 +165,31 @@ def served_app(index, **launch_options):
         demo.close()
 
 
+CHROMIUM = Path(os.environ.get("XRAY_CHROMIUM", "/usr/bin/chromium"))
+BROWSER_WAIT_MS = 60_000  # upper bound for any one wait in a browser test: first queries load the models
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-quic", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Debian's chromium driven by Playwright (headless, 1400x1000), one per test module; the test is skipped
+    where either is missing."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the Playwright Python package is not installed")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=BROWSER_ARGS, viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(BROWSER_WAIT_MS)
+        sync_api.expect.set_options(timeout=BROWSER_WAIT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
 @pytest.fixture
 def synthetic_collection(tmp_path) -> Path:
     """Six images in two categories: chest rows are 'bright', knee rows are 'stripes'."""

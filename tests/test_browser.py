@@ -5,45 +5,27 @@ from __future__ import annotations
 
 import base64
 import re
-import os
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("XRAY_CHROMIUM", "/usr/bin/chromium"))
+from conftest import BROWSER_WAIT_MS as WAIT_MS, CHROMIUM, served_app
+
 if not CHROMIUM.is_file():
     pytest.skip(f"no browser at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the Playwright Python package is not installed")
 
 from retrieval.images import MAX_FILE_BYTES  # noqa: E402
-from conftest import served_app  # noqa: E402
 
 expect = sync_api.expect
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-WAIT_MS = 60_000  # upper bound for any one wait: first queries load the models
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-quic", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def url(subset_index):
     with served_app(subset_index) as (_, address):
         yield address
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
-            args=BROWSER_ARGS, viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
 
 
 @pytest.fixture

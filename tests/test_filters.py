@@ -44,7 +44,7 @@ def test_every_string_metadata_field_is_a_filter_but_ids_free_text_file_names_an
     dataset = archive_like_dataset()
     assert filter_fields(dataset) == ("category", "view", "sex", "age_band", "manufacturer")
     for name in ("id", "file_name", "caption", "source_url", "text", "image_sha256", "study_id", "series_uid",
-                 "study_description", "SeriesInstanceUID", "source-url"):
+                 "study_description", "SeriesInstanceUID", "source-url", "study"):
         assert not is_filter_field(name), name
     for name in ("label", "body_part", "source", "license", "modality", "body_part_raw", "age_band"):
         assert is_filter_field(name), name

@@ -206,6 +206,7 @@ def api_answers(engine, upload: Path) -> str:
     """What the app answers (its handlers, as the API and the page call them), as one text."""
     import app
     from ui import render
+    from ui.texts import header_markdown
 
     handlers = app.Handlers(engine)
     answers = [handlers.search_text("chest radiograph", model="keywords"),
@@ -215,8 +216,9 @@ def api_answers(engine, upload: Path) -> str:
     answers += [handlers.similar(item, model="brightness"), handlers.study(item),
                 handlers.refine("chest", [item], [], model="keywords")]
     stats = engine.catalogue.collection_stats()
-    answers += [render.collection_markdown(stats), render.archive_markdown(stats["fields"],
-                                                                           engine.generation.manifest.skipped_objects)]
+    skipped = engine.generation.manifest.skipped_objects
+    answers += [render.collection_markdown(stats), render.archive_markdown(stats["fields"], skipped),
+                header_markdown(len(engine.catalogue), engine.catalogue.categories, True, sum(skipped.values()))]
     answers += [render.details_markdown(engine.catalogue.record(i)) for i in engine.catalogue.ids]
     answers += [render.caption(hit) for hit in engine.search_text("chest", model="keywords", k=FILES)]
     gallery_files = [Path(path).read_bytes() for answer in answers[:1] for path, _ in answer[0]]

@@ -7,9 +7,11 @@ import tempfile
 import threading
 from pathlib import Path
 
-from retrieval.archive import describe
+from retrieval.archive import ARCHIVE_SOURCE, describe
 from retrieval.novelty import NO_MATCH, no_match_sentence
 from retrieval.policy import INDEX_COLUMNS, REGISTRY_COLUMNS
+
+from .texts import ARCHIVE_SOURCE_NOTE, images_line
 
 CAPTION_SOURCE_CHARS = 28  # gallery captions keep the start of the source name
 MODELS_INTRO = ("Every registered model, with where its weights come from. Models that are not available here "
@@ -45,13 +47,22 @@ class Thumbnails:
 
 def caption(hit) -> str:
     """"#1 · 0.83 · knee · kl-2 · OAI · CC-BY-4.0": rank, score, category, label, short source, licence (the
-    attribution CC-BY asks for wherever an image is shown; the details panel has the full source and link)."""
-    source = hit.source.split(" (")[0]
-    if len(source) > CAPTION_SOURCE_CHARS:  # cut at a word: "Knee Osteoarthritis Dataset…"
-        source = source[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
-    licence = hit.license or "licence unknown"
-    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", hit.category, hit.label, source, licence)
-                      if part)
+    attribution CC-BY asks for wherever an image is shown; the details panel has the full source and link). A row
+    of your DICOM archive has no source to credit: "#1 · 0.83 · hand · DX PA R · Acme" (modality, view,
+    laterality, and the manufacturer, which shows when results cluster by scanner)."""
+    if hit.source == ARCHIVE_SOURCE:
+        acquired = " ".join(part for part in (hit.modality, hit.view, hit.laterality) if part)
+        parts = (hit.category, acquired, _short(hit.manufacturer))
+    else:
+        parts = (hit.category, hit.label, _short(hit.source.split(" (")[0]), hit.license or "licence unknown")
+    return " · ".join(part for part in (f"#{hit.rank}", f"{hit.score:.2f}", *parts) if part)
+
+
+def _short(text: str) -> str:
+    """The start of a long name, cut at a word: "Knee Osteoarthritis Dataset…"."""
+    if len(text) <= CAPTION_SOURCE_CHARS:
+        return text
+    return text[:CAPTION_SOURCE_CHARS].rsplit(" ", 1)[0].rstrip(":,;") + "…"
 
 
 def suggestion(result):
@@ -101,10 +112,15 @@ def cards_markdown(cards: dict[str, str]) -> str:
 
 
 def collection_markdown(stats: dict) -> tuple[str, str, str]:
-    """Three tables: images per category, per category and label, and per source with licence and link."""
-    counts = [f"**{stats['rows']} images** in {len(stats['categories'])} categories.", "",
+    """Three tables: images per category, per category and label, and per source with licence and link. An index
+    of a DICOM archive (its stats count archive `fields`) says so, and has a note on its source instead of the
+    last table (and no labels table: an archive has no labels)."""
+    archive = bool(stats.get("fields"))
+    counts = [images_line(stats["rows"], len(stats["categories"]), archive), "",
               "| Category | Images |", "|---|---:|"]
     counts += [f"| {category} | {count} |" for category, count in stats["categories"].items()]
+    if archive and not stats["labels"]:
+        return "\n".join(counts), "", ARCHIVE_SOURCE_NOTE
     labels = ["| Category / label | Images |", "|---|---:|"]
     labels += [f"| {label} | {count} |" for label, count in stats["labels"].items()]
     sources = ["| Source | Images | Licence | Link |", "|---|---:|---|---|"]
