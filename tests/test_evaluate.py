@@ -114,6 +114,16 @@ def test_the_hybrid_is_fitted_on_train_queries_and_every_text_model_judged_on_te
     assert evaluation.index.generation.read_fusion() == text["fusion"]  # the engine serves what was judged
 
 
+def test_the_best_model_per_query_in_hindsight_bounds_every_single_model_from_above(evaluation):
+    ceiling = evaluation.text["best_model_per_query"]
+    singles = [name for name in evaluation.text["models"] if name != "hybrid"]
+    assert ceiling["models"] == singles
+    assert ceiling["queries"] == evaluation.text["models"]["tfidf"][CATEGORY]["queries"]
+    for name in singles:
+        assert ceiling["category_p@5"] >= evaluation.text["models"][name][CATEGORY]["p@5"]
+        assert ceiling["label_p@5"] >= evaluation.text["models"][name]["label"]["p@5"] - 1e-9
+
+
 def test_text_queries_find_their_category(evaluation):
     for name in ("tfidf", "minilm", "hybrid"):
         assert evaluation.text["models"][name][CATEGORY]["p@5"] > evaluation.text["random"][CATEGORY]["p@5"] + 0.3

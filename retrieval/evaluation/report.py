@@ -83,6 +83,10 @@ def hybrid_text(text: dict) -> list[str]:
              f"(the hybrid's fusion fitted on the train queries only), and on all {text['queries']}:",
              format_table(["model", "searches", f"category ({judged})", f"label ({judged})", "category (all)",
                            "label (all)"], rows)]
+    hindsight = text.get("best_model_per_query")
+    if hindsight:
+        lines.append(f"  best single model per query, known only in hindsight (the ceiling of fusing these models): "
+                     f"category {_fmt(hindsight['category_p@5'])}, label {_fmt(hindsight['label_p@5'])}")
     fusion = text.get("fusion")
     if isinstance(fusion, dict):
         weights = ", ".join(f"{name} {w['score']:+.2f}/{w['gap']:+.2f}" for name, w in fusion["weights"].items())

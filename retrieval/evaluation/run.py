@@ -239,10 +239,32 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
                 for level in LEVELS if level == CATEGORY or q.labels}}
             for i, q in enumerate(queries)]
         evaluation.text["models"][name] = result
+    judged = {level: np.isin(np.arange(len(queries)), held_out) & (targets[level].sum(axis=1) > 0)
+              for level in LEVELS}
+    hindsight = _best_model_per_query(evaluation.text["models"], judged)
+    if hindsight:
+        evaluation.text["best_model_per_query"] = hindsight
     if not text_models:
         evaluation.text["skipped"] = "no text-capable model in this index"
     evaluation.text["random"] = {level: random_text_expectation(targets[level][held_out], len(ids))
                                  for level in LEVELS}
+
+
+def _best_model_per_query(models: dict, judged: dict[str, np.ndarray]) -> dict | None:
+    """Held-out P@5 when, for each query, the one text model (not the hybrid) that did best on it is taken,
+    known only in hindsight: the ceiling of any fusion that picks one model per query, so a missed target
+    can be told apart as the fusion's fault or every model's. `judged`: per level, the held-out queries that
+    have relevant rows (the ones the models' own figures average over)."""
+    singles = {name: result["per_query"] for name, result in models.items() if name != HYBRID}
+    if len(singles) < 2:
+        return None
+    best = [max((per_query[i] for per_query in singles.values()),
+                key=lambda q: (q.get("label_p@5") or 0) + q["category_p@5"]) for i in range(len(judged[CATEGORY]))]
+    out = {"models": list(singles), "queries": int(judged[CATEGORY].sum())}
+    for level in LEVELS:
+        chosen = [q[f"{level}_p@5"] for q, counted in zip(best, judged[level]) if counted]
+        out[f"{level}_p@5"] = round_figure(float(np.mean(chosen))) if chosen else None
+    return out
 
 
 def _trained_on(items: list[Item], models: list[str]) -> set[str]:
