@@ -198,3 +198,11 @@ def test_the_study_panel_and_a_filter_on_an_archive_field_in_the_browser(served,
             len(engine.search_text("chest", filters={"sex": "M"})))
     finally:
         page.close()
+
+
+def test_the_details_panel_leaves_out_fields_an_archive_row_has_no_value_for():
+    from ui import render
+
+    table = render.details_markdown({"id": "a1", "category": "hand", "label": "", "license": "", "modality": "CR"})
+    assert "| modality | CR |" in table and "| category | hand |" in table
+    assert "label" not in table and "license" not in table

@@ -80,14 +80,15 @@ def with_notice(result, status: str) -> str:
 
 
 def details_markdown(record: dict) -> str:
-    """Every field of a result as a two-column table (links clickable); the query's judgement, which every
-    record of an image search carries, belongs to the query, not to this result, and is left out."""
+    """Every field of a result that holds a value, as a two-column table (links clickable; an archive's rows
+    have no label, source link or licence); the query's judgement, which every record of an image search
+    carries, belongs to the query, not to this result, and is left out."""
     def cell(value) -> str:
         text = str(value).replace("|", "\\|").replace("\n", " ")
         return f"[{text}]({text})" if text.startswith(("http://", "https://")) else text
 
     return "| Field | Value |\n|---|---|\n" + "\n".join(f"| {key} | {cell(value)} |" for key, value in record.items()
-                                                     if not key.startswith("query_"))
+                                                     if not key.startswith("query_") and value not in ("", None))
 
 
 def model_tables(rows: list[dict]) -> tuple[dict, dict | None]:
