@@ -30,7 +30,7 @@ def _train(subset: Path, out: Path) -> dict:
     from retrieval.training import train_model
 
     return train_model(subset, out, epochs=1, folds=3, seed=0, progress=False, log=lambda *a: None,
-                       augmented_views=1, in_source_folds=2)
+                       augmented_views=1, in_source_folds=2, keep_features=False, bootstrap_reps=200)
 
 
 @pytest.fixture(scope="module")

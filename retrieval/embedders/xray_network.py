@@ -8,19 +8,19 @@ from typing import Sequence
 import numpy as np
 
 from .base import l2_normalise
-from .efficientnet import FEATURE_SLICES
+from .efficientnet import BACKBONE, SLICES_OF
 from .model_folder import ModelFolder
 
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 
 
-def select_features(features, feature_set: str):
+def select_features(features, feature_set: str, backbone: str = BACKBONE):
     """Pick the named slices of the pooled features ('gap', 'gem', 'stages', joined by '+'), each slice
     L2-normalised so no block dominates by scale. Works on numpy arrays and torch tensors."""
     parts = []
     for name in feature_set.split("+"):
-        start, stop = FEATURE_SLICES[name]
+        start, stop = SLICES_OF[backbone][name]
         part = features[:, start:stop]
         if isinstance(part, np.ndarray):
             part = part.astype(np.float32)
@@ -36,8 +36,8 @@ def select_features(features, feature_set: str):
     return torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
 
 
-def feature_width(feature_set: str) -> int:
-    return sum(FEATURE_SLICES[n][1] - FEATURE_SLICES[n][0] for n in feature_set.split("+"))
+def feature_width(feature_set: str, backbone: str = BACKBONE) -> int:
+    return sum(SLICES_OF[backbone][n][1] - SLICES_OF[backbone][n][0] for n in feature_set.split("+"))
 
 
 def make_image_head(in_dim: int, dim: int, rank: int):

@@ -32,7 +32,7 @@ def load_working_copies(items: Sequence[Item], progress: bool = True) -> list[np
                                                                    leave=False)]
 
 
-def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash") -> np.ndarray:
+def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
     """A random 'other scanner' view: crop/scale, small rotation, flip, resolution loss, gamma/contrast, noise."""
     if mode == "norm":
         gray = crop_border(gray)
@@ -52,7 +52,7 @@ def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squa
     if rng.random() < 0.4:  # resolution loss: some sources are 224-px copies or heavy JPEGs
         side = int(rng.integers(64, 160))
         image = image.resize((side, side), Image.Resampling.BILINEAR)
-    image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC)
+    image = image.resize((size, size), Image.Resampling.BICUBIC)
     data = np.asarray(image, dtype=np.float32) / 255.0
     data = np.clip(data, 0, 1) ** float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))  # gamma
     contrast, brightness = float(rng.uniform(0.7, 1.3)), float(rng.uniform(-0.12, 0.12))
