@@ -107,3 +107,18 @@ def test_default_rule_needs_the_category_interval_above_zero_and_label_not_worse
     assert not no and "not above zero" in why and "-0.010" in why
     worse, why = selection.default_decision({"category": iv(0.02, 0.05), "label": iv(-0.08, -0.01)})
     assert not worse and "significantly worse" in why
+
+
+def test_the_models_table_and_the_image_default_read_the_cards_decision(monkeypatch):
+    import retrieval.policy as policy_module
+
+    cards = {"xray-lite0": {"default_image_model": False, "default_reason": "the category gain's interval is not "
+                                                                            "above zero (-0.010 to +0.030)"}}
+    monkeypatch.setattr(policy_module, "training_card", lambda name: cards.get(name))
+    assert not policy_module._earned("xray-lite0", "image") and policy_module._earned("xray-lite0", "text")
+    assert policy_module._earned("efficientnet-lite0", "image")  # no card: pretrained keeps its place
+    assert policy_module._decision("xray-lite0").startswith("not the default image model: the category gain")
+    cards["xray-lite0"]["default_image_model"] = True
+    assert policy_module._earned("xray-lite0", "image")
+    assert policy_module._decision("xray-lite0").startswith("default image model: ")
+    assert policy_module._decision("efficientnet-lite0") == ""

@@ -58,7 +58,7 @@ def feature_folder(out_dir: Path, data_hash: str, seed: int) -> Path:
 
 
 def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, seed: int = 0,
-                progress: bool = True, log: Callable = print, *, augmented_views: int = 3,
+                progress: bool = True, log: Callable = print, *, augmented_views: int = 2,
                 in_source_folds: int = 5, text_epochs: int | None = None, outer_folds: int = OUTER_FOLDS,
                 variants: Sequence | None = None, keep_features: bool = True,
                 bootstrap_reps: int = selection.BOOTSTRAP_REPS) -> dict:
