@@ -14,15 +14,10 @@ from .base import Embedder, FeatureMaps, averaged, l2_normalise
 from .model_folder import ASSET_MODELS, ModelFolder
 from .preprocess import clean_view, crop_border, to_batch, working_copy
 from .weights import MODEL_DIR_ENV
-from .xray_network import encode_texts, load_network, select_features
+from .xray_network import backbones_of, encode_texts, load_network, select_features
 
 MODEL_NAME = "xray-lite0"
 GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
-
-
-def backbones_of(config: dict) -> list[str]:
-    """The backbones a model folder's config names (older folders: Lite0 alone)."""
-    return list(config.get("backbones") or [efficientnet.BACKBONE])
 
 
 class XRayLite0Embedder(Embedder):

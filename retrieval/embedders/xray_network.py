@@ -92,11 +92,17 @@ def state_tensors(image_head, text_head) -> dict:
     return tensors
 
 
+def backbones_of(config: dict) -> list[str]:
+    """The backbones a model folder's config names, side by side in this order (older folders: Lite0 alone)."""
+    return list(config.get("backbones") or [BACKBONE])
+
+
 def load_network(folder: ModelFolder):
     """(config, image_head, text_head or None) of a verified model folder, loaded strictly."""
     config = folder.verify()
     tensors = folder.read_weights()
-    image = make_image_head(feature_width(config["features"]), config["head_dim"], config["nuisance_rank"])
+    width = sum(feature_width(config["features"], backbone) for backbone in backbones_of(config))
+    image = make_image_head(width, config["head_dim"], config["nuisance_rank"])
     image.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("image.")}, strict=True)
     text = None
     if any(k.startswith("text.") for k in tensors):

@@ -77,8 +77,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     started = time.time()
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
-    if epochs is not None:
-        variant_table.EPOCH_GRID = (int(epochs),)
+    grid = variant_table.EPOCH_GRID if epochs is None else (int(epochs),)
     t_epochs = int(text_epochs if text_epochs is not None else (TEXT_EPOCHS if epochs is None else max(1, epochs)))
     items = read_items(collection)
     if len(items) < 4:
@@ -101,7 +100,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     log(f"features ready ({time.time() - started:.0f} s)")
 
     # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
-    fitters = [variant_table.fitter(v, feats, items, seed) for v in chosen_variants]
+    fitters = [variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants]
     nested = selection.nested_selection(items, fitters, frozen, outer_folds, folds, seed, log=log, progress=progress)
     ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
                                 INFERENCE_BF16 and efficientnet.bf16_here())
@@ -198,9 +197,9 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
         "hyperparameters": {"image_head": {**variant_table.head_config(ship, int(setting.lstrip("e")) if
                                                                         setting != "centred" else 0).to_dict(),
                                            "variant": ship.to_dict(), "test_time_flip": flip},
-                            "augmented_views": augmented_views, "epoch_grid": list(variant_table.EPOCH_GRID),
+                            "augmented_views": augmented_views, "epoch_grid": list(grid),
                             "text_head": {"epochs": t_epochs, "hidden": TEXT_HIDDEN, "text_model": TEXT_MODEL},
-                            "early_stopping": (f"epochs {list(variant_table.EPOCH_GRID)} chosen by inner "
+                            "early_stopping": (f"epochs {list(grid)} chosen by inner "
                                                f"whole-source folds, never by the folds that report")},
         "selection": {"outer_folds": int(len(set(nested.outer_folds.tolist()))), "inner_folds": folds,
                       "bootstrap": {"reps": bootstrap_reps, "seed": seed, "over": "outer held-out sources"},

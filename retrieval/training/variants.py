@@ -80,15 +80,19 @@ class VariantFeatures:
             self._memo[key] = select_features(raw, FEATURES, backbone)
         return self._memo[key]
 
-    def clean(self, variant: Variant, kind: str = "clean") -> np.ndarray:
-        parts = [self._one(b, kind) for b in variant.backbones]
+    def _side_by_side(self, variant: Variant, kind: str, view: int = -1) -> np.ndarray:
+        parts = [self._one(b, kind, view) for b in variant.backbones]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) / np.sqrt(len(parts))
 
+    def clean(self, variant: Variant, kind: str = "clean") -> np.ndarray:
+        """(n, W) head input of the clean view ('flip': its mirror); backbones side by side, / sqrt(count)."""
+        return self._side_by_side(variant, kind)
+
     def augmented(self, variant: Variant) -> np.ndarray:
+        """(n, views, W): view v of every backbone draws the same random numbers (paired views)."""
         if not variant.views:
             return self.clean(variant)[:, None]
-        (backbone,) = variant.backbones
-        return np.stack([self._one(backbone, variant.augmentation, v) for v in range(variant.views)], axis=1)
+        return np.stack([self._side_by_side(variant, variant.augmentation, v) for v in range(variant.views)], axis=1)
 
 
 def embed(head, x: np.ndarray) -> np.ndarray:
@@ -98,8 +102,9 @@ def embed(head, x: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float32)
 
 
-def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0):
-    """fit(train_rows) -> {(name, setting): unit vectors of every row} (and name+flip, when the variant flips)."""
+def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid: Sequence[int] = EPOCH_GRID):
+    """fit(train_rows) -> {(name, setting): unit vectors of every row} (and name+flip, when the variant flips);
+    a head variant answers for every epoch of `grid` from one run."""
     x = feats.clean(variant)
     mirrored = feats.clean(variant, "flip") if variant.flip else None
     aug = feats.augmented(variant) if variant.head_dim else None
@@ -117,10 +122,10 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0):
             return out
 
         def keep(epoch, head):
-            if epoch in EPOCH_GRID:
+            if epoch in grid:
                 vectors(lambda features: embed(head, features), f"e{epoch}", out)
 
-        fit_image_head(x, aug, items, rows, head_config(variant), seed, keep, select=lambda f: f)
+        fit_image_head(x, aug, items, rows, head_config(variant, max(grid)), seed, keep, select=lambda f: f)
         return out
 
     return fit
