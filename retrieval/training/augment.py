@@ -13,7 +13,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..embedders.preprocess import INPUT_SIZE, crop_border, stretch
+from ..embedders.preprocess import INPUT_SIZE, stretch
+from .data import random_geometry
 
 MARKERS = ("L", "R", "LT", "RT", "AP", "PA", "PORTABLE", "SUPINE", "ERECT")
 _RESAMPLERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC,
@@ -23,19 +24,7 @@ _RESAMPLERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resamp
 def acquisition_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "norm",
                      size: int = INPUT_SIZE) -> np.ndarray:
     """A random 'other scanner and PACS' view of a grayscale working copy: uint8 (size, size)."""
-    if mode == "norm":
-        gray = crop_border(gray)
-    image = Image.fromarray(gray)
-    w, h = image.size
-    if rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    image = image.rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR,
-                         fillcolor=int(rng.integers(0, 40)))
-    scale = float(rng.uniform(0.55, 1.0))
-    ratio = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
-    cw, ch = int(round(min(w, w * np.sqrt(scale * ratio)))), int(round(min(h, h * np.sqrt(scale / ratio))))
-    x0, y0 = int(rng.integers(0, max(1, w - cw + 1))), int(rng.integers(0, max(1, h - ch + 1)))
-    image = image.crop((x0, y0, x0 + cw, y0 + ch))
+    image = random_geometry(gray, rng, mode)
     if rng.random() < 0.5:  # resolution loss with a random resampler (224-px copies, thumbnails, PACS exports)
         side = int(rng.integers(56, 200))
         image = image.resize((side, side), _RESAMPLERS[int(rng.integers(len(_RESAMPLERS)))])

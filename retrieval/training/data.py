@@ -32,8 +32,8 @@ def load_working_copies(items: Sequence[Item], progress: bool = True) -> list[np
                                                                    leave=False)]
 
 
-def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
-    """A random 'other scanner' view: crop/scale, small rotation, flip, resolution loss, gamma/contrast, noise."""
+def random_geometry(gray: np.ndarray, rng: np.random.Generator, mode: str) -> Image.Image:
+    """The geometric part of every training view: border crop ('norm'), flip, small rotation, random crop."""
     if mode == "norm":
         gray = crop_border(gray)
     image = Image.fromarray(gray)
@@ -48,7 +48,12 @@ def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squa
     ch = int(round(min(h, h * np.sqrt(scale / ratio))))
     x0 = int(rng.integers(0, max(1, w - cw + 1)))
     y0 = int(rng.integers(0, max(1, h - ch + 1)))
-    image = image.crop((x0, y0, x0 + cw, y0 + ch))
+    return image.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
+    """A random 'other scanner' view: crop/scale, small rotation, flip, resolution loss, gamma/contrast, noise."""
+    image = random_geometry(gray, rng, mode)
     if rng.random() < 0.4:  # resolution loss: some sources are 224-px copies or heavy JPEGs
         side = int(rng.integers(64, 160))
         image = image.resize((side, side), Image.Resampling.BILINEAR)
