@@ -55,7 +55,7 @@ def _judge(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, i
     return protocols.search_rows(items, vectors, query_rows, index_rows)
 
 
-def _inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fitter], inner_k: int, seed: int,
+def inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fitter], inner_k: int, seed: int,
                   candidates: set[str] | None, log: Callable) -> tuple[dict, Key | None, dict]:
     """Inside one outer training set: inner whole-source folds score every (variant, setting). Returns
     ({variant: best setting}, the selected (variant, setting) among candidates, {key: inner score})."""
@@ -99,7 +99,7 @@ def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference
         train, held = np.nonzero(outer != fold)[0], np.nonzero(outer == fold)[0]
         log(f"outer fold {fold}: {len(held)} held-out rows from "
             f"{len({items[r].source for r in held})} sources")
-        chosen, selected, scores = _inner_choice(items, train, fitters, inner_k, seed, pool, log)
+        chosen, selected, scores = inner_choice(items, train, fitters, inner_k, seed, pool, log)
         refit: dict[Key, np.ndarray] = {}
         for fit in fitters:  # every variant refitted on the outer training rows; only chosen settings are kept
             refit.update({key: vectors for key, vectors in fit(train).items() if chosen.get(key[0]) == key[1]})

@@ -113,7 +113,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
 
     # --- the same procedure on every row: what ships -----------------------------------------------------------
     all_rows = np.arange(len(items))
-    _, (ship_name, setting), final_scores = selection._inner_choice(items, all_rows, fitters, folds, seed, None, log)
+    _, (ship_name, setting), final_scores = selection.inner_choice(items, all_rows, fitters, folds, seed, None, log)
     flip = ship_name.endswith(variant_table.FLIP)
     ship = next(v for v in chosen_variants if v.name == ship_name.removesuffix(variant_table.FLIP))
     log(f"ship: {ship_name} at {setting} (chosen by {folds} whole-source folds over every row)")
