@@ -34,7 +34,7 @@ def _train(subset: Path, out: Path) -> dict:
     fused = Variant("test-fused-head", (LITE0, LITE2), 16, "acquisition", 1, flip=True)
     return train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=lambda *a: None,
                        augmented_views=1, in_source_folds=2, keep_features=False, bootstrap_reps=200,
-                       outer_folds=3, variants=[fused])
+                       outer_folds=3, variants=[fused], timing_repeats=1)
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
                 progress: bool = True, log: Callable = print, *, augmented_views: int = 2,
                 in_source_folds: int = 5, text_epochs: int | None = None, outer_folds: int = OUTER_FOLDS,
                 variants: Sequence | None = None, keep_features: bool = True,
-                bootstrap_reps: int = selection.BOOTSTRAP_REPS) -> dict:
+                bootstrap_reps: int = selection.BOOTSTRAP_REPS, timing_repeats: int = 12) -> dict:
     """Train `xray-lite0` on a local collection and write the model folder to `out_dir` (atomically).
 
     Nested selection: `outer_folds` whole-source folds report; inside each outer training set `folds` inner
@@ -103,7 +103,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     fitters = [variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants]
     nested = selection.nested_selection(items, fitters, frozen, outer_folds, folds, seed, log=log, progress=progress)
     ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
-                                INFERENCE_BF16 and efficientnet.bf16_here())
+                                INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
     table = _variant_table(nested, chosen_variants, ms, bootstrap_reps, seed)
     intervals = table["selected"]["gain_over_frozen"]
     is_default, why = selection.default_decision(intervals)
