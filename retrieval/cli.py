@@ -106,7 +106,8 @@ def cmd_train(args) -> int:
 
     out = args.out or ASSET_MODELS / MODEL_NAME  # the model folder's owner knows where shipped models live
     report = train_model(args.collection, out, epochs=args.epochs, folds=args.folds, seed=args.seed,
-                         progress=not args.json, log=lambda message: print(message, file=sys.stderr))
+                         outer_folds=args.outer_folds, progress=not args.json,
+                         log=lambda message: print(message, file=sys.stderr))
     print(json.dumps(report, indent=2) if args.json else f"Wrote the model to {out}.")
     return 0
 
@@ -262,8 +263,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--out", help="model folder to write "
                                                                      "(default: assets/models/xray-lite0)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
-    p.add_argument("--folds", type=int, default=3, help="cross-source folds for early stopping and the card's "
-                                                        "figures (default 3)")
+    p.add_argument("--folds", type=int, default=3, help="inner whole-source folds that choose the variant and its "
+                                                        "epochs (default 3)")
+    p.add_argument("--outer-folds", type=int, default=5, help="outer whole-source folds that judge the choice and "
+                                                              "decide the default image model (default 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same weights")
     p.add_argument("--json", action="store_true", help="print the training report as JSON")
     commands["train"] = cmd_train

@@ -76,10 +76,13 @@ class ModelPolicy:
     def default_model(self, modality: str, fused: bool = True) -> str | None:
         """The usable model with the best evaluation figure for `modality` (image: cross-source category P@5;
         text: the mean of held-out category and label P@5), else the hybrid, else the registry's preference order,
-        else the first usable one. `fused=False`: a model with vectors of its own (to compare stored rows)."""
+        else the first usable one. A model trained here is an image default only when its training card's nested
+        decision says so (the outer gain's interval above zero: `_earned`), whatever this index's figures say.
+        `fused=False`: a model with vectors of its own (to compare stored rows)."""
         usable = self.models_for(modality, fused)
         summary = self.evaluation()
-        scored = {name: _headline(summary, name, modality) for name in usable}
+        earned = [name for name in usable if _earned(name, modality)] or usable  # trained: its card's rule
+        scored = {name: _headline(summary, name, modality) for name in earned}
         scored = {name: value for name, value in scored.items() if value is not None}
         if scored:
             return max(scored, key=scored.get)
@@ -197,7 +200,7 @@ def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
                "dim": built.dim if built else registered["dim"], "weights": registered["weights"],
                "status": policy.status(name) if policy else
                ("ready" if ready else f"not available here: {registered['detail']}"),
-               "detail": registered["detail"] if ready else ""}
+               "detail": "; ".join(filter(None, [registered["detail"] if ready else "", _decision(name)]))}
         if policy:
             row["index"] = _index_description(built)
             row.update({key: _rounded(summary.figure(name, key)) for key in shown})
@@ -232,10 +235,19 @@ def _unavailable(name: str) -> str:
 
 
 def _earned(name: str, modality: str) -> bool:
-    """A model trained here leads the image search only if its card shows it beat the frozen baseline on
-    held-out sources; pretrained models keep their place in the preference order."""
+    """A model trained here leads the image search only if its card's nested decision made it the default (its
+    outer cross-source gain's interval above zero, training/selection.py); pretrained models keep their place."""
     card = training_card(name)
-    return card is None or modality != IMAGE or bool(card.get("beats_frozen_cross_source"))
+    return card is None or modality != IMAGE or bool(card.get("default_image_model"))
+
+
+def _decision(name: str) -> str:
+    """For a model trained here: whether its card made it the default image model, and why ('' otherwise)."""
+    card = training_card(name)
+    if card is None or "default_image_model" not in card:
+        return ""
+    verdict = "default image model" if card["default_image_model"] else "not the default image model"
+    return f"{verdict}: {card.get('default_reason', '')}"
 
 
 def _index_description(entry: ModelEntry | None) -> str:

@@ -194,9 +194,19 @@ def test_the_default_models_follow_the_evaluation_then_the_preference_order(subs
     monkeypatch.setattr(policy, "evaluation", EvaluationSummary)  # not evaluated: the registry's order
     assert policy.default_model("text") == "hybrid"  # every text model fused (retrieval/hybrid.py)
     assert policy.default_model("text", fused=False) == "minilm"  # of those with vectors: a row's own words first
-    assert policy.default_model("image") == "xray-lite0"  # its card: it beat the frozen model on unseen sources
-    measured = {"models": {"efficientnet-lite0": {DEFAULT_IMAGE_FIGURE: 0.8}, "xray-lite0": {DEFAULT_IMAGE_FIGURE: 0.7}}}
+    import retrieval.policy as policy_module
+
+    cards = {"xray-lite0": {"default_image_model": True, "default_reason": "interval above zero"}}
+    monkeypatch.setattr(policy_module, "training_card", lambda name: cards.get(name))
+    assert policy.default_model("image") == "xray-lite0"  # its card: its outer gain's interval is above zero
+    cards["xray-lite0"]["default_image_model"] = False
+    assert policy.default_model("image") == "efficientnet-lite0"  # its card says no: the frozen model stays
+    measured = {"models": {"efficientnet-lite0": {DEFAULT_IMAGE_FIGURE: 0.8}, "xray-lite0": {DEFAULT_IMAGE_FIGURE: 0.9}}}
     monkeypatch.setattr(policy, "evaluation", lambda: EvaluationSummary.from_dict(measured))
+    assert policy.default_model("image") == "efficientnet-lite0"  # even where this index's figure favours it
+    cards["xray-lite0"]["default_image_model"] = True
+    assert policy.default_model("image") == "xray-lite0"  # earned, and evaluated the better one
+    measured["models"]["xray-lite0"][DEFAULT_IMAGE_FIGURE] = 0.7
     assert policy.default_model("image") == "efficientnet-lite0"  # evaluated: the better one across sources
 
 

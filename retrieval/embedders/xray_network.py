@@ -8,19 +8,19 @@ from typing import Sequence
 import numpy as np
 
 from .base import l2_normalise
-from .efficientnet import FEATURE_SLICES
+from .efficientnet import BACKBONE, SLICES_OF
 from .model_folder import ModelFolder
 
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 
 
-def select_features(features, feature_set: str):
+def select_features(features, feature_set: str, backbone: str = BACKBONE):
     """Pick the named slices of the pooled features ('gap', 'gem', 'stages', joined by '+'), each slice
     L2-normalised so no block dominates by scale. Works on numpy arrays and torch tensors."""
     parts = []
     for name in feature_set.split("+"):
-        start, stop = FEATURE_SLICES[name]
+        start, stop = SLICES_OF[backbone][name]
         part = features[:, start:stop]
         if isinstance(part, np.ndarray):
             part = part.astype(np.float32)
@@ -36,8 +36,8 @@ def select_features(features, feature_set: str):
     return torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
 
 
-def feature_width(feature_set: str) -> int:
-    return sum(FEATURE_SLICES[n][1] - FEATURE_SLICES[n][0] for n in feature_set.split("+"))
+def feature_width(feature_set: str, backbone: str = BACKBONE) -> int:
+    return sum(SLICES_OF[backbone][n][1] - SLICES_OF[backbone][n][0] for n in feature_set.split("+"))
 
 
 def make_image_head(in_dim: int, dim: int, rank: int):
@@ -92,11 +92,17 @@ def state_tensors(image_head, text_head) -> dict:
     return tensors
 
 
+def backbones_of(config: dict) -> list[str]:
+    """The backbones a model folder's config names, side by side in this order (older folders: Lite0 alone)."""
+    return list(config.get("backbones") or [BACKBONE])
+
+
 def load_network(folder: ModelFolder):
     """(config, image_head, text_head or None) of a verified model folder, loaded strictly."""
     config = folder.verify()
     tensors = folder.read_weights()
-    image = make_image_head(feature_width(config["features"]), config["head_dim"], config["nuisance_rank"])
+    width = sum(feature_width(config["features"], backbone) for backbone in backbones_of(config))
+    image = make_image_head(width, config["head_dim"], config["nuisance_rank"])
     image.load_state_dict({k[6:]: v.float() for k, v in tensors.items() if k.startswith("image.")}, strict=True)
     text = None
     if any(k.startswith("text.") for k in tensors):

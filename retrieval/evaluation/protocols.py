@@ -138,6 +138,22 @@ def _out_of_fold(items: Sequence[Item], embed: FoldEmbedder, folds: np.ndarray,
     return _finish(rows, per_level)
 
 
+def search_rows(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray,
+                index_rows: np.ndarray) -> QueryResults:
+    """`query_rows` query an index of `index_rows` (disjoint) with the given vectors: one held-out fold of a
+    cross-source run, for callers that choose the folds themselves (training/selection.py)."""
+    per_level: dict = {}
+    _search(items, vectors, np.asarray(query_rows), np.asarray(index_rows), False, per_level, _keys(items))
+    return _finish([np.asarray(query_rows)], per_level)
+
+
+def concat(results: Sequence[QueryResults]) -> QueryResults:
+    """Per-query results of several folds as one run."""
+    return QueryResults(np.concatenate([r.rows for r in results]),
+                        {level: {name: np.concatenate([r.per_level[level][name] for r in results])
+                                 for name in results[0].per_level[level]} for level in results[0].per_level})
+
+
 def in_sample_leave_one_out(items: Sequence[Item], vectors: np.ndarray) -> QueryResults:
     """In-sample (optimistic): one model fitted on every row; each row queries all the others."""
     keys = _keys(items)

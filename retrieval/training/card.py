@@ -33,6 +33,45 @@ def _protocol_table(title: str, trained: dict, frozen: dict, note: str) -> list[
     return lines
 
 
+def variant_rows(table: dict) -> list[str]:
+    """The variant table as Markdown rows (outer folds; mean over held-out sources / pooled; gain with its 95 %
+    bootstrap interval over sources)."""
+    lines = ["| variant | category P@5 (mean over sources / pooled) | label P@5 (mean / pooled) | category gain "
+             "[95 % CI] | label gain [95 % CI] | query ms | own weights MB |", "|---|---|---|---|---|---|---|"]
+    for name, row in table.items():
+        gains = row.get("gain_over_frozen")
+
+        def gain(level):
+            block = (gains or {}).get(level, {}).get("mean_over_sources")
+            return "–" if not block else f"{block['gain']:+.3f} [{block['ci95'][0]:+.3f}, {block['ci95'][1]:+.3f}]"
+
+        cost = row.get("cost", {})
+        label = "frozen efficientnet-lite0 (reference)" if name == "reference" else name
+        lines.append(f"| {label} | {_f(row['category']['mean_over_sources'])} / {_f(row['category']['pooled'])} | "
+                     f"{_f(row['label']['mean_over_sources'])} / {_f(row['label']['pooled'])} | {gain('category')} | "
+                     f"{gain('label')} | {cost.get('query_ms', '–')} | {cost.get('image_head_mb', '–')} |")
+    return lines
+
+
+def _selection_lines(report: dict) -> list[str]:
+    sel, decision = report.get("selection"), report.get("default_image_model")
+    if not sel:
+        return []
+    lines = ["## Nested cross-source selection", "",
+             f"{sel['outer_folds']} outer folds of whole sources judge; inside each outer training set "
+             f"{sel['inner_folds']} inner whole-source folds choose the variant and its epochs (criterion: category + "
+             f"label P@5, each averaged over held-out sources). Intervals: bootstrap over the outer held-out sources "
+             f"({sel['bootstrap']['reps']} resamples, seed {sel['bootstrap']['seed']}), gain over frozen "
+             f"EfficientNet-Lite0 on the same queries.", ""]
+    lines += variant_rows(sel["variants"])
+    picked = sel["variants"].get("selected", {}).get("picked", [])
+    lines += ["", "Picked per outer fold: " + "; ".join(f"fold {i}: {p[0]} {p[1]}" for i, p in enumerate(picked) if p),
+              ""]
+    if decision:
+        lines += [f"**Default image model: {'yes' if decision['default'] else 'no'}** — {decision['reason']}.", ""]
+    return lines
+
+
 def render_card(report: dict) -> str:
     """Markdown training card from the training report (the same dict is written as training_card.json)."""
     data, hp, ev = report["data"], report["hyperparameters"], report["evaluation"]
@@ -50,6 +89,7 @@ def render_card(report: dict) -> str:
               f"* image-head hyper-parameters: `{json.dumps(hp['image_head'])}`",
               f"* text head: `{json.dumps(hp['text_head'])}`",
               f"* early stopping: {hp['early_stopping']}", "",
+              *_selection_lines(report),
               "## Evaluation", "",
               "Cross-source figures come from fold models fitted without the held-out sources — never from the "
               "rows the final model was trained on. The final model is trained on every row.", ""]
@@ -59,7 +99,8 @@ def render_card(report: dict) -> str:
         "Each held-out fold's rows query an index of the other folds' rows; the head, centring and projection are "
         "fitted on the other folds only. Label level: rows with a label; relevant = same category and same label. "
         "Queries whose index holds no relevant row are excluded from the means (counted in the last column). "
-        "The epoch count was chosen on these same folds (a small optimistic bias).")
+        "Nested: these outer folds never took part in any choice — the variant and its epochs were chosen by inner "
+        "whole-source folds inside each outer training set.")
     lines += ["Folds: " + "; ".join(f"fold {k}: {', '.join(v)}" for k, v in cs["fold_sources"].items()), "",
               "Held-out rows without any possible relevant row (excluded):", ""]
     for level, missing in cs["no_relevant"].items():

@@ -32,8 +32,8 @@ def load_working_copies(items: Sequence[Item], progress: bool = True) -> list[np
                                                                    leave=False)]
 
 
-def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash") -> np.ndarray:
-    """A random 'other scanner' view: crop/scale, small rotation, flip, resolution loss, gamma/contrast, noise."""
+def random_geometry(gray: np.ndarray, rng: np.random.Generator, mode: str) -> Image.Image:
+    """The geometric part of every training view: border crop ('norm'), flip, small rotation, random crop."""
     if mode == "norm":
         gray = crop_border(gray)
     image = Image.fromarray(gray)
@@ -48,11 +48,16 @@ def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squa
     ch = int(round(min(h, h * np.sqrt(scale / ratio))))
     x0 = int(rng.integers(0, max(1, w - cw + 1)))
     y0 = int(rng.integers(0, max(1, h - ch + 1)))
-    image = image.crop((x0, y0, x0 + cw, y0 + ch))
+    return image.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
+    """A random 'other scanner' view: crop/scale, small rotation, flip, resolution loss, gamma/contrast, noise."""
+    image = random_geometry(gray, rng, mode)
     if rng.random() < 0.4:  # resolution loss: some sources are 224-px copies or heavy JPEGs
         side = int(rng.integers(64, 160))
         image = image.resize((side, side), Image.Resampling.BILINEAR)
-    image = image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC)
+    image = image.resize((size, size), Image.Resampling.BICUBIC)
     data = np.asarray(image, dtype=np.float32) / 255.0
     data = np.clip(data, 0, 1) ** float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))  # gamma
     contrast, brightness = float(rng.uniform(0.7, 1.3)), float(rng.uniform(-0.12, 0.12))

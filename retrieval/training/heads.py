@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..embedders.xray_network import feature_width, make_image_head, select_features
+from ..embedders.xray_network import make_image_head, select_features
 from ..evaluation.rows import Item
 
 
@@ -72,13 +72,16 @@ def fit_nuisance(x: np.ndarray, items: Sequence[Item], rows: np.ndarray, rank: i
 
 
 def fit_image_head(clean: np.ndarray, aug: np.ndarray, items: Sequence[Item], rows: np.ndarray,
-                   config: HeadConfig, seed: int = 0, on_epoch=None):
-    """An ImageHead fitted on `rows` only. clean: (n, F) pooled features; aug: (n, V, F) augmented views."""
+                   config: HeadConfig, seed: int = 0, on_epoch=None, select=None):
+    """An ImageHead fitted on `rows` only. clean: (n, F) pooled features; aug: (n, V, F) augmented views.
+    `select`: features -> the head's input (default: Lite0's `select_features` of config.features; identity for
+    features already selected, e.g. Lite2's or Lite0+Lite2 fused)."""
     import torch
 
     rows = np.asarray(rows)
-    x_clean = select_features(clean[rows], config.features)
-    head = make_image_head(feature_width(config.features), config.head_dim, config.nuisance_rank)
+    select = select or (lambda x: select_features(x, config.features))
+    x_clean = select(clean[rows])
+    head = make_image_head(x_clean.shape[1], config.head_dim, config.nuisance_rank)
     mean = x_clean.mean(axis=0)
     basis = fit_nuisance(x_clean - mean, items, rows, config.nuisance_rank)
     head.mean.copy_(torch.from_numpy(mean))
@@ -96,8 +99,8 @@ def fit_image_head(clean: np.ndarray, aug: np.ndarray, items: Sequence[Item], ro
     init[:q] = v.T
     head.linear.weight.data.copy_(init)
     w0 = head.linear.weight.detach().clone()
-    views = np.concatenate([x_clean[:, None], np.stack([select_features(aug[rows, v], config.features)
-                                                        for v in range(aug.shape[1])], axis=1)], axis=1)
+    views = np.concatenate([x_clean[:, None], np.stack([select(aug[rows, v]) for v in range(aug.shape[1])],
+                                                       axis=1)], axis=1)
     views_t = torch.from_numpy(views.astype(np.float32))
     keys = class_keys([items[r] for r in rows])
     _, key_ids = np.unique(keys, return_inverse=True)

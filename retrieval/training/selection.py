@@ -1,0 +1,178 @@
+"""Nested cross-source selection: what is chosen is chosen on training sources only, and judged on sources that
+took no part in any choice.
+
+Why: the first xray-lite0 chose its recipe and epochs on the same cross-source folds that reported its gain, and
+the gain did not travel to hospitals outside the collection. Here the OUTER folds are whole sources; inside
+each outer training set, INNER whole-source folds choose everything (the variant, and each variant's settings
+such as epochs or flips); the choice is refitted on the outer training rows and judged on the outer held-out
+sources alone (their rows query an index of the outer training rows, as protocols.cross_source does). A
+bootstrap over held-out sources turns the per-source gains over a reference (the frozen backbone) into an
+interval.
+
+A fitter is `fit(train_rows) -> {(variant, setting): (n, d) unit vectors of EVERY row}`: one fit may answer for
+several variants and settings (checkpoints of one run, with and without the test-time flip). It never sees a
+row outside `train_rows`; `nested_selection` never hands it an outer held-out row (tests/test_selection.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..evaluation import protocols
+from ..evaluation.figures import CATEGORY, LABEL, LEVELS
+from ..evaluation.folds import assign_source_folds, source_fold_of_rows
+from ..evaluation.rows import Item
+
+Key = tuple  # (variant, setting)
+Fitter = Callable[[np.ndarray], dict]
+BOOTSTRAP_REPS = 2000
+
+
+def score(summary: dict) -> float:
+    """The selection criterion: category + label P@5, each averaged over held-out sources."""
+    return float((summary[CATEGORY]["p@5_mean_over_sources"] or 0) + (summary[LABEL]["p@5_mean_over_sources"] or 0))
+
+
+@dataclass
+class NestedResult:
+    """What nested selection measured: outer per-query results of every variant (its settings chosen inside),
+    of the selected pipeline and of the reference, the choices per outer fold, and the outer folds."""
+
+    items: Sequence[Item]
+    outer_folds: np.ndarray  # (n,) outer fold of each row
+    choices: list[dict] = field(default_factory=list)  # per outer fold: chosen setting per variant, selected
+    outer: dict = field(default_factory=dict)  # variant | "selected" | "reference" -> QueryResults
+
+    def summary(self, name: str) -> dict:
+        return self.outer[name].summary(self.items)
+
+
+def _judge(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, index_rows: np.ndarray):
+    return protocols.search_rows(items, vectors, query_rows, index_rows)
+
+
+def inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fitter], inner_k: int, seed: int,
+                  candidates: set[str] | None, log: Callable) -> tuple[dict, Key | None, dict]:
+    """Inside one outer training set: inner whole-source folds score every (variant, setting). Returns
+    ({variant: best setting}, the selected (variant, setting) among candidates, {key: inner score})."""
+    sub = [items[r] for r in train]
+    assignment = assign_source_folds(sub, inner_k, seed)
+    folds = source_fold_of_rows(sub, assignment)
+    parts: dict[Key, list] = defaultdict(list)
+    for fold in sorted(set(folds.tolist())):
+        fit_rows, held = train[folds != fold], train[folds == fold]
+        for fit in fitters:
+            for key, vectors in fit(fit_rows).items():
+                parts[key].append(_judge(items, vectors, held, fit_rows))
+    scores = {key: score(protocols.concat(results).summary(items)) for key, results in parts.items()}
+    best: dict[str, tuple[str, float]] = {}
+    for (variant, setting), value in sorted(scores.items()):
+        if variant not in best or value > best[variant][1]:
+            best[variant] = (setting, value)
+    pool = [(value, variant) for variant, (_, value) in best.items() if candidates is None or variant in candidates]
+    selected = None
+    if pool:
+        _, variant = max(pool)
+        selected = (variant, best[variant][0])
+    log(f"  inner choice: {selected} ({max(pool)[0]:.3f})" if pool else "  inner choice: none")
+    return {v: s for v, (s, _) in best.items()}, selected, scores
+
+
+def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference: np.ndarray,
+                     outer_k: int = 5, inner_k: int = 3, seed: int = 0, candidates: Sequence[str] | None = None,
+                     log: Callable = print, progress: bool = False) -> NestedResult:
+    """Outer whole-source folds judge; inner whole-source folds (inside each outer training set) choose.
+
+    `reference`: (n, d) vectors of a model fitted on nothing here (the frozen backbone), judged on the same
+    outer folds. `candidates`: the variants the selected pipeline may pick (default: all)."""
+    from tqdm.auto import tqdm
+
+    outer = source_fold_of_rows(items, assign_source_folds(items, outer_k, seed))
+    result = NestedResult(items, outer)
+    parts: dict[str, list] = defaultdict(list)
+    pool = set(candidates) if candidates is not None else None
+    for fold in tqdm(sorted(set(outer.tolist())), desc="outer folds", disable=not progress, leave=False):
+        train, held = np.nonzero(outer != fold)[0], np.nonzero(outer == fold)[0]
+        log(f"outer fold {fold}: {len(held)} held-out rows from "
+            f"{len({items[r].source for r in held})} sources")
+        chosen, selected, scores = inner_choice(items, train, fitters, inner_k, seed, pool, log)
+        refit: dict[Key, np.ndarray] = {}
+        for fit in fitters:  # every variant refitted on the outer training rows; only chosen settings are kept
+            refit.update({key: vectors for key, vectors in fit(train).items() if chosen.get(key[0]) == key[1]})
+        for (variant, _), vectors in refit.items():
+            parts[variant].append(_judge(items, vectors, held, train))
+        if selected is not None:
+            parts["selected"].append(_judge(items, refit[selected], held, train))
+        parts["reference"].append(_judge(items, reference, held, train))
+        result.choices.append({"fold": int(fold), "held_out_sources": sorted({items[r].source for r in held}),
+                               "chosen": chosen, "selected": list(selected) if selected else None,
+                               "inner_scores": {f"{v}/{s}": round(x, 4) for (v, s), x in sorted(scores.items())}})
+    result.outer = {name: protocols.concat(results) for name, results in parts.items()}
+    return result
+
+
+# --- the bootstrap over held-out sources ----------------------------------------------------------------------
+def per_source_gain(items: Sequence[Item], model, reference, level: str) -> dict[str, tuple[float, float, int]]:
+    """{source: (sum of model P@5, sum of reference P@5, judged queries)} over the same judged queries."""
+    sources = np.asarray([items[r].source for r in model.rows], dtype=object)
+    ref_by_row = dict(zip(reference.rows.tolist(), reference.per_level[level]["p@5"].tolist()))
+    out: dict[str, list] = defaultdict(lambda: [0.0, 0.0, 0])
+    for row, source, value in zip(model.rows.tolist(), sources, model.per_level[level]["p@5"].tolist()):
+        other = ref_by_row[row]
+        if np.isnan(value) or np.isnan(other):
+            continue
+        out[source][0] += value
+        out[source][1] += other
+        out[source][2] += 1
+    return {s: (a, b, n) for s, (a, b, n) in out.items() if n}
+
+
+def bootstrap_gain(per_source: dict[str, tuple[float, float, int]], reps: int = BOOTSTRAP_REPS,
+                   seed: int = 0) -> dict:
+    """95 % percentile interval of the gain (model - reference) P@5, resampling SOURCES with replacement:
+    the mean over sources of each source's mean gain, and the pooled gain (over the resampled sources' queries)."""
+    names = sorted(per_source)
+    if not names:
+        return {"sources": 0}
+    model = np.asarray([per_source[s][0] for s in names])
+    ref = np.asarray([per_source[s][1] for s in names])
+    counts = np.asarray([per_source[s][2] for s in names], dtype=np.float64)
+    gains = (model - ref) / counts
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(names), size=(reps, len(names)))
+    mean_over = gains[picks].mean(axis=1)
+    pooled = (model - ref)[picks].sum(axis=1) / counts[picks].sum(axis=1)
+
+    def block(point: float, draws: np.ndarray) -> dict:
+        low, high = np.percentile(draws, [2.5, 97.5])
+        return {"gain": round(float(point), 4), "ci95": [round(float(low), 4), round(float(high), 4)]}
+
+    return {"sources": len(names), "reps": reps, "seed": seed,
+            "mean_over_sources": block(gains.mean(), mean_over),
+            "pooled": block((model - ref).sum() / counts.sum(), pooled)}
+
+
+def gain_intervals(result: NestedResult, name: str, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict:
+    """{level: bootstrap_gain} of `name` over the reference on the outer held-out sources."""
+    return {level: bootstrap_gain(per_source_gain(result.items, result.outer[name], result.outer["reference"],
+                                                  level), reps, seed) for level in LEVELS}
+
+
+def default_decision(intervals: dict) -> tuple[bool, str]:
+    """The trained model is the default image model only when the outer gain's 95 % interval (category P@5, mean
+    over sources) lies above zero and the label gain's interval does not lie below zero."""
+    cat = intervals[CATEGORY]["mean_over_sources"]
+    lab = intervals[LABEL].get("mean_over_sources")
+    cat_text = f"category P@5 gain {cat['gain']:+.3f} (95 % CI {cat['ci95'][0]:+.3f} to {cat['ci95'][1]:+.3f})"
+    lab_text = (f"label P@5 gain {lab['gain']:+.3f} (95 % CI {lab['ci95'][0]:+.3f} to {lab['ci95'][1]:+.3f})"
+                if lab else "label P@5 not measured")
+    over = f"over frozen EfficientNet-Lite0 on the outer held-out sources: {cat_text}; {lab_text}"
+    if cat["ci95"][0] <= 0:
+        return False, f"the category gain's interval is not above zero — {over}"
+    if lab and lab["ci95"][1] < 0:
+        return False, f"finding-level (label) precision is significantly worse — {over}"
+    return True, f"the category gain's interval is above zero and the label gain is not significantly worse — {over}"

