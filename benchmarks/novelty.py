@@ -12,7 +12,8 @@ For each image model of the index (the scorer the build fitted: retrieval/novelt
   - the query-time cost: `NoveltyModel.judge` alone over 500 in-collection rows' stored vectors with their 10
     nearest rows (what the engine adds to an image query), and `SearchEngine.search_image` end to end;
   - every DICOM file of --samples and three synthetic foreign pictures (a photo-like colour scene, pure noise,
-    a page of text): in collection or not, the match score, and the vote the suggestion would have shown.
+    a page of text): in collection or not by this model's own scorer, the match score, the vote the suggestion
+    would have shown, and what `search_image` answered (it asks the index's best scorer, `judged_by`).
 Writes results/novelty.json.
 """
 
@@ -109,11 +110,17 @@ def main() -> None:
         timings = []
         for label, picture in pictures.items():
             began = time.perf_counter()
-            result = engine.search_image(picture, model=name, k=5)
+            result = engine.search_image(picture, model=name, k=5)  # judged by the index's best scorer
             timings.append(time.perf_counter() - began)
-            entry["samples"][label] = {"in_collection": result.in_collection, "match_score": result.match_score,
+            vector = engine.encoder.image(name, picture)[0]  # and by this model's own scorer
+            neighbours = engine.store.search(name, vector, 10)
+            own = scorer.judge(vector, [score for _, score in neighbours],
+                               [engine.catalogue.value(row, "category") for row, _ in neighbours])
+            entry["samples"][label] = {"in_collection": own.in_collection, "match_score": round(own.match_score, 4),
                                        "vote": {c: round(s, 3) for c, s in list(result.suggestion.items())[:3]},
-                                       "nearest": [h.category for h in result.hits]}
+                                       "nearest": [h.category for h in result.hits],
+                                       "search_judged_by": result.judged_by,
+                                       "search_in_collection": result.in_collection}
         entry["search_image_ms"] = stats_ms(timings[1:])  # the first one loads the model
         report["models"][name] = entry
         figures = scorer.figures

@@ -37,7 +37,8 @@ class SearchResult:
     """What every query returns: the hits, best first, the model that ranked them and, for an image query,
     the vote of its nearest rows (category -> share, largest first) and the novelty judgement (novelty.py):
     `in_collection` False when the evidence says the collection holds nothing like the query (the suggestion
-    then abstains), `match_score` = P(in collection); both None where the index has no scorer for the model.
+    then abstains), `match_score` = P(in collection), `judged_by` the image model whose scorer judged; all None
+    where the index has no scorer.
     Iterates over its hits."""
 
     hits: list[Hit]
@@ -45,6 +46,7 @@ class SearchResult:
     suggestion: dict[str, float] = field(default_factory=dict)
     in_collection: bool | None = None
     match_score: float | None = None
+    judged_by: str | None = None  # the image model whose scorer judged in_collection (SearchEngine._judge_model)
 
     @property
     def suggested_category(self) -> str | None:

@@ -121,10 +121,16 @@ class SearchEngine:
         text = " ".join((text or "").split())
         if text:
             vector = self._add_text(name, vector, text, text_weight)
-        nearest = lambda query: self.store.search(name, query, min(VOTE_NEIGHBOURS, len(self)))
+        nearest = lambda query, model=name: self.store.search(model, query, min(VOTE_NEIGHBOURS, len(self)))
         neighbours = nearest(vector[0])
-        judged = self._judge(name, image_vector[0], nearest(image_vector[0]) if text else neighbours)
-        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
+        judge = self._judge_model() or name
+        if judge == name:
+            judged = self._judge(name, image_vector[0], nearest(image_vector[0]) if text else neighbours)
+        else:  # the query's content is judged by the index's best scorer, whichever model ranks it
+            judge_vector = self.encoder.image(judge, image)[0]
+            judged = self._judge(judge, judge_vector, nearest(judge_vector, judge))
+        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged,
+                            judged_by=judge if judged[0] is not None else None)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                 min_score: float | None = None, filters: Filters | None = None) -> SearchResult:
@@ -218,6 +224,21 @@ class SearchEngine:
             if score >= options.min_score:
                 hits.append(Hit(rank=len(hits) + 1, score=score, row=row, **self.catalogue.record_at(row)))
         return hits
+
+    def _judge_model(self) -> str | None:
+        """The image model whose "no close match" scorer tells best, in its nested outer folds (AUROC), a query
+        whose content the collection lacks, among those that can embed a query here: "is it in the collection?"
+        is a question about the query, so every image search asks it of the best judge (the default image model
+        may rank better and judge worse: docs/evaluation.md). None where no model has a scorer."""
+        best, best_area = None, -1.0
+        for name in self.policy.models_for(IMAGE):
+            if name not in self._scorers:
+                self._scorers[name] = load_novelty(self.generation, name)
+            scorer = self._scorers[name]
+            area = (scorer.figures.get("auroc") if scorer is not None else None)
+            if area is not None and area > best_area:
+                best, best_area = name, float(area)
+        return best
 
     def _judge(self, name: str, vector: np.ndarray, neighbours) -> tuple[bool | None, float | None]:
         """Whether the query image (never the words added to it) shows what the collection holds: (in_collection,

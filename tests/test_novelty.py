@@ -194,6 +194,39 @@ def test_the_engine_abstains_on_a_grey_the_collection_lacks(grey_index):
                for r in foreign.records())
 
 
+class CoarseGreyEmbedder(GreyEmbedder):
+    """The grey level misread by up to a category's width, as a wide bump over 3 levels: it ranks greys roughly
+    and tells a new grey poorly."""
+
+    dim = 3
+
+    def embed_images(self, images):
+        pixels = [np.asarray(image.convert("L"), dtype=np.float32) for image in images]
+        levels = np.asarray([p.mean() / 255 + np.random.default_rng(int(p.sum()) % 2**32).normal(0, 0.15)
+                             for p in pixels])
+        return l2_normalise(np.exp(-(levels[:, None] - np.linspace(0, 1, 3)[None, :]) ** 2 / (2 * 0.5 ** 2)))
+
+
+def test_every_image_search_is_judged_by_the_index_s_best_scorer_whichever_model_ranks(grey_index, tmp_path):
+    register(EmbedderSpec("coarse-grey", "test", (IMAGE,), IMAGE, 3, "tests", "coarse grey", CoarseGreyEmbedder,
+                          lambda: Availability(True, "defined in tests"), version="coarse-grey:1"))
+    try:
+        index = tmp_path / "index"
+        build_test_index(grey_index[1], index, ["coarse-grey", "grey"])
+        generation = IndexFolder(index).require_current()
+        areas = {name: load_novelty(generation, name).figures["auroc"] for name in ("coarse-grey", "grey")}
+        assert areas["grey"] > areas["coarse-grey"]  # the premise: the fine model tells a new grey better
+        engine = SearchEngine(index)
+        for model in ("coarse-grey", "grey"):
+            foreign = engine.search_image(grey(NEW_LEVEL, seed=98), model=model, k=3)
+            assert foreign.model == model and foreign.judged_by == "grey"
+            assert foreign.in_collection is False and foreign.suggested_category is None
+            known = engine.search_image(grey(LEVELS["beta"] + 0.01, seed=97), model=model, k=3)
+            assert known.judged_by == "grey" and known.in_collection is True
+    finally:
+        unregister("coarse-grey")
+
+
 def test_an_index_without_a_scorer_answers_without_a_judgement(grey_index, tmp_path):
     generation = IndexFolder(grey_index[0]).require_current()
     assert load_novelty(generation, "no-such-model") is None
