@@ -132,7 +132,47 @@ def main() -> None:
             verdict = "in collection" if sample["in_collection"] else "NO CLOSE MATCH"
             top = ", ".join(f"{c} {s:.0%}" for c, s in sample["vote"].items())
             rows.append([name, label, f"{verdict} (match {sample['match_score']:.3f})", f"vote: {top}"])
+    either = either_abstains(engine, [name for name, entry in report["models"].items() if "figures" in entry],
+                             categories, sources)
+    if either:
+        report["either_scorer_abstains"] = either
+        rows.append([" or ".join(either["models"]), "outer folds, abstain when either scorer abstains",
+                     "not used by the app",
+                     f"abstains: in collection {either['abstain_in_collection']:.1%}, left-out categories "
+                     f"{either['abstain_left_out']:.1%} (each scorer at its own {either['target']:.0%} threshold)"])
     save("novelty", report, ["model", "query", "answer", "detail"], rows)
+
+
+def either_abstains(engine, models: list[str], categories: list[str], sources: list[str]) -> dict | None:
+    """The rule "abstain when any of the index's scorers abstains", judged by the same outer folds as each scorer
+    (one source left out of every fit and threshold), each scorer at its own threshold: what it would cost the
+    in-collection queries and gain on the left-out ones. A measurement for a next step; the app asks one scorer."""
+    from retrieval.novelty import TARGET_ABSTENTION, collect_evidence, outer_judgements
+
+    names = sorted({c for c in categories if c})
+    codes = np.asarray([names.index(c) if c else -1 for c in categories])
+    known = codes >= 0
+    abstains, reference = [], None
+    for name in models:
+        evidence = collect_evidence(engine.vectors(name)[known], codes[known],
+                                    np.asarray(sources, dtype=object)[known], len(names))
+        if evidence is None:
+            return None
+        scores, thresholds, _ = outer_judgements(evidence, len(names), TARGET_ABSTENTION)
+        key = (evidence.in_collection.tolist(), evidence.category.tolist(), evidence.source.tolist())
+        if reference is not None and key != reference:
+            raise SystemExit("the scorers' examples differ: cannot combine them")
+        reference = key
+        abstains.append(np.where(np.isnan(scores), np.nan, scores < thresholds))
+    if len(abstains) < 2:
+        return None
+    stacked = np.stack(abstains)
+    judged = ~np.isnan(stacked).any(axis=0)
+    either = np.nansum(stacked, axis=0)[judged] > 0
+    inside = np.asarray(reference[0])[judged]
+    return {"models": models, "target": TARGET_ABSTENTION, "queries": int(judged.sum()),
+            "abstain_in_collection": round(float(either[inside].mean()), 4),
+            "abstain_left_out": round(float(either[~inside].mean()), 4)}
 
 
 if __name__ == "__main__":

@@ -326,21 +326,32 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
                         category_min_match, figures), figures
 
 
-def nested_figures(evidence: Evidence, names: list[str], target: float) -> dict:
+def outer_judgements(evidence: Evidence, width: int, target: float) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each source in turn is the outer fold: a fit and thresholds on the other sources' queries (the thresholds
-    from their own leave-one-source-out scores), then the left-out source's queries are judged: searched with
-    their category absent (should abstain) and with it present in other sources (should not)."""
+    from their own leave-one-source-out scores), then the left-out source's queries are scored. Returns every
+    example's outer match score and threshold (nan where its source could not be judged) and each source's
+    overall threshold."""
     scores, thresholds = np.full(len(evidence.x), np.nan), np.full(len(evidence.x), np.nan)
-    per_source = {}
+    overall_of = {}
     for source in np.unique(evidence.source):
         train, test = evidence.source != source, evidence.source == source
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
-        overall, per_category = _thresholds(evidence, train, target, len(names))
+        overall, per_category = _thresholds(evidence, train, target, width)
         scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
         thresholds[test] = _thresholds_of(overall, per_category, evidence.voted[test])
-        per_source[str(source)] = {"min_match": round(overall, 4),
-                                   **_rates(evidence.in_collection[test], scores[test], thresholds[test])}
+        overall_of[str(source)] = overall
+    return scores, thresholds, overall_of
+
+
+def nested_figures(evidence: Evidence, names: list[str], target: float) -> dict:
+    """The outer judgements (`outer_judgements`) summed up: the left-out source's queries searched with their
+    category absent (should abstain) and with it present in other sources (should not)."""
+    scores, thresholds, overall_of = outer_judgements(evidence, len(names), target)
+    per_source = {source: {"min_match": round(overall, 4),
+                           **_rates(evidence.in_collection[evidence.source == source],
+                                    scores[evidence.source == source], thresholds[evidence.source == source])}
+                  for source, overall in overall_of.items()}
     judged = ~np.isnan(scores)
     inside = evidence.in_collection[judged]
     area = auroc(~inside, -scores[judged])  # how well a low match score finds the left-out category's queries
