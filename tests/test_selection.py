@@ -122,3 +122,16 @@ def test_the_models_table_and_the_image_default_read_the_cards_decision(monkeypa
     assert policy_module._earned("xray-lite0", "image")
     assert policy_module._decision("xray-lite0").startswith("default image model: ")
     assert policy_module._decision("efficientnet-lite0") == ""
+
+
+def test_evaluate_takes_a_training_card_s_outer_folds_only_when_they_place_every_source_once():
+    from retrieval.evaluation.folds import folds_of_sources
+    from retrieval.evaluation.rows import item_from_row
+
+    items = [item_from_row({"id": f"r{i}", "category": "chest", "source": source})
+             for i, source in enumerate(["north", "south", "east", "north"])]
+    folds = folds_of_sources(items, {"0": ["north"], "1": ["south", "east"]})
+    assert folds.tolist() == [0, 1, 1, 0]
+    assert folds_of_sources(items, {"0": ["north"], "1": ["south"]}) is None  # east is in no fold
+    assert folds_of_sources(items, {"0": ["north", "east"], "1": ["south", "east"]}) is None  # east twice
+    assert folds_of_sources(items, {"0": "north"}) is None  # not a list of sources

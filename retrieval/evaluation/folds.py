@@ -69,6 +69,23 @@ def source_fold_of_rows(items: Sequence[Item], assignment: dict[str, int]) -> np
     return np.asarray([assignment[item.source] for item in items], dtype=np.int64)
 
 
+def folds_of_sources(items: Sequence[Item], fold_sources: dict) -> np.ndarray | None:
+    """(n,) fold of each row from a recorded assignment {fold: [source, ...]} (a training card's outer folds), or
+    None when the assignment does not place every row's source in exactly one fold."""
+    assignment: dict[str, int] = {}
+    try:
+        for fold, sources in fold_sources.items():
+            for source in sources:
+                if source in assignment:
+                    return None
+                assignment[str(source)] = int(fold)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if any(item.source not in assignment for item in items):
+        return None
+    return source_fold_of_rows(items, assignment)
+
+
 def stratified_folds(items: Sequence[Item], k: int = 5, seed: int = 0) -> np.ndarray:
     """(n,) fold of each row: rows of each (category, label) stratum dealt round-robin after a seeded shuffle."""
     k = max(2, min(int(k), len(items)))

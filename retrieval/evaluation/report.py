@@ -122,7 +122,8 @@ def cross_source_text(cross: dict) -> list[str]:
     """The honest measure first: whole sources held out, P@5 per category and per source."""
     if not cross.get("models"):
         return [f"Cross-source: {cross.get('skipped', 'no image model')}.", ""]
-    lines = [f"Cross-source ({cross['folds']} folds of whole sources; each held-out image queries an index of "
+    origin = f": {cross['assignment']}" if cross.get("assignment") else ""
+    lines = [f"Cross-source ({cross['folds']} folds of whole sources{origin}; each held-out image queries an index of "
              f"the OTHER folds' rows only; queries with no relevant row there are left out), P@5:"]
     names = list(cross["models"])
     levels = ("category", "label")

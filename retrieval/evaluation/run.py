@@ -285,9 +285,11 @@ def _cross_source(evaluation: Evaluation, items: list[Item], k: int = CROSS_SOUR
     if len({item.source for item in items}) < 2:
         evaluation.cross_source = {"skipped": "the collection has fewer than 2 sources"}
         return
-    folds = cross_source_folds(items, k=k, seed=0)
+    folds, origin = _card_folds(items, evaluation), "the outer folds of a model trained here (its training card)"
+    if folds is None:
+        folds, origin = cross_source_folds(items, k=k, seed=0), f"{k} folds of whole sources, seed 0"
     evaluation.cross_source = {
-        "folds": int(folds.max()) + 1, "seed": 0,
+        "folds": int(folds.max()) + 1, "seed": 0, "assignment": origin,
         "sources": {item.source: int(fold) for item, fold in zip(items, folds)},
         "no_relevant_row": no_relevant_report(items, folds), "models": {}}
     index = evaluation.index
@@ -310,6 +312,21 @@ def _cross_source(evaluation: Evaluation, items: list[Item], k: int = CROSS_SOUR
             "from": "stored vectors (a model fitted on none of these rows)" if not card else
                     "stored vectors of a model trained on another collection (optimistic if it saw these rows)",
             "cross_source": result.summary(items)}
+
+
+def _card_folds(items: list[Item], evaluation: Evaluation) -> np.ndarray | None:
+    """The outer folds a model trained on these very rows was judged on (its card's `fold_sources`), so that every
+    model of the cross-source table is judged on the same held-out sources; None where no such card is here."""
+    from ..embedders import training_card
+    from .folds import folds_of_sources
+
+    for name in sorted(evaluation.trained_here):
+        card = training_card(name) or {}
+        recorded = card.get("evaluation", {}).get("cross_source", {}).get("fold_sources")
+        folds = folds_of_sources(items, recorded) if isinstance(recorded, dict) and recorded else None
+        if folds is not None and len(set(folds.tolist())) >= 2:
+            return folds
+    return None
 
 
 def _variants(protocol: dict) -> dict:
