@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import COLLECTION, REPO, save
+from common import COLLECTION, REPO, machine_snapshot, save
 
 # --- the recipe, fixed in advance ------------------------------------------------------------------------------
 ALPHA = 0.01  # L2-SP strength on the SUM of squared deviations (~1.0 M weights): the L2-SP paper's usual 0.01
@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args()
     started = time.time()
+    machine_snapshot()  # the load average at the start
     card = json.loads(CARD.read_text())
     items = read_items(COLLECTION)
     assert fingerprint(items) == card["data"]["fingerprint"], "the collection is not the one the card was trained on"
