@@ -1,4 +1,5 @@
-"""The offline built-ins: TF-IDF keywords, MiniLM sentences and EfficientNet-Lite0 image features."""
+"""The offline built-ins: TF-IDF keywords (of words, and of letter n-grams that survive misspellings), MiniLM
+sentences and EfficientNet-Lite0 image features."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class TfidfEmbedder(Embedder):
             return np.zeros((0, self.dim), np.float32)
         return l2_normalise(self._vectorizer.transform(list(texts)).toarray())
 
-    def save_state(self, directory: Path) -> None:
+    def save_state(self, directory: Path) -> None:  # the params go with it: load_state rebuilds this vectorizer
         directory.mkdir(parents=True, exist_ok=True)
         vocabulary = {term: int(i) for term, i in self._vectorizer.vocabulary_.items()}
         state = {"params": {**self.params, "ngram_range": list(self.params["ngram_range"])},
@@ -61,6 +62,18 @@ class TfidfEmbedder(Embedder):
         self._vectorizer = vectorizer
         self.dim = len(vectorizer.vocabulary_)
         self._fitted = True
+
+
+class CharTfidfEmbedder(TfidfEmbedder):
+    """TF-IDF over the letter n-grams inside each word of the metadata text: a misspelt word ("scolliosis",
+    "pnuemonia") still shares most of its 2-4-letter pieces with the right one, where word TF-IDF finds nothing.
+
+    Chosen on the TRAIN queries only (5-fold cross-validation inside them, docs/evaluation.md): n-grams of 2-4
+    letters fused best (3-5 and words + letters in one vectorizer came after); 4,096 features, the most frequent,
+    kept it within 0.003 P@5 of all 8,400 at half the index size."""
+
+    params = {"analyzer": "char_wb", "ngram_range": (2, 4), "lowercase": True, "sublinear_tf": True,
+              "max_features": 4096}
 
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -238,6 +251,15 @@ register(EmbedderSpec(
     description="Keyword search over what each row says of its image: category, label in words, view, caption "
                 "(scikit-learn TF-IDF).",
     factory=TfidfEmbedder, check=lambda: _package_check("sklearn", "scikit-learn"),
+))
+register(EmbedderSpec(
+    name="tfidf-chars", family="TF-IDF", modalities=(TEXT,), indexes=TEXT, dim=None,
+    weights="fitted on the collection's metadata", default_min_score=0.1,
+    version="tfidf-chars:" + hashlib.sha256(json.dumps(CharTfidfEmbedder.params, sort_keys=True).encode())
+    .hexdigest()[:12],
+    description="Keyword search that survives misspellings: TF-IDF over the 2-4-letter pieces of each word of what "
+                "each row says of its image (scikit-learn).",
+    factory=CharTfidfEmbedder, check=lambda: _package_check("sklearn", "scikit-learn"),
 ))
 register(EmbedderSpec(
     name="minilm", family="sentence-transformers", modalities=(TEXT,), indexes=TEXT, dim=384,

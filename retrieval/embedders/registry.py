@@ -67,9 +67,9 @@ class EmbedderSpec:
 
 # The models a build indexes when none are named (those not available here are skipped, with the reason),
 # and the order in which a query picks its model when the index has no evaluation to choose by.
-BUILD_DEFAULTS = ("tfidf", "minilm", "efficientnet-lite0", "xray-lite0", "biomedclip", "dinov2-small")
+BUILD_DEFAULTS = ("tfidf", "tfidf-chars", "minilm", "efficientnet-lite0", "xray-lite0", "biomedclip", "dinov2-small")
 QUERY_PREFERENCE = {  # text: a row's own words beat any image-text model while the collection has them
-    TEXT: ("minilm", "biomedclip", "xray-lite0", "tfidf"),
+    TEXT: ("minilm", "biomedclip", "xray-lite0", "tfidf", "tfidf-chars"),
     IMAGE: ("xray-lite0", "biomedclip", "dinov2-small", "efficientnet-lite0"),
 }
 
