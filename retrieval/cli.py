@@ -121,11 +121,23 @@ def cmd_evaluate(args) -> int:
     evaluation = evaluate_index(args.index, models=models, queries_file=args.queries, progress=True)
     written = write_outputs(evaluation, args.out, grid_queries=args.grid_queries)
     summary = evaluation.save_summary()
+    shipped = None
+    if args.ship_fusion:
+        from .hybrid import ship_fusion
+
+        fitted = evaluation.text.get("fusion")
+        if not isinstance(fitted, dict):
+            raise RetrievalError("--ship-fusion: this run fitted no hybrid fusion (it needs 2+ text models and the "
+                                 "query file's train queries).")
+        shipped = ship_fusion(fitted)
     if args.json:
         print(json.dumps(evaluation.to_dict(), indent=2))
     else:
         print(evaluation_text(evaluation))
         print(f"Wrote {len(written)} files to {args.out}/ and the summary for the app to {summary}.")
+    if shipped:
+        print(f"Wrote this index's fusion to {shipped}: the hybrid's default for an index not yet evaluated.",
+              file=sys.stderr)
     return 0
 
 
@@ -279,6 +291,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     p.add_argument("--out", default="eval", help="folder for the table, JSON and PNGs (default: eval/)")
     p.add_argument("--grid-queries", type=int, default=6, help="queries shown in each result grid (default 6)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
+    p.add_argument("--ship-fusion", action="store_true", help="also make the hybrid fusion fitted here the shipped "
+                                                              "default (retrieval/default_fusion.json)")
     commands["evaluate"] = cmd_evaluate
 
     p = verbs.add_parser("publish", help="write a complete Hugging Face Space (or Hub dataset) of an index, "

@@ -28,6 +28,20 @@ class QueryEncoder:
         """(len(texts), dim) unit vectors."""
         return self._run(model, lambda embedder: embedder.embed_texts(texts))
 
+    def text_per_model(self, models: list[str], text: str) -> dict[str, np.ndarray]:
+        """{model: (1, dim) unit vector} of one text for several models (the hybrid's components), each text
+        encoded once: a model whose text tower reads another listed model's vectors (xray-lite0 reads MiniLM's)
+        is given those instead of encoding the text again."""
+        vectors: dict[str, np.ndarray] = {}
+        readers = {model: get_embedder(model).text_input for model in models}
+        for model in sorted(models, key=lambda name: readers[name] in models):  # the read models first
+            source = readers[model]
+            if source in vectors:
+                vectors[model] = self._run(model, lambda embedder, v=vectors[source]: embedder.embed_text_vectors(v))
+            else:
+                vectors[model] = self.texts(model, [text])
+        return {model: vectors[model] for model in models}
+
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""
         picture = load_image(image, max_side=self.decode_side(model))

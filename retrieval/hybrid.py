@@ -11,12 +11,15 @@ like this, this share was relevant", which a person can read and `min_score` can
 
 The weights are fitted by `fit_fusion` on the query file's TRAIN split only (`python -m retrieval evaluate` does
 it and writes them into the index generation, layout.IndexGeneration.write_fusion); the TEST split judges them.
-Before an index is evaluated, DEFAULT_FUSION serves: the same fit on the real collection.
+Before an index is evaluated, DEFAULT_FUSION serves: the same fit on the real collection, shipped in
+default_fusion.json (`python -m retrieval evaluate --index DIR --ship-fusion` refits and rewrites it).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -135,16 +138,33 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(values, -50, 50)))
 
 
-# Fitted by `python -m retrieval evaluate` on the 93 TRAIN queries of retrieval/queries/text_queries.json (version 2)
-# over the 2,426-row collection, metadata text version 3, xray-lite0 as retrained under nested selection
-# (docs/evaluation.md); serves an index until its own evaluation writes its own fit. xray-lite0's gap weight is the
-# largest: what counts is how close a row comes to the pixels' best match for this query, not the raw cosine.
-DEFAULT_FUSION = Fusion(
-    weights={"tfidf": (4.2293, -2.4665), "minilm": (2.7962, 8.0159), "xray-lite0": (2.2991, 12.602)},
-    bias=-1.3679, depth=DEPTH,
-    fitted_on={"queries_file": "retrieval/queries/text_queries.json", "split": "train", "queries": 93, "rows": 2426,
-               "examples": 37452, "relevant": 12539, "shipped": True})
+def ship_fusion(payload: dict) -> Path:
+    """Make a fitted fusion (an index generation's fusion.json, as `evaluate` wrote it) the shipped default:
+    `python -m retrieval evaluate --index DIR --ship-fusion` after a model is retrained."""
+    from .layout import write_json_atomic
+
+    if Fusion.from_dict(payload) is None:
+        raise ValueError(f"Not a fitted fusion: {payload!r}")
+    write_json_atomic(SHIPPED_FUSION, {**payload, "fitted_on": {**payload.get("fitted_on", {}), "shipped": True}})
+    return SHIPPED_FUSION
 
 
-__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "candidate_features", "component_lists",
-           "fit_fusion"]
+def _shipped_fusion() -> Fusion:
+    try:
+        fusion = Fusion.from_dict(json.loads(SHIPPED_FUSION.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"Cannot read the shipped fusion {SHIPPED_FUSION}: {error}") from error
+    if fusion is None:
+        raise RuntimeError(f"{SHIPPED_FUSION} is not a fitted fusion; rewrite it with "
+                           f"`python -m retrieval evaluate --index DIR --ship-fusion`.")
+    return fusion
+
+
+# The fusion an index serves until its own evaluation writes its own fit: the fit on the TRAIN queries of the real
+# collection's index (its provenance is in the file).
+SHIPPED_FUSION = Path(__file__).with_name("default_fusion.json")
+DEFAULT_FUSION = _shipped_fusion()
+
+
+__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION", "candidate_features",
+           "component_lists", "fit_fusion", "ship_fusion"]

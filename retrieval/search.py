@@ -202,7 +202,7 @@ class SearchEngine:
     def _embed_text(self, name: str, text: str):
         """The query vector of a text model, or for the hybrid one vector per fused model."""
         if name == HYBRID:
-            return {component: self.encoder.texts(component, [text]) for component in self.policy.fusion().components}
+            return self.encoder.text_per_model(self.policy.fusion().components, text)
         return self.encoder.texts(name, [text])
 
     def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:

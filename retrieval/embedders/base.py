@@ -67,6 +67,14 @@ class Embedder(ABC):
         """(n, dim) float32, rows of unit length."""
         raise UnsupportedModality(f"Model {self.name!r} does not embed text; choose a text-capable model.")
 
+    # A text tower that reads another registry model's unit vectors instead of the text (xray-lite0 reads
+    # MiniLM's): given that model's vectors, `embed_text_vectors` skips computing them again.
+    text_input: str | None = None
+
+    def embed_text_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) float32 unit rows from `text_input`'s (n, its dim) unit vectors of the same texts."""
+        raise UnsupportedModality(f"Model {self.name!r} reads texts, not another model's vectors.")
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(n, dim) float32, rows of unit length. Images arrive as 8-bit grayscale PIL images."""
         raise UnsupportedModality(f"Model {self.name!r} does not embed images; choose an image model.")

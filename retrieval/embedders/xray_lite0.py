@@ -14,7 +14,7 @@ from .base import Embedder, FeatureMaps, averaged, l2_normalise
 from .model_folder import ASSET_MODELS, ModelFolder
 from .preprocess import clean_view, crop_border, to_batch, working_copy
 from .weights import MODEL_DIR_ENV
-from .xray_network import backbones_of, encode_texts, load_network, select_features
+from .xray_network import TEXT_MODEL, backbones_of, encode_texts, load_network, select_features
 
 MODEL_NAME = "xray-lite0"
 GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
@@ -110,15 +110,34 @@ class XRayLite0Embedder(Embedder):
             return averaged(np.zeros((0, GRID, GRID, self.dim), np.float32))
         return averaged(np.concatenate(maps), np.asarray(boxes, np.float32))
 
+    @property
+    def text_input(self) -> str | None:
+        """The registry model whose vectors the text head can read: MiniLM, where that entry is the same
+        all-MiniLM-L6-v2 (its bf16 vectors move 0.010 of the queries' top-10 rows here, docs/evaluation.md)."""
+        from ..errors import UnknownEmbedder
+        from .registry import embedder_spec
+
+        if self._text_head is None:
+            return None
+        try:
+            return "minilm" if embedder_spec("minilm").weights == TEXT_MODEL else None
+        except UnknownEmbedder:  # no such entry: the head reads the text itself
+            return None
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if self._text_head is None:
             return super().embed_texts(texts)
-        torch = self._torch
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        with torch.inference_mode():
-            vectors = self._text_head(torch.from_numpy(encode_texts(list(texts))))
-        return l2_normalise(vectors.numpy())
+        return self.embed_text_vectors(encode_texts(list(texts)))
+
+    def embed_text_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """The text head over unit MiniLM vectors (n, 384) of the texts."""
+        if self._text_head is None:
+            return super().embed_text_vectors(vectors)
+        with self._torch.inference_mode():
+            out = self._text_head(self._torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)))
+        return l2_normalise(out.numpy())
 
     def version(self) -> str:
         return str(self.config["version"])

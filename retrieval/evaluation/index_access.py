@@ -71,7 +71,7 @@ class IndexAccess:
         from ..hybrid import component_lists
 
         engine = self._engine
-        vectors = {name: engine.encoder.texts(name, [text]) for name in components}
+        vectors = engine.encoder.text_per_model(components, text)
         return component_lists(vectors, lambda name, vector, n: engine.store.search(name, vector, n), depth)
 
     @cached_property
