@@ -4,10 +4,14 @@ but loses severity, an image-text model's text tower (xray-lite0) ranks the pixe
 metadata never says.
 
 Calibrated score fusion: each component searches on its own (its top `depth` rows, through the vector store, so
-filters apply); a candidate row has, per component, its score s and its gap to that component's best row for the
-query (s - best; a row outside a component's list takes the list's last score). A logistic model over these
-features gives the fused score P(relevant | scores), in [0, 1]: "of the training queries' candidates that scored
-like this, this share was relevant", which a person can read and `min_score` can cut.
+filters apply); a candidate row has, per component, its score s, its gap to that component's best row for the
+query (s - best) and its z-score among the component's rows for the query ((s - mean) / std: how far it stands out
+of this query's list, whatever the model's usual scale; a row outside a component's list takes the list's last
+score). A logistic model over these features gives the fused score P(relevant | scores), in [0, 1]: "of the
+training queries' candidates that scored like this, this share was relevant", which a person can read and
+`min_score` can cut. The z-score was added when a fourth component (letter-n-gram TF-IDF) came: in 5-fold
+cross-validation inside the TRAIN queries it raised P@5 (docs/evaluation.md); a fusion fitted before it reads
+with a z weight of 0.
 
 The weights are fitted by `fit_fusion` on the query file's TRAIN split only (`python -m retrieval evaluate` does
 it and writes them into the index generation, layout.IndexGeneration.write_fusion); the TEST split judges them.
@@ -30,7 +34,8 @@ DESCRIPTION = ("fusion of every text model of this index (TF-IDF words, MiniLM m
 DEPTH = 200  # rows each component contributes to the candidates
 MIN_SCORE = 0.05  # default minimum fused score: rows below a 5 % estimated chance of matching are not shown
 REGULARISATION = 1.0  # the logistic fit's inverse L2 strength (fixed in advance, not chosen on any query)
-METHOD = "calibrated score fusion (logistic over each component's score and gap to its best)"
+METHOD = "calibrated score fusion (logistic over each component's score, gap to its best and z-score in its list)"
+FEATURES = ("score", "gap", "z")  # per component, in this order: the columns of `candidate_features`
 
 Found = list[tuple[int, float]]
 Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) -> the n nearest (row, score)
@@ -38,12 +43,18 @@ Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) ->
 
 @dataclass(frozen=True)
 class Fusion:
-    """The fitted fusion: per component (score weight, gap weight), a bias, the candidate depth, provenance."""
+    """The fitted fusion: per component a weight per feature (FEATURES; missing ones are 0), a bias, the
+    candidate depth, provenance."""
 
-    weights: dict[str, tuple[float, float]]
+    weights: dict[str, tuple[float, ...]]
     bias: float
     depth: int = DEPTH
     fitted_on: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        padded = {name: tuple(float(v) for v in w) + (0.0,) * (len(FEATURES) - len(w))
+                  for name, w in self.weights.items()}
+        object.__setattr__(self, "weights", padded)  # frozen: set once, here
 
     @property
     def components(self) -> list[str]:
@@ -57,7 +68,7 @@ class Fusion:
         return Fusion(kept, self.bias, self.depth, self.fitted_on)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """(n,) fused scores in [0, 1] from `features` (n, 2 * components), columns as `candidate_features`."""
+        """(n,) fused scores in [0, 1] from `features` (n, FEATURES * components), as `candidate_features`."""
         coefficients = np.asarray([w for name in self.weights for w in self.weights[name]], dtype=np.float64)
         return _sigmoid(np.asarray(features, dtype=np.float64) @ coefficients + self.bias)
 
@@ -72,14 +83,15 @@ class Fusion:
 
     def to_dict(self) -> dict:
         return {"method": METHOD, "depth": self.depth, "bias": self.bias,
-                "weights": {name: {"score": s, "gap": g} for name, (s, g) in self.weights.items()},
+                "weights": {name: dict(zip(FEATURES, w)) for name, w in self.weights.items()},
                 "fitted_on": self.fitted_on}
 
     @classmethod
     def from_dict(cls, payload: dict) -> "Fusion | None":
         """A fusion from its JSON form; None when it is malformed (the default then serves)."""
         try:
-            weights = {str(name): (float(w["score"]), float(w["gap"])) for name, w in payload["weights"].items()}
+            weights = {str(name): (float(w["score"]), float(w["gap"]), *(float(w.get(f, 0.0)) for f in FEATURES[2:]))
+                       for name, w in payload["weights"].items()}
             return cls(weights, float(payload["bias"]), int(payload.get("depth", DEPTH)),
                        dict(payload.get("fitted_on") or {}))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -87,21 +99,24 @@ class Fusion:
 
 
 def candidate_features(lists: Mapping[str, Found], components: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, features): the union of the components' lists, and per component the row's score and its gap to
-    the component's best score. A row a component did not return takes that list's last (lowest) score."""
+    """(rows, features): the union of the components' lists, and per component (FEATURES) the row's score, its gap
+    to the component's best score and its z-score among the list's scores. A row a component did not return takes
+    that list's last (lowest) score."""
     rows = np.asarray(sorted({row for name in components for row, _ in lists.get(name, ())}), dtype=np.int64)
-    features = np.zeros((len(rows), 2 * len(components)), dtype=np.float64)
+    width = len(FEATURES)
+    features = np.zeros((len(rows), width * len(components)), dtype=np.float64)
     position = {int(row): i for i, row in enumerate(rows)}
     for c, name in enumerate(components):
         found = lists.get(name) or []
         if not found:
             continue
-        best, floor = max(score for _, score in found), min(score for _, score in found)
-        column = np.full(len(rows), floor, dtype=np.float64)
+        scores = np.asarray([score for _, score in found], dtype=np.float64)
+        column = np.full(len(rows), scores.min(), dtype=np.float64)
         for row, score in found:
             column[position[row]] = score
-        features[:, 2 * c] = column
-        features[:, 2 * c + 1] = column - best
+        features[:, width * c] = column
+        features[:, width * c + 1] = column - scores.max()
+        features[:, width * c + 2] = (column - scores.mean()) / (scores.std() + 1e-6)
     return rows, features
 
 
@@ -128,7 +143,8 @@ def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], compone
         raise ValueError("The training queries' candidates are all relevant or all irrelevant: nothing to fit.")
     model = LogisticRegression(C=REGULARISATION, max_iter=2000).fit(x, y)
     coefficients = model.coef_[0]
-    weights = {name: (round(float(coefficients[2 * c]), 4), round(float(coefficients[2 * c + 1]), 4))
+    width = len(FEATURES)
+    weights = {name: tuple(round(float(v), 4) for v in coefficients[width * c:width * (c + 1)])
                for c, name in enumerate(components)}
     provenance = {"examples": int(len(y)), "relevant": int(y.sum()), **(fitted_on or {})}
     return Fusion(weights, round(float(model.intercept_[0]), 4), depth, provenance)
@@ -166,5 +182,5 @@ SHIPPED_FUSION = Path(__file__).with_name("default_fusion.json")
 DEFAULT_FUSION = _shipped_fusion()
 
 
-__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION", "candidate_features",
-           "component_lists", "fit_fusion", "ship_fusion"]
+__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "FEATURES", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION",
+           "candidate_features", "component_lists", "fit_fusion", "ship_fusion"]

@@ -89,8 +89,10 @@ def hybrid_text(text: dict) -> list[str]:
                      f"category {_fmt(hindsight['category_p@5'])}, label {_fmt(hindsight['label_p@5'])}")
     fusion = text.get("fusion")
     if isinstance(fusion, dict):
-        weights = ", ".join(f"{name} {w['score']:+.2f}/{w['gap']:+.2f}" for name, w in fusion["weights"].items())
-        lines.append(f"  hybrid: {fusion['method']}; weights (score/gap) {weights}; bias {fusion['bias']:+.2f}; "
+        weights = ", ".join(f"{name} " + "/".join(f"{value:+.2f}" for value in w.values())
+                            for name, w in fusion["weights"].items())
+        named = "/".join(next(iter(fusion["weights"].values()), {}))
+        lines.append(f"  hybrid: {fusion['method']}; weights ({named}) {weights}; bias {fusion['bias']:+.2f}; "
                      f"fitted on {fusion['fitted_on'].get('queries')} {fusion['fitted_on'].get('split')} queries")
     return lines + [""]
 
