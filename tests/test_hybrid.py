@@ -30,9 +30,10 @@ def test_a_row_both_components_rank_first_is_fused_first_and_scores_are_chances(
 def test_a_row_a_component_did_not_return_takes_that_lists_last_score():
     rows, features = candidate_features({"a": [(1, 0.9), (2, 0.5)], "b": [(3, 0.4)]}, ["a", "b"])
     assert list(rows) == [1, 2, 3]
-    np.testing.assert_allclose(features, [[0.9, 0.0, 0.4, 0.0],    # row 1: b's only (last) score, gap 0
-                                          [0.5, -0.4, 0.4, 0.0],
-                                          [0.5, -0.4, 0.4, 0.0]])  # row 3: a's last score and gap
+    # per component: score, gap to its best, z-score in its list (a's scores: mean 0.7, std 0.2; b's one score: 0)
+    np.testing.assert_allclose(features, [[0.9, 0.0, 1.0, 0.4, 0.0, 0.0],    # row 1: b's only (last) score, gap 0
+                                          [0.5, -0.4, -1.0, 0.4, 0.0, 0.0],
+                                          [0.5, -0.4, -1.0, 0.4, 0.0, 0.0]], atol=1e-5)  # row 3: a's last score
 
 
 def test_weights_follow_the_component_whose_top_rows_are_relevant():
@@ -55,6 +56,27 @@ def test_a_fusion_reads_back_from_its_json_and_keeps_only_components_that_are_th
     assert fusion == EVEN
     assert fusion.restricted(["a", "b", "c"]).components == ["a", "b"] and fusion.restricted(["a"]) is None
     assert Fusion.from_dict({"weights": "nonsense"}) is None
+
+
+def test_a_fusion_fitted_before_the_z_feature_reads_with_a_z_weight_of_0_and_scores_as_it_did():
+    old = Fusion.from_dict({"bias": -3.0, "weights": {"a": {"score": 4.0, "gap": 2.0}, "b": {"score": 4.0, "gap": 2.0}}})
+    assert old.weights["a"] == (4.0, 2.0, 0.0)
+    lists = {"a": [(7, 0.9), (3, 0.8), (5, 0.1)], "b": [(7, 0.7), (5, 0.6), (3, 0.2)]}
+    _, features = candidate_features(lists, ["a", "b"])
+    by_hand = 1 / (1 + np.exp(-(features[:, [0, 1, 3, 4]] @ [4.0, 2.0, 4.0, 2.0] - 3.0)))
+    np.testing.assert_allclose(old.score(features), by_hand)
+
+
+def test_a_fitted_fusion_becomes_the_shipped_default_in_one_step(tmp_path, monkeypatch):
+    from retrieval import hybrid
+
+    monkeypatch.setattr(hybrid, "SHIPPED_FUSION", tmp_path / "default_fusion.json")
+    hybrid.ship_fusion(EVEN.to_dict())
+    shipped = hybrid._shipped_fusion()
+    assert shipped.weights == EVEN.weights and shipped.fitted_on["shipped"] is True
+    with pytest.raises(ValueError, match="Not a fitted fusion"):
+        hybrid.ship_fusion({"weights": "nonsense"})
+    assert hybrid.DEFAULT_FUSION.components == ["tfidf", "tfidf-chars", "minilm", "xray-lite0"]  # the shipped file
 
 
 # --- the diversity rule never lifts another finding above an exact match ---------------------------------------
