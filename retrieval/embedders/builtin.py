@@ -254,7 +254,9 @@ register(EmbedderSpec(
 ))
 register(EmbedderSpec(
     name="tfidf-chars", family="TF-IDF", modalities=(TEXT,), indexes=TEXT, dim=None,
-    weights="fitted on the collection's metadata", default_min_score=0.1,
+    # unrelated words share a few 2-letter pieces: "hello" and "banana smoothie recipe" score 0.10-0.11 on the
+    # collection, misspelt findings ("scolliosis", "fracure") 0.28-0.45
+    weights="fitted on the collection's metadata", default_min_score=0.15,
     version="tfidf-chars:" + hashlib.sha256(json.dumps(CharTfidfEmbedder.params, sort_keys=True).encode())
     .hexdigest()[:12],
     description="Keyword search that survives misspellings: TF-IDF over the 2-4-letter pieces of each word of what "
