@@ -3,8 +3,8 @@ used here and nowhere else, so the engine can change shape behind one small clas
 
 Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `vectors(name)`,
 `search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text", fused=)`
-and `indexes(name)`; its catalogue's `ids`, `record(id)` and `image(id)`; its encoder's `texts(model, texts)` and its
-store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
+and `indexes(name)`; its catalogue's `ids`, `record(id)` and `image(id)`; its encoder's `text_per_model(models,
+text)` and its store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
 (layout.IndexGeneration): `name`, `load_dataset()` (the stored `phash` column), `write_evaluation(...)` via
 summary.py and `write_fusion(...)`.
 """
