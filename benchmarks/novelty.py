@@ -3,6 +3,10 @@ stored, the cost of fitting and of judging a query, and what the program says fo
 collection has nothing like.
 
     .venv/bin/python benchmarks/novelty.py --index /tmp/ab-index [--samples ../shared/dicom-samples]
+    .venv/bin/python benchmarks/novelty.py --index DIR --collection ../shared/xray-collection   # build/refresh first
+
+With --collection the index is first built or refreshed (efficientnet-lite0 and xray-lite0 added to its models;
+only vectors of changed weights are embedded again), so a rerun after retraining is this one command.
 
 For each image model of the index (the scorer the build fitted: retrieval/novelty.py):
   - the figures stored with it: outer-fold AUROC of left-out-category queries against in-collection queries
@@ -13,7 +17,10 @@ For each image model of the index (the scorer the build fitted: retrieval/novelt
     nearest rows (what the engine adds to an image query), and `SearchEngine.search_image` end to end;
   - every DICOM file of --samples and three synthetic foreign pictures (a photo-like colour scene, pure noise,
     a page of text): in collection or not by this model's own scorer, the match score, the vote the suggestion
-    would have shown, and what `search_image` answered (it asks the index's best scorer, `judged_by`).
+    would have shown, and what `search_image` answered (it asks the joint judge, or the index's best scorer:
+    `judged_by`);
+  - the joint judgement over the two image models (retrieval/joint_novelty.py): its nested outer figures as the
+    build stored them (beside the content scorer's alone and the floors' alone), and its answer on every sample.
 Writes results/novelty.json.
 """
 
@@ -77,7 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", required=True)
     parser.add_argument("--samples", default=str(SAMPLES), help="folder of DICOM files to try")
+    parser.add_argument("--collection", help="build or refresh the index from this collection first")
     args = parser.parse_args()
+    if args.collection:
+        refresh(args.collection, args.index)
 
     from retrieval.embedders import IMAGE
     from retrieval.novelty import learn, load_novelty
@@ -132,6 +142,21 @@ def main() -> None:
             verdict = "in collection" if sample["in_collection"] else "NO CLOSE MATCH"
             top = ", ".join(f"{c} {s:.0%}" for c, s in sample["vote"].items())
             rows.append([name, label, f"{verdict} (match {sample['match_score']:.3f})", f"vote: {top}"])
+    joint = generation.read_joint_novelty()
+    if joint.get("figures"):
+        report["joint"] = {**joint, "samples": {}}
+        figures = joint["figures"]
+        rows.append([" + ".join(figures["models"]), "outer folds, joint (joint_novelty.py)", "used by the app",
+                     f"abstains: in collection {figures['abstain_in_collection']:.1%}, left-out categories "
+                     f"{figures['abstain_left_out']:.1%} ({figures['content']} alone "
+                     f"{figures['content_alone']['abstain_in_collection']:.1%} / "
+                     f"{figures['content_alone']['abstain_left_out']:.1%})"])
+        for label, picture in pictures.items():
+            result = engine.search_image(picture, k=5)
+            report["joint"]["samples"][label] = {"judged_by": result.judged_by, "in_collection": result.in_collection,
+                                                 "match_score": result.match_score}
+            verdict = "in collection" if result.in_collection else "NO CLOSE MATCH"
+            rows.append([result.judged_by, label, f"{verdict} (match {result.match_score:.3f})", "the app's answer"])
     either = either_abstains(engine, [name for name, entry in report["models"].items() if "figures" in entry],
                              categories, sources)
     if either:
@@ -141,6 +166,16 @@ def main() -> None:
                      f"abstains: in collection {either['abstain_in_collection']:.1%}, left-out categories "
                      f"{either['abstain_left_out']:.1%} (each scorer at its own {either['target']:.0%} threshold)"])
     save("novelty", report, ["model", "query", "answer", "detail"], rows)
+
+
+def refresh(collection: str, index: str) -> None:
+    """Build or refresh `index` from `collection` with its models plus efficientnet-lite0 and xray-lite0."""
+    from retrieval.index import build_index
+    from retrieval.layout import IndexFolder
+
+    current = IndexFolder(index).current()
+    models = list(current.manifest.models) if current is not None else []
+    build_index(collection, index, models=models + [m for m in ("efficientnet-lite0", "xray-lite0") if m not in models])
 
 
 def either_abstains(engine, models: list[str], categories: list[str], sources: list[str]) -> dict | None:

@@ -138,3 +138,5 @@ def test_a_stale_joint_judge_is_refitted_by_the_next_build_without_embedding_aga
     assert refitted["figures"]["per_source"] == stored["figures"]["per_source"]
     unchanged = build_test_index(two_model_index[1], index, ["grey", "texture"])
     assert unchanged.up_to_date  # now current: nothing to do
+    build_test_index(two_model_index[1], index, ["grey", "texture"], force=True)
+    assert IndexFolder(index).require_current().read_joint_novelty() == refitted  # taken over, not refitted
