@@ -140,3 +140,19 @@ def test_a_stale_joint_judge_is_refitted_by_the_next_build_without_embedding_aga
     assert unchanged.up_to_date  # now current: nothing to do
     build_test_index(two_model_index[1], index, ["grey", "texture"], force=True)
     assert IndexFolder(index).require_current().read_joint_novelty() == refitted  # taken over, not refitted
+
+
+def test_with_the_real_models_noise_is_no_close_match_and_a_collection_film_is_in_it(subset_index, real_subset):
+    import csv
+    from collections import Counter
+
+    engine = SearchEngine(subset_index)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8), mode="L")
+    for model in ("efficientnet-lite0", "xray-lite0"):  # whichever model ranks
+        result = engine.search_image(noise, model=model, k=3)
+        assert result.judged_by == "efficientnet-lite0+xray-lite0" and result.in_collection is False
+    with open(real_subset / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    common = Counter(row["category"] for row in rows).most_common(1)[0][0]
+    film = engine.search_image(real_subset / next(r for r in rows if r["category"] == common)["file_name"], k=3)
+    assert film.judged_by == "efficientnet-lite0+xray-lite0" and film.in_collection is True
