@@ -175,5 +175,5 @@ def load_joint(generation) -> JointJudge | None:
         return None
 
 
-__all__ = ["JointJudge", "learn_joint", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of", "outer_figures",
-           "VERSION", "MAX_MODELS"]
+__all__ = ["JointJudge", "learn_joint", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
+           "outer_figures", "VERSION", "MAX_MODELS"]

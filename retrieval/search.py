@@ -25,8 +25,8 @@ from .feedback import rocchio
 from .hub import resolve_index
 from .hybrid import HYBRID, component_lists
 from .images import ImageSource
-from .layout import IndexFolder, IndexGeneration
 from .joint_novelty import load_joint
+from .layout import IndexFolder, IndexGeneration
 from .novelty import load_novelty
 from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
 from .policy import ModelPolicy
@@ -57,6 +57,7 @@ class SearchEngine:
         self.explorer = Explorer(self.generation, self.catalogue, self.policy, self.encoder, self.store,
                                  self.index_dir)
         self._scorers: dict = {}  # image model -> its novelty scorer (or None), loaded on first use
+        self._joint = load_joint(self.generation)  # the joint judge of its image models, or None
         if warm_up:
             self.warm_up(background=True)
 
@@ -228,10 +229,12 @@ class SearchEngine:
         models = joint.models if joint is not None else [self._judge_model() or name]
         queries = {}
         for model in models:
+            if self._scorer(model) is None:
+                return None, None, None
             own = vector if model == name else self.encoder.image(model, image)[0]
             found = neighbours if model == name and neighbours is not None else self.store.search(
                 model, own, min(VOTE_NEIGHBOURS, len(self)))
-            if self._scorer(model) is None or not found:
+            if not found:
                 return None, None, None
             queries[model] = (own, [score for _, score in found],
                               [self.catalogue.value(row, "category") for row, _ in found])
@@ -243,8 +246,6 @@ class SearchEngine:
 
     def _joint_judge(self):
         """The index's joint judge when every model it joins can embed a query here, else None."""
-        if not hasattr(self, "_joint"):
-            self._joint = load_joint(self.generation)
         joint, here = self._joint, set(self.policy.models_for(IMAGE))
         if joint is None or not set(joint.models) <= here or any(self._scorer(m) is None for m in joint.models):
             return None
