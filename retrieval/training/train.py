@@ -93,12 +93,13 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     caches = {b: FeatureCache(grays, seed, work, b, progress, log) for b in (efficientnet.BACKBONE, efficientnet.LITE2)}
     feats = variant_table.VariantFeatures(caches)
     frozen = _unit(select_features(caches[efficientnet.BACKBONE].one("squash", "clean"), FROZEN_BASELINE.features))
-    for variant in chosen_variants:  # every pass up front: the folds below then only fit heads
+    # every pass up front (the folds below then only fit): tails first, as a maps pass keeps its pooled features too
+    for variant in sorted(chosen_variants, key=lambda v: not v.tail):
+        if variant.tail:
+            feats.maps(variant)
         feats.clean(variant), feats.augmented(variant)
         if variant.flip:
             feats.clean(variant, "flip")
-        if variant.tail:
-            feats.maps(variant)
     log(f"features ready ({time.time() - started:.0f} s)")
 
     # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
