@@ -34,7 +34,6 @@ Writes results/anchored_finetune.json.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import time
@@ -44,9 +43,9 @@ import numpy as np
 from common import COLLECTION, REPO, machine_snapshot, save
 
 # --- the recipe, fixed in advance ------------------------------------------------------------------------------
-ALPHA = 0.01  # L2-SP strength on the SUM of squared deviations (~1.0 M weights): the L2-SP paper's usual 0.01
-LR_HEAD = 2e-3  # the linear head's learning rate: the shipped head's (HeadConfig.lr)
-LR_TAIL = 1e-4  # the last block + head conv: 20x smaller than the head's, the usual fine-tuning ratio
+# ALPHA (L2-SP strength on the SUM of squared deviations, the L2-SP paper's usual 0.01) and LR_TAIL (20x below the
+# head's 2e-3, the usual fine-tuning ratio) live in retrieval/training/anchored.py, which the lite0-anchored
+# variant now shares; this run trains fp32 (bf16=False), as it did when its figures were recorded.
 EPOCHS = 10  # the smallest of the shipped epoch grid; 2 shared cores (about 80 steps of 256 pairs per fold)
 VIEWS = 2  # augmented 'basic' views besides the clean one, as the shipped card (augmented_views 2)
 SEED = 0
@@ -59,48 +58,14 @@ def _passes():
     return [("clean", -1)] + [("basic", v) for v in range(VIEWS)]
 
 
-def extract(grays, work: Path, log=print):
-    """Per pass: (maps before the last block (n, 192, 7, 7) float16, pooled features (n, FEATURE_DIM) float32
-    as features.view_features computes them). One file pair per pass in `work`; rerun reads them back."""
-    import torch
-    from tqdm.auto import tqdm
+def extract(grays, work: Path):
+    """Per pass: (maps before the last block (n, 192, 7, 7) float16, pooled features (n, FEATURE_DIM) float32),
+    cached in `work` by the training's own FeatureCache (a rerun reads them back), and the squash view's GAP."""
+    from retrieval.training.features import FeatureCache
 
-    from retrieval.embedders import efficientnet
-    from retrieval.embedders.preprocess import to_batch
-    from retrieval.training.features import BATCH, _views
-
-    model, out = None, {}
-    for kind, view in _passes():
-        maps_path, pooled_path = work / f"maps_{kind}_{view}.npy", work / f"pooled_{kind}_{view}.npy"
-        if maps_path.is_file() and pooled_path.is_file():
-            out[(kind, view)] = (np.load(maps_path), np.load(pooled_path))
-            continue
-        model = model or efficientnet.load_backbone()
-        bf16 = kind != "clean"  # as view_features: heads fit on fp32 clean views, bf16 training views
-        views = _views(grays, "norm", kind, view, SEED, efficientnet.input_size())
-        last = len(model._blocks) - 1
-        maps = np.zeros((len(views), 192, 7, 7), np.float16)
-        pooled = np.zeros((len(views), efficientnet.FEATURE_DIM), np.float32)
-        hook = {}
-        handle = model._blocks[last].register_forward_pre_hook(lambda m, args: hook.__setitem__("x", args[0]))
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(views), BATCH), desc=f"{kind} {view}", leave=False):
-                batch = to_batch(views[start:start + BATCH])
-                pooled[start:start + len(batch)] = efficientnet.pooled_features(model, batch, bf16).numpy()
-                maps[start:start + len(batch)] = hook["x"].float().numpy()
-        handle.remove()
-        work.mkdir(parents=True, exist_ok=True)
-        np.save(maps_path, maps)
-        np.save(pooled_path, pooled)
-        out[(kind, view)] = (maps, pooled)
-        log(f"pass {kind} {view} cached")
-    squash_path = work / "squash_gap.npy"
-    if not squash_path.is_file():
-        from retrieval.training.features import view_features
-
-        model = model or efficientnet.load_backbone()
-        np.save(squash_path, view_features(model, grays, "squash", -1, SEED, kind="clean")[:, :1280])
-    return out, np.load(squash_path)
+    cache = FeatureCache(grays, SEED, work)
+    out = {(kind, view): (cache.maps("norm", kind, view), cache.one("norm", kind, view)) for kind, view in _passes()}
+    return out, cache.one("squash", "clean")[:, :1280]
 
 
 class _Cache:
@@ -111,90 +76,6 @@ class _Cache:
 
     def one(self, mode: str, kind: str, view: int = -1):
         return self.passes[(kind, view)][1]
-
-
-def tail_of(model):
-    """The trainable tail: the last block and the head conv (+ ReLU6), copies with gradients on."""
-    import torch
-
-    class Tail(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.block = copy.deepcopy(model._blocks[-1])
-            self.conv = copy.deepcopy(model._conv_head)
-            self.requires_grad_(True)
-
-        def forward(self, maps, stages):
-            from retrieval.embedders.efficientnet import GEM_P
-            from retrieval.embedders.xray_network import select_features
-
-            y = self.block(maps, drop_connect_rate=None)
-            head = torch.nn.functional.relu6(self.conv(y))
-            gap = head.mean(dim=(2, 3))
-            gem = head.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-            pooled = torch.cat([gap, gem, stages, y.mean(dim=(2, 3))], dim=1)
-            return select_features(pooled, "gap+stages")
-
-    return Tail()
-
-
-def fit_anchored(backbone, items, rows, maps_views, stages_views, x_clean, epochs: int, seed: int = SEED):
-    """(tail, head) fitted on `rows`: the loop of heads.fit_image_head with the tail trained too, L2-SP anchored."""
-    import torch
-
-    from retrieval.training import heads, variants
-
-    config = variants.head_config(next(v for v in variants.VARIANTS if v.name == "lite0-head"), epochs)
-    head = heads.fit_image_head(x_clean, x_clean[:, None], items, rows, replace_epochs(config, 0), seed,
-                                select=lambda f: f)  # centring + PCA initialisation, no steps
-    head.linear.weight.requires_grad_(True)
-    tail = tail_of(backbone)
-    anchor = [p.detach().clone() for p in tail.parameters()]
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    keys = heads.class_keys([items[r] for r in rows])
-    _, key_ids = np.unique(keys, return_inverse=True)
-    _, source_ids = np.unique(np.asarray([items[r].source for r in rows], dtype=object), return_inverse=True)
-    weights = 1.0 / np.bincount(source_ids)[source_ids]
-    weights /= weights.sum()
-    multi = torch.from_numpy(np.asarray([len(set(source_ids[key_ids == k].tolist())) > 1
-                                         for k in range(key_ids.max() + 1)]))
-    key_t, src_t = torch.from_numpy(key_ids), torch.from_numpy(source_ids)
-    optimiser = torch.optim.AdamW([{"params": [head.linear.weight], "lr": LR_HEAD, "weight_decay": config.weight_decay},
-                                   {"params": list(tail.parameters()), "lr": LR_TAIL, "weight_decay": 0.0}])
-    batch = min(config.batch, len(rows))
-    steps = max(1, int(np.ceil(len(rows) / config.batch))) * epochs
-    tail.train(), head.train()
-    for _ in range(steps):
-        pick = rng.choice(len(rows), size=batch, replace=True, p=weights)
-        v = rng.integers(0, maps_views.shape[1], size=(2, batch))
-        r = rows[pick]
-        maps = torch.from_numpy(np.concatenate([maps_views[r, v[0]], maps_views[r, v[1]]]).astype(np.float32))
-        stages = torch.from_numpy(np.concatenate([stages_views[r, v[0]], stages_views[r, v[1]]]))
-        z = head(tail(maps, stages))
-        loss = heads._losses(z, key_t[pick].repeat(2), src_t[pick].repeat(2), multi, config)
-        loss = loss + ALPHA * sum((p - p0).pow(2).sum() for p, p0 in zip(tail.parameters(), anchor))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    return tail.eval(), head.eval()
-
-
-def replace_epochs(config, epochs: int):
-    from dataclasses import replace
-
-    return replace(config, epochs=epochs)
-
-
-def embed_all(tail, head, maps: np.ndarray, stages: np.ndarray, batch: int = 256) -> np.ndarray:
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(maps), batch):
-            m = torch.from_numpy(maps[start:start + batch].astype(np.float32))
-            out.append(head(tail(m, torch.from_numpy(stages[start:start + batch]))).numpy())
-    return np.concatenate(out).astype(np.float32)
 
 
 def _ci(block: dict) -> str:
@@ -214,7 +95,7 @@ def main() -> None:
     from retrieval.evaluation.figures import CATEGORY, LABEL, LEVELS
     from retrieval.evaluation.folds import assign_source_folds, source_fold_of_rows
     from retrieval.evaluation.rows import fingerprint
-    from retrieval.training import selection, variants
+    from retrieval.training import anchored, selection, variants
     from retrieval.training.data import load_working_copies, read_items
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -246,7 +127,7 @@ def main() -> None:
     head_fit = variants.fitter(lite0_head, feats, items, SEED)
     backbone = efficientnet.load_backbone()
     with torch.inference_mode():  # the untrained tail on the cached maps must give the cached clean features
-        check = tail_of(backbone)(torch.from_numpy(maps_views[:64, 0].astype(np.float32)),
+        check = anchored.make_tail(backbone, "gap+stages")(torch.from_numpy(maps_views[:64, 0].astype(np.float32)),
                                   torch.from_numpy(stages_views[:64, 0])).numpy()
     tail_check = float(np.abs(check - x_clean[:64]).max())
     print(f"untrained tail vs cached clean features: max |difference| {tail_check:.2e}")
@@ -256,10 +137,12 @@ def main() -> None:
     for fold in sorted(set(folds.tolist())):
         train, held = np.nonzero(folds != fold)[0], np.nonzero(folds == fold)[0]
         wall, cpu = time.perf_counter(), time.process_time()
-        tail, head = fit_anchored(backbone, items, train, maps_views, stages_views, x_clean, args.epochs)
+        tail, head = anchored.fit_anchored(backbone, items, train, maps_views, stages_views, x_clean,
+                                           variants.head_config(lite0_head, args.epochs), "gap+stages", SEED,
+                                           bf16=False)
         fit_wall, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
-        anchored = embed_all(tail, head, maps_views[:, 0], stages_views[:, 0])
-        parts["anchored"].append(protocols.search_rows(items, anchored, held, train))
+        vectors = anchored.embed(tail, head, maps_views[:, 0], stages_views[:, 0])
+        parts["anchored"].append(protocols.search_rows(items, vectors, held, train))
         parts["lite0-head"].append(protocols.search_rows(items, head_fit(train)[("lite0-head", chosen[fold])],
                                                          held, train))
         parts["frozen"].append(protocols.search_rows(items, frozen, held, train))
@@ -281,7 +164,8 @@ def main() -> None:
         rows.append([f"gain {key} (95 % CI)"] + [_ci(block[level][kind]) for level in (CATEGORY, LABEL)
                                                   for kind in ("pooled", "mean_over_sources")])
     payload = {
-        "recipe": {"alpha_l2sp": ALPHA, "lr_head": LR_HEAD, "lr_tail": LR_TAIL, "epochs": args.epochs,
+        "recipe": {"alpha_l2sp": anchored.ALPHA, "lr_head": variants.head_config(lite0_head).lr,
+                   "lr_tail": anchored.LR_TAIL, "epochs": args.epochs,
                    "augmented_views": VIEWS, "seed": SEED, "trained": "last MBConv block (192->1152->320) + 1x1 head "
                    "conv (320->1280), batch norms folded; linear head 2024->256 (PCA init, centred)",
                    "loss": variants.head_config(lite0_head, args.epochs).to_dict(),

@@ -3,6 +3,10 @@ stored, the cost of fitting and of judging a query, and what the program says fo
 collection has nothing like.
 
     .venv/bin/python benchmarks/novelty.py --index /tmp/ab-index [--samples ../shared/dicom-samples]
+    .venv/bin/python benchmarks/novelty.py --index DIR --collection ../shared/xray-collection   # build/refresh first
+
+With --collection the index is first built or refreshed (efficientnet-lite0 and xray-lite0 added to its models;
+only vectors of changed weights are embedded again), so a rerun after retraining is this one command.
 
 For each image model of the index (the scorer the build fitted: retrieval/novelty.py):
   - the figures stored with it: outer-fold AUROC of left-out-category queries against in-collection queries
@@ -13,13 +17,17 @@ For each image model of the index (the scorer the build fitted: retrieval/novelt
     nearest rows (what the engine adds to an image query), and `SearchEngine.search_image` end to end;
   - every DICOM file of --samples and three synthetic foreign pictures (a photo-like colour scene, pure noise,
     a page of text): in collection or not by this model's own scorer, the match score, the vote the suggestion
-    would have shown, and what `search_image` answered (it asks the index's best scorer, `judged_by`).
+    would have shown, and what `search_image` answered (it asks the joint judge, or the index's best scorer:
+    `judged_by`);
+  - the joint judgement over the two image models (retrieval/joint_novelty.py): its nested outer figures as the
+    build stored them (beside the content scorer's alone and the floors' alone), and its answer on every sample.
 Writes results/novelty.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -77,7 +85,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", required=True)
     parser.add_argument("--samples", default=str(SAMPLES), help="folder of DICOM files to try")
+    parser.add_argument("--collection", help="build or refresh the index from this collection first")
     args = parser.parse_args()
+    if args.collection:
+        refresh(args.collection, args.index)
 
     from retrieval.embedders import IMAGE
     from retrieval.novelty import learn, load_novelty
@@ -132,47 +143,121 @@ def main() -> None:
             verdict = "in collection" if sample["in_collection"] else "NO CLOSE MATCH"
             top = ", ".join(f"{c} {s:.0%}" for c, s in sample["vote"].items())
             rows.append([name, label, f"{verdict} (match {sample['match_score']:.3f})", f"vote: {top}"])
-    either = either_abstains(engine, [name for name, entry in report["models"].items() if "figures" in entry],
-                             categories, sources)
-    if either:
-        report["either_scorer_abstains"] = either
-        rows.append([" or ".join(either["models"]), "outer folds, abstain when either scorer abstains",
-                     "not used by the app",
-                     f"abstains: in collection {either['abstain_in_collection']:.1%}, left-out categories "
-                     f"{either['abstain_left_out']:.1%} (each scorer at its own {either['target']:.0%} threshold)"])
+    joint = joint_report(engine, pictures, rows)
+    if joint:
+        report["joint"] = joint
+    scored = [name for name, entry in report["models"].items() if "figures" in entry]
+    for key, variant in variants(engine, scored, categories, sources).items():
+        report[key] = variant
+        rows.append([" or ".join(variant["models"]), f"outer folds, {variant['rule']}", "not used by the app",
+                     f"abstains: in collection {variant['abstain_in_collection']:.1%}, left-out categories "
+                     f"{variant['abstain_left_out']:.1%}"])
     save("novelty", report, ["model", "query", "answer", "detail"], rows)
 
 
-def either_abstains(engine, models: list[str], categories: list[str], sources: list[str]) -> dict | None:
-    """The rule "abstain when any of the index's scorers abstains", judged by the same outer folds as each scorer
-    (one source left out of every fit and threshold), each scorer at its own threshold: what it would cost the
-    in-collection queries and gain on the left-out ones. A measurement for a next step; the app asks one scorer."""
+def joint_report(engine, pictures: dict, rows: list) -> dict | None:
+    """The joint judge's stored nested figures and the app's answer (`search_image`, default model) per sample."""
+    joint = engine.generation.read_joint_novelty()
+    if not joint.get("figures"):
+        return None
+    figures, samples = joint["figures"], {}
+    rows.append([" + ".join(figures["models"]), "outer folds, joint (joint_novelty.py)", "used by the app",
+                 f"abstains: in collection {figures['abstain_in_collection']:.1%}, left-out categories "
+                 f"{figures['abstain_left_out']:.1%} ({figures['content']} alone "
+                 f"{figures['content_alone']['abstain_in_collection']:.1%} / "
+                 f"{figures['content_alone']['abstain_left_out']:.1%})"])
+    for label, picture in pictures.items():
+        result = engine.search_image(picture, k=5)
+        samples[label] = {"judged_by": result.judged_by, "in_collection": result.in_collection,
+                          "match_score": result.match_score}
+        verdict = "in collection" if result.in_collection else "NO CLOSE MATCH"
+        rows.append([result.judged_by, label, f"{verdict} (match {result.match_score:.3f})", "the app's answer"])
+    return {**joint, "samples": samples}
+
+
+def refresh(collection: str, index: str) -> None:
+    """Build or refresh `index` from `collection` with its models plus efficientnet-lite0 and xray-lite0."""
+    from retrieval.index import build_index
+    from retrieval.layout import IndexFolder
+
+    current = IndexFolder(index).current()
+    models = list(current.manifest.models) if current is not None else []
+    build_index(collection, index, models=models + [m for m in ("efficientnet-lite0", "xray-lite0") if m not in models])
+
+
+def variants(engine, models: list[str], categories: list[str], sources: list[str]) -> dict:
+    """Rules over two scorers tried and not used by the app, judged by the same outer folds as each scorer (one
+    source left out of every fit, threshold and floor): what each costs the in-collection queries and gains on
+    the left-out ones.
+      either_scorer_abstains: each scorer at its own threshold, abstain when either does;
+      jointly_chosen_levels: both scorers' levels (off, or 0-5 % of the training sources' out-of-fold
+        in-collection scores, per voted category) chosen together on the training sources, to abstain on the
+        most left-out queries there with at most TARGET_ABSTENTION of in-collection ones, plus the floors."""
+    from retrieval.joint_novelty import floor_of
     from retrieval.novelty import TARGET_ABSTENTION, collect_evidence, outer_judgements
 
+    if len(models) < 2:
+        return {}
     names = sorted({c for c in categories if c})
     codes = np.asarray([names.index(c) if c else -1 for c in categories])
-    known = codes >= 0
-    abstains, reference = [], None
-    for name in models:
-        evidence = collect_evidence(engine.vectors(name)[known], codes[known],
-                                    np.asarray(sources, dtype=object)[known], len(names))
-        if evidence is None:
-            return None
-        scores, thresholds, _ = outer_judgements(evidence, len(names), TARGET_ABSTENTION)
-        key = (evidence.in_collection.tolist(), evidence.category.tolist(), evidence.source.tolist())
-        if reference is not None and key != reference:
-            raise SystemExit("the scorers' examples differ: cannot combine them")
-        reference = key
-        abstains.append(np.where(np.isnan(scores), np.nan, scores < thresholds))
-    if len(abstains) < 2:
-        return None
-    stacked = np.stack(abstains)
-    judged = ~np.isnan(stacked).any(axis=0)
-    either = np.nansum(stacked, axis=0)[judged] > 0
-    inside = np.asarray(reference[0])[judged]
-    return {"models": models, "target": TARGET_ABSTENTION, "queries": int(judged.sum()),
-            "abstain_in_collection": round(float(either[inside].mean()), 4),
-            "abstain_left_out": round(float(either[~inside].mean()), 4)}
+    known, origin = codes >= 0, np.asarray(sources, dtype=object)
+    evidence = {name: collect_evidence(engine.vectors(name)[known], codes[known], origin[known], len(names))
+                for name in models}
+    reference = next(iter(evidence.values()))
+    inside = reference.in_collection
+    either = np.zeros(len(inside), dtype=bool)
+    for e in evidence.values():
+        scores, thresholds, _ = outer_judgements(e, len(names), TARGET_ABSTENTION)
+        either |= scores < thresholds  # nan (a source that could not be judged) never abstains
+    chosen = np.zeros(len(inside), dtype=bool)
+    for source in np.unique(reference.source):
+        train, test = reference.source != source, reference.source == source
+        chosen[test] = _jointly_chosen(evidence, train, test, len(names), TARGET_ABSTENTION)
+        for e in evidence.values():
+            chosen[test] |= e.x[test, 0] < floor_of(e, train)
+    rate = lambda abstains, mask: round(float(abstains[mask].mean()), 4)  # noqa: E731
+    return {key: {"models": models, "rule": rule, "target": TARGET_ABSTENTION, "queries": len(inside),
+                  "abstain_in_collection": rate(abstains, inside), "abstain_left_out": rate(abstains, ~inside)}
+            for key, rule, abstains in (
+                ("either_scorer_abstains", "abstain when either scorer abstains (each at its own threshold)", either),
+                ("jointly_chosen_levels", "both scorers' levels chosen jointly on the training sources + floors",
+                 chosen))}
+
+
+LEVELS = [None, *np.round(np.arange(0, 0.0501, 0.0025), 4)]  # None: the scorer does not veto
+
+
+def _jointly_chosen(evidence: dict, train: np.ndarray, test: np.ndarray, width: int, target: float) -> np.ndarray:
+    """Whether the `test` queries abstain by the pair of levels chosen on the `train` sources' out-of-fold scores
+    (fits on the training sources only, thresholds as novelty.py chooses them at each level)."""
+    from retrieval.novelty import MIN_PER_CATEGORY, _fit, _out_of_fold, _score, _thresholds_of
+
+    def thresholds(e, scores, level, voted):
+        inside = train & e.in_collection & ~np.isnan(scores)
+        per = np.full(width, np.nan)
+        for code in range(width):
+            mask = inside & (e.voted == code)
+            if mask.sum() >= MIN_PER_CATEGORY:
+                per[code] = np.quantile(scores[mask], level)
+        return _thresholds_of(float(np.quantile(scores[inside], level)), per, voted)
+
+    inner = {m: _out_of_fold(e, train) for m, e in evidence.items()}
+    veto = {m: {level: (np.zeros(len(e.x), dtype=bool) if level is None else
+                        inner[m] < thresholds(e, inner[m], level, e.voted)) for level in LEVELS}
+            for m, e in evidence.items()}
+    inside = next(iter(evidence.values())).in_collection
+    judged = train & np.all([~np.isnan(scores) for scores in inner.values()], axis=0)
+    best, best_gain = None, -1.0
+    for levels in itertools.product(LEVELS, repeat=len(evidence)):
+        abstains = np.any([veto[m][level] for m, level in zip(evidence, levels)], axis=0)
+        if abstains[judged & inside].mean() <= target + 1e-9 and abstains[judged & ~inside].mean() > best_gain:
+            best, best_gain = levels, abstains[judged & ~inside].mean()
+    result = np.zeros(int(test.sum()), dtype=bool)
+    for (m, e), level in zip(evidence.items(), best or ()):
+        if level is not None:
+            scores = _score(_fit(e.x[train], e.in_collection[train]), e.x[test])
+            result |= scores < thresholds(e, inner[m], level, e.voted[test])
+    return result
 
 
 if __name__ == "__main__":

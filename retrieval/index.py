@@ -382,13 +382,14 @@ def _intact(generation: IndexGeneration, log) -> bool:
 
 
 def _has_maps(generation: IndexGeneration) -> bool:
-    """False when an image model has no stored map or novelty scorer (an index built before they existed, or
-    a copy that left them out): the build then adds them, reusing every vector."""
+    """False when an image model has no stored map or novelty scorer, or two have no joint judge (an index built
+    before they existed, or a copy that left them out): the build then adds them, reusing every vector."""
+    from .joint_novelty import is_current as joint_is_current
     from .novelty import is_current
 
     models = generation.manifest.models
     return all(generation.has_map(name) and is_current(generation, name)
-               for name, entry in models.items() if entry.indexes == IMAGE)
+               for name, entry in models.items() if entry.indexes == IMAGE) and joint_is_current(generation)
 
 
 def _previous_manifest(generation: IndexGeneration | None) -> Manifest | None:

@@ -10,6 +10,7 @@
     <generation>/maps/<model>.npy         an image model's 2-D map of the collection (projection.py)
     <generation>/novelty/<model>.json     an image model's "is it in the collection?" scorer (novelty.py),
     <generation>/novelty/<model>.npy      with its category centres
+    <generation>/novelty-joint.json       the judgement over two image models (joint_novelty.py), if it has two
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
     <generation>/fusion.json              the hybrid text model's weights, fitted by `evaluate` (hybrid.py)
     DIR/checkpoints/<model>@<version>/part-NNNNNN.npz   vectors of a build not yet published (checkpoints.py),
@@ -265,6 +266,22 @@ class IndexGeneration:
         """Take over `previous`'s scorer of `model`: its vectors, categories and sources are unchanged."""
         payload, centres = previous.read_novelty(model)
         self.write_novelty(model, payload, centres)
+
+    def joint_novelty_path(self) -> Path:
+        """The joint "no close match" judge over the index's image models (joint_novelty.py)."""
+        return self.folder / "novelty-joint.json"
+
+    def read_joint_novelty(self) -> dict:
+        """The stored joint judge ({} when the generation has none)."""
+        try:
+            return json.loads(self.joint_novelty_path().read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            raise BrokenIndex(f"The joint novelty judge cannot be read ({error}); {REBUILD}.") from error
+
+    def write_joint_novelty(self, payload: dict) -> None:
+        write_json_atomic(self.joint_novelty_path(), payload)
 
     # --- the evaluation summary -------------------------------------------------------------------------
     def read_evaluation(self) -> dict:

@@ -37,7 +37,8 @@ class SearchResult:
     """What every query returns: the hits, best first, the model that ranked them and, for an image query,
     the vote of its nearest rows (category -> share, largest first) and the novelty judgement (novelty.py):
     `in_collection` False when the evidence says the collection holds nothing like the query (the suggestion
-    then abstains), `match_score` = P(in collection), `judged_by` the image model whose scorer judged; all None
+    then abstains), `match_score` = P(in collection), `judged_by` the image model whose scorer judged (joined
+    models as "a+b": joint_novelty.py, where a similarity floor that vetoes gives match 0); all None
     where the index has no scorer.
     Iterates over its hits."""
 
@@ -46,7 +47,7 @@ class SearchResult:
     suggestion: dict[str, float] = field(default_factory=dict)
     in_collection: bool | None = None
     match_score: float | None = None
-    judged_by: str | None = None  # the image model whose scorer judged in_collection (SearchEngine._judge_model)
+    judged_by: str | None = None  # what judged in_collection: a model, or joined models "a+b" (SearchEngine._judgement)
 
     @property
     def suggested_category(self) -> str | None:

@@ -4,7 +4,7 @@ vector store.
 `SearchEngine` loads one index generation and answers queries; what the index holds about its rows is its
 `catalogue`, which models answer and by default its `policy`, heat maps and the collection map its `explorer`.
 Every query returns a `SearchResult` (its hits, plus the suggested category of an image query and whether its
-content is in the collection at all: novelty.py).
+content is in the collection at all: novelty.py, and over two image models joint_novelty.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .feedback import rocchio
 from .hub import resolve_index
 from .hybrid import HYBRID, component_lists
 from .images import ImageSource
+from .joint_novelty import load_joint
 from .layout import IndexFolder, IndexGeneration
 from .novelty import load_novelty
 from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
@@ -56,6 +57,7 @@ class SearchEngine:
         self.explorer = Explorer(self.generation, self.catalogue, self.policy, self.encoder, self.store,
                                  self.index_dir)
         self._scorers: dict = {}  # image model -> its novelty scorer (or None), loaded on first use
+        self._joint = load_joint(self.generation)  # the joint judge of its image models, or None
         if warm_up:
             self.warm_up(background=True)
 
@@ -121,16 +123,9 @@ class SearchEngine:
         text = " ".join((text or "").split())
         if text:
             vector = self._add_text(name, vector, text, text_weight)
-        nearest = lambda query, model=name: self.store.search(model, query, min(VOTE_NEIGHBOURS, len(self)))
-        neighbours = nearest(vector[0])
-        judge = self._judge_model() or name
-        if judge == name:
-            judged = self._judge(name, image_vector[0], nearest(image_vector[0]) if text else neighbours)
-        else:  # the query's content is judged by the index's best scorer, whichever model ranks it
-            judge_vector = self.encoder.image(judge, image)[0]
-            judged = self._judge(judge, judge_vector, nearest(judge_vector, judge))
-        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged,
-                            judged_by=judge if judged[0] is not None else None)
+        neighbours = self.store.search(name, vector[0], min(VOTE_NEIGHBOURS, len(self)))
+        judged = self._judgement(name, image, image_vector[0], None if text else neighbours)
+        return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
                 min_score: float | None = None, filters: Filters | None = None) -> SearchResult:
@@ -225,32 +220,54 @@ class SearchEngine:
                 hits.append(Hit(rank=len(hits) + 1, score=score, row=row, **self.catalogue.record_at(row)))
         return hits
 
+    def _judgement(self, name: str, image, vector: np.ndarray, neighbours) -> tuple:
+        """(in_collection, match_score, judged_by) of an image query: by the joint judge where the index has one
+        (joint_novelty.py), else by the index's best scorer (`_judge_model`), whichever model ranks: "is it in the
+        collection?" is a question about the query. `vector`, `neighbours`: the ranking model's embedding of
+        the image (never the words added to it) and its nearest rows, reused (None: search them)."""
+        joint = self._joint_judge()
+        models = joint.models if joint is not None else [self._judge_model() or name]
+        queries = {}
+        for model in models:
+            if self._scorer(model) is None:
+                return None, None, None
+            own = vector if model == name else self.encoder.image(model, image)[0]
+            found = neighbours if model == name and neighbours is not None else self.store.search(
+                model, own, min(VOTE_NEIGHBOURS, len(self)))
+            if not found:
+                return None, None, None
+            queries[model] = (own, [score for _, score in found],
+                              [self.catalogue.value(row, "category") for row, _ in found])
+        if joint is not None:
+            judgement = joint.judge({model: self._scorer(model) for model in models}, queries)
+        else:
+            judgement = self._scorer(models[0]).judge(*queries[models[0]])
+        return judgement.in_collection, round(judgement.match_score, 4), joint.name if joint else models[0]
+
+    def _joint_judge(self):
+        """The index's joint judge when every model it joins can embed a query here, else None."""
+        joint, here = self._joint, set(self.policy.models_for(IMAGE))
+        if joint is None or not set(joint.models) <= here or any(self._scorer(m) is None for m in joint.models):
+            return None
+        return joint
+
     def _judge_model(self) -> str | None:
         """The image model whose "no close match" scorer tells best, in its nested outer folds (AUROC), a query
-        whose content the collection lacks, among those that can embed a query here: "is it in the collection?"
-        is a question about the query, so every image search asks it of the best judge (the default image model
+        whose content the collection lacks, among those that can embed a query here (the default image model
         may rank better and judge worse: docs/evaluation.md). None where no model has a scorer."""
         best, best_area = None, -1.0
         for name in self.policy.models_for(IMAGE):
-            if name not in self._scorers:
-                self._scorers[name] = load_novelty(self.generation, name)
-            scorer = self._scorers[name]
+            scorer = self._scorer(name)
             area = (scorer.figures.get("auroc") if scorer is not None else None)
             if area is not None and area > best_area:
                 best, best_area = name, float(area)
         return best
 
-    def _judge(self, name: str, vector: np.ndarray, neighbours) -> tuple[bool | None, float | None]:
-        """Whether the query image (never the words added to it) shows what the collection holds: (in_collection,
-        match_score) from the model's novelty scorer, or (None, None) where the index has none."""
+    def _scorer(self, name: str):
+        """The model's stored novelty scorer (None: it has none), loaded on first use."""
         if name not in self._scorers:
             self._scorers[name] = load_novelty(self.generation, name)
-        scorer = self._scorers[name]
-        if scorer is None or not neighbours:
-            return None, None
-        judgement = scorer.judge(vector, [score for _, score in neighbours],
-                                 [self.catalogue.value(row, "category") for row, _ in neighbours])
-        return judgement.in_collection, round(judgement.match_score, 4)
+        return self._scorers[name]
 
     def _judged(self, ids, what: str) -> list[int]:
         if isinstance(ids, str) or not isinstance(ids, (list, tuple, set, frozenset)):

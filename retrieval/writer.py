@@ -8,7 +8,8 @@ with its vector columns, FAISS files, fitted states, maps and the manifest out, 
 Vectors arrive computed or reused; a model fitted on the collection (TF-IDF) arrives unfitted and is fitted
 on the rows' texts here, or restored with its previous vectors when the texts are the ones it was fitted on.
 A map is taken over from the previous generation when the vectors are the ones it was projected from, else
-projected; so is an image model's novelty scorer (novelty.py), fitted on the vectors, categories and sources.
+projected; so is an image model's novelty scorer (novelty.py), fitted on the vectors, categories and sources,
+and, over two image models with scorers, the joint judgement (joint_novelty.py).
 An exception anywhere discards the new generation: the previous one stays current.
 """
 
@@ -125,6 +126,7 @@ class GenerationWriter:
                 step(f"map {name}")  # and the novelty scorer
                 vectors = generation.vectors(name, saved)
                 entries[name] = self._novelty(name, self._map(name, entry, vectors), vectors, *labels)
+        self._joint_novelty(entries, saved, *labels)
         fields = [name for name in ALL_FIELDS if name in saved.column_names]  # an archive's fields too
         records = saved.select_columns(fields).to_list()
         written = replace(manifest, fingerprint=metadata_fingerprint(records, fields), rows=len(saved), models=entries,
@@ -202,6 +204,28 @@ class GenerationWriter:
         except (LookupError, OSError, RetrievalError):
             self.generation.write_novelty(name, *stored_form(*learn(vectors, categories, sources)))
         return replace(entry, novelty_digest=key, novelty_seconds=round(time.perf_counter() - began, 3))
+
+    def _joint_novelty(self, entries: dict[str, ModelEntry], dataset, categories: list[str],
+                       sources: list[str]) -> None:
+        """The joint judge of the image models' scorers (none under two): taken over when the previous one was
+        fitted on the same scorers (their digests), else fitted (a few seconds)."""
+        from .joint_novelty import VERSION, joint_key, learn_joint
+
+        names = [name for name, entry in entries.items() if entry.indexes == IMAGE]
+        key = joint_key({name: entries[name].novelty_digest for name in names},
+                        {name: self.generation.read_novelty(name)[0] for name in names})
+        if not key:
+            return
+        try:
+            old = self.previous.read_joint_novelty() if self.previous is not None else {}
+            if old.get("version") != VERSION or old.get("fitted_on") != key:
+                raise LookupError
+            self.generation.write_joint_novelty(old)
+        except (LookupError, OSError, RetrievalError):
+            content = next(iter(key))  # the best outer AUROC first
+            judge = learn_joint({name: self.generation.vectors(name, dataset) for name in key}, key, content,
+                                categories, sources)
+            self.generation.write_joint_novelty(judge.to_json())
 
 
 __all__ = ["Column", "GenerationWriter", "corpus_digest", "embed_texts"]

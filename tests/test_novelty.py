@@ -207,7 +207,8 @@ class CoarseGreyEmbedder(GreyEmbedder):
         return l2_normalise(np.exp(-(levels[:, None] - np.linspace(0, 1, 3)[None, :]) ** 2 / (2 * 0.5 ** 2)))
 
 
-def test_every_image_search_is_judged_by_the_index_s_best_scorer_whichever_model_ranks(grey_index, tmp_path):
+def test_without_a_joint_judge_every_image_search_is_judged_by_the_best_scorer_whichever_model_ranks(grey_index,
+                                                                                                     tmp_path):
     register(EmbedderSpec("coarse-grey", "test", (IMAGE,), IMAGE, 3, "tests", "coarse grey", CoarseGreyEmbedder,
                           lambda: Availability(True, "defined in tests"), version="coarse-grey:1"))
     try:
@@ -216,6 +217,8 @@ def test_every_image_search_is_judged_by_the_index_s_best_scorer_whichever_model
         generation = IndexFolder(index).require_current()
         areas = {name: load_novelty(generation, name).figures["auroc"] for name in ("coarse-grey", "grey")}
         assert areas["grey"] > areas["coarse-grey"]  # the premise: the fine model tells a new grey better
+        assert SearchEngine(index).search_image(grey(NEW_LEVEL, seed=98), k=3).judged_by == "coarse-grey+grey"
+        generation.joint_novelty_path().unlink()  # as an index built before the joint judge existed
         engine = SearchEngine(index)
         for model in ("coarse-grey", "grey"):
             foreign = engine.search_image(grey(NEW_LEVEL, seed=98), model=model, k=3)

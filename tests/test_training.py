@@ -159,3 +159,85 @@ def test_source_folds_keep_sources_whole_and_spread_categories(collection):
         for category, sources in sources_of.items():
             if len(sources) >= 2:
                 assert len(by_category[category]) >= 2, category
+
+
+# --- the anchored variant: a fine-tuned tail ships in the folder and the embedder runs it ------------------------
+@pytest.fixture(scope="module")
+def anchored_dir(subset, real_models, tmp_path_factory) -> Path:
+    """One epoch of an anchored variant alone (so it is the one that ships)."""
+    from retrieval.training import train_model
+    from retrieval.training.variants import LITE0, Variant
+
+    out = tmp_path_factory.mktemp("anchored") / "xray-lite0"
+    train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=lambda *a: None, augmented_views=1,
+                in_source_folds=2, keep_features=False, bootstrap_reps=200, outer_folds=3, timing_repeats=1,
+                variants=[Variant("test-anchored", (LITE0,), 16, "basic", 1, tail=True)])
+    return out
+
+
+def test_the_untrained_tail_on_the_cached_maps_gives_the_frozen_features(subset):
+    """The tail trains on the maps cached before the last block: untouched, it must give exactly what the whole
+    backbone gives (else the tail would be trained on something the query never computes)."""
+    import torch
+
+    from retrieval.embedders import efficientnet
+    from retrieval.training import anchored
+    from retrieval.training.data import load_working_copies, read_items
+    from retrieval.training.features import FeatureCache
+    from retrieval.training.variants import LITE0, Variant, VariantFeatures
+
+    grays = load_working_copies(read_items(subset)[::7][:6], progress=False)
+    feats = VariantFeatures({LITE0: FeatureCache(grays, 0, None, LITE0, progress=False)})
+    variant = Variant("v", (LITE0,), 16, "basic", 1, tail=True)
+    maps, stages = feats.maps(variant)
+    assert maps.shape[:2] == (6, 2) and stages.shape[:2] == (6, 2)
+    tail = anchored.make_tail(efficientnet.load_backbone(), "gap+stages")
+    with torch.inference_mode():
+        got = tail(torch.from_numpy(maps[:, 0].astype(np.float32)), torch.from_numpy(stages[:, 0])).numpy()
+    assert np.abs(got - feats.clean(variant)).max() < 2e-3  # float16 maps and cached features
+
+
+def test_an_anchored_model_ships_its_tail_and_the_embedder_runs_it(subset, anchored_dir: Path):
+    import torch
+
+    from retrieval.embedders import efficientnet
+    from retrieval.embedders.model_folder import ModelFolder
+    from retrieval.embedders.xray_lite0 import XRayLite0Embedder
+    from retrieval.embedders.xray_network import tail_tensors
+    from retrieval.images import load_image
+    from retrieval.training import anchored
+    from retrieval.training.data import load_working_copies, read_items
+    from retrieval.training.features import FeatureCache
+    from retrieval.training.variants import LITE0, Variant, VariantFeatures
+
+    config = json.loads((anchored_dir / "config.json").read_text())
+    report = json.loads((anchored_dir / "training_card.json").read_text())
+    assert config["fine_tuned_tail"] and report["shipped"] == "test-anchored"
+    assert (anchored_dir / "model.safetensors").stat().st_size <= 10 * 2**20
+    tail = tail_tensors(ModelFolder(anchored_dir).read_weights())
+    frozen = efficientnet.load_backbone()
+    moved = [k for k, v in tail.items() if k.startswith("block.") and
+             not torch.allclose(v.float(), frozen._blocks[-1].state_dict()[k[6:]].half().float())]
+    assert moved  # the last block was trained, not only copied
+    items = read_items(subset)[::9][:4]
+    feats = VariantFeatures({LITE0: FeatureCache(load_working_copies(items, progress=False), 0, None, LITE0,
+                                                 progress=False)})
+    maps, stages = feats.maps(Variant("v", (LITE0,), 16, "basic", 0, tail=True))
+    embedder = XRayLite0Embedder(anchored_dir)
+    embedder._bf16 = False  # training judges the fp32 clean view
+    got = embedder.embed_images([load_image(item.path) for item in items])
+    module = anchored.make_tail(frozen, config["features"])
+    module.load_state_dict({k: v.float() for k, v in tail.items()}, strict=True)
+    expected = anchored.embed(module, embedder._image_head, maps[:, 0], stages[:, 0])
+    assert np.abs(got - expected).max() < 5e-3  # the float16 maps the tail was judged on
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
+
+
+def test_unknown_tail_tensors_are_refused():
+    import torch
+
+    from retrieval.embedders import efficientnet
+    from retrieval.embedders.xray_network import apply_tail
+
+    with pytest.raises(RuntimeError, match="Unknown tail tensors"):
+        apply_tail(efficientnet.load_backbone(), {"stem.weight": torch.zeros(1)})

@@ -14,15 +14,16 @@ from .base import Embedder, FeatureMaps, averaged, l2_normalise
 from .model_folder import ASSET_MODELS, ModelFolder
 from .preprocess import clean_view, crop_border, to_batch, working_copy
 from .weights import MODEL_DIR_ENV
-from .xray_network import TEXT_MODEL, backbones_of, encode_texts, load_network, select_features
+from .xray_network import (TEXT_MODEL, apply_tail, backbones_of, encode_texts, load_network, select_features,
+                           tail_tensors)
 
 MODEL_NAME = "xray-lite0"
 GRID = 7  # the backbone's last grid for a 224-px view: the heat maps' grid (the stages are pooled onto it)
 
 
 class XRayLite0Embedder(Embedder):
-    """EfficientNet-Lite0 (packaged ImageNet weights, frozen) + a head fitted on radiographs, and a MiniLM text
-    head trained against it: image search and text-on-pixels search in one space."""
+    """EfficientNet-Lite0 (packaged ImageNet weights; frozen, or with a fine-tuned tail) + a head fitted on
+    radiographs, and a MiniLM text head trained against it: image search and text-on-pixels search in one space."""
 
     name = MODEL_NAME  # what it embeds and indexes is its registry entry's (embedders/trained.py)
     batch_size = 8  # the backbone's fastest batch on this CPU
@@ -56,6 +57,9 @@ class XRayLite0Embedder(Embedder):
         self._flip = bool(self.config.get("test_time_flip", False))
         self._bf16 = bool(self.config.get("inference_bf16", False)) and efficientnet.bf16_here()
         self._models = {backbone: efficientnet.load_backbone(backbone) for backbone in self._backbones}
+        tail = tail_tensors(folder.read_weights())
+        if tail:  # the fine-tuned last block and head conv (anchored variant) replace the frozen ones
+            apply_tail(self._models[efficientnet.BACKBONE], tail)
         self._backbone = self._models[self._backbones[0]]
         self._torch = torch
 

@@ -1,5 +1,5 @@
-"""xray-lite0's network: frozen backbone -> pooled feature slices -> image head; frozen MiniLM -> text head; the
-heads' tensors as its model folder stores them."""
+"""xray-lite0's network: backbone (frozen, or with its last block and head conv fine-tuned: the 'tail') -> pooled
+feature slices -> image head; frozen MiniLM -> text head; the tensors as its model folder stores them."""
 
 from __future__ import annotations
 
@@ -81,10 +81,11 @@ def make_text_head(dim: int, hidden: int = 512):
     return TextHead()
 
 
-def state_tensors(image_head, text_head) -> dict:
-    """fp16 tensors for the safetensors file, prefixed 'image.' and 'text.'."""
+def state_tensors(image_head, text_head, tail=None) -> dict:
+    """fp16 tensors for the safetensors file, prefixed 'image.', 'text.' and 'tail.' (a fine-tuned last block and
+    head conv, in the backbone's batch-norm-folded form: training/anchored.py's Tail)."""
     tensors = {}
-    for prefix, module in (("image.", image_head), ("text.", text_head)):
+    for prefix, module in (("image.", image_head), ("text.", text_head), ("tail.", tail)):
         if module is None:
             continue
         for name, value in module.state_dict().items():
@@ -97,8 +98,29 @@ def backbones_of(config: dict) -> list[str]:
     return list(config.get("backbones") or [BACKBONE])
 
 
+def tail_tensors(tensors: dict) -> dict:
+    """The 'tail.' tensors of a weights file without their prefix (empty: the backbone stays frozen)."""
+    return {k[5:]: v for k, v in tensors.items() if k.startswith("tail.")}
+
+
+def apply_tail(model, tail: dict) -> None:
+    """Load a fine-tuned tail into a backbone from `efficientnet.load_backbone` (in place, strictly: every tensor
+    of the last block and the head conv, nothing else)."""
+    import torch
+
+    unknown = [k for k in tail if not k.startswith(("block.", "conv."))]
+    if unknown:
+        raise RuntimeError(f"Unknown tail tensors {unknown[:3]}: the model folder is not one this code can load.")
+    last = len(model._blocks) - 1
+    for part, owner in (("block.", model._blocks[last]), ("conv.", model._conv_head)):
+        state = {k[len(part):]: v.float() for k, v in tail.items() if k.startswith(part)}
+        owner.load_state_dict(state, strict=True)
+    model.to(memory_format=torch.channels_last)
+
+
 def load_network(folder: ModelFolder):
-    """(config, image_head, text_head or None) of a verified model folder, loaded strictly."""
+    """(config, image_head, text_head or None) of a verified model folder, loaded strictly (the tail, if any:
+    `tail_tensors(folder.read_weights())`)."""
     config = folder.verify()
     tensors = folder.read_weights()
     width = sum(feature_width(config["features"], backbone) for backbone in backbones_of(config))

