@@ -1,10 +1,19 @@
 """Queries turned into vectors by an index's models: each model loaded once, a model fitted on the collection
-(TF-IDF) read from this index's own state, and one query at a time per model (models are not thread-safe)."""
+(TF-IDF) read from this index's own state, and one query at a time per model (models are not thread-safe).
+
+An image query that several models embed (the ranking model and the "no close match" judge's) is decoded once
+and embedded by the models side by side: at batch 1 a backbone pass gains little from a second core, so two
+passes at once finish well before two passes in a row (docs/performance.md). Each model still embeds one
+query at a time: every pass takes its model's lock, wherever it runs."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,14 +24,21 @@ from .embedders.base import Embedder
 from .images import ImageSource, load_image
 from .layout import IndexGeneration
 
+WORKERS = 2  # image passes side by side: the ranking model's and the "no close match" judge's other model
+
 
 class QueryEncoder:
     """Embeds query texts and images (and computes feature maps) with the models of one index generation."""
 
-    def __init__(self, generation: IndexGeneration):
+    def __init__(self, generation: IndexGeneration, concurrent: bool | None = None):
+        """`concurrent`: embed an image with several models side by side (default: where the CPU has more than
+        one core); False embeds them one after the other, with the same vectors."""
         self.generation = generation
+        self.concurrent = (os.cpu_count() or 1) > 1 if concurrent is None else concurrent
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._fitted: dict[str, Embedder] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def texts(self, model: str, texts: list[str]) -> np.ndarray:
         """(len(texts), dim) unit vectors."""
@@ -44,8 +60,24 @@ class QueryEncoder:
 
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""
-        picture = load_image(image, max_side=self.decode_side(model))
-        return self._run(model, lambda embedder: embedder.embed_images([picture]))
+        return self.images([model], image)[model]
+
+    def images(self, models: list[str], image: ImageSource) -> dict[str, np.ndarray]:
+        """{model: (1, dim) unit vector} of one image for several models, each the vector `image(model, image)`
+        gives: decoded once per decode side, then embedded by the models side by side in the encoder's worker
+        threads (`concurrent`), else one after the other in this thread."""
+        pictures: dict[int, Image.Image] = {}
+        for model in models:
+            side = self.decode_side(model)
+            if side not in pictures:
+                pictures[side] = load_image(image, max_side=side)
+        embed = lambda model: self._run(model, lambda embedder: embedder.embed_images(  # noqa: E731
+            [pictures[self.decode_side(model)]]))
+        if not self.concurrent or len(models) < 2:
+            return {model: embed(model) for model in models}
+        passes = {model: self._workers().submit(embed, model) for model in models}
+        wait(passes.values())  # every pass ends before the query does, a failed one too
+        return {model: future.result() for model, future in passes.items()}
 
     def feature_maps(self, model: str, picture: Image.Image):
         """The model's spatial features of one decoded picture (for heat maps)."""
@@ -59,6 +91,14 @@ class QueryEncoder:
         """Load the model now (and its fitted state), so the first query does not wait."""
         self._run(model, lambda embedder: np.zeros(0))
 
+    def _workers(self) -> ThreadPoolExecutor:
+        """The threads the models of an image query embed in side by side (created on first use)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="query-embed",
+                                                initializer=_share_the_cores)
+            return self._pool
+
     def _run(self, model: str, run: Callable[[Embedder], object], as_array: bool = True):
         embedder = get_embedder(model)
         with self._locks[model]:
@@ -70,6 +110,22 @@ class QueryEncoder:
                 embedder = self._fitted[model]
             result = run(embedder)
         return np.asarray(result, dtype=np.float32) if as_array else result
+
+
+def _share_the_cores() -> None:
+    """Give this worker thread its share of torch's CPU threads (on 2 cores: 1), so that WORKERS passes side by
+    side do not ask for more threads than there are cores. Only this thread's OpenMP setting changes:
+    `torch.set_num_threads` would change every thread that starts later, and the BLAS library, too. Where
+    torch's OpenMP library is not found (another build), the worker keeps torch's count."""
+    import sys
+
+    torch = sys.modules.get("torch")  # only models that run on torch have threads to share
+    if torch is None:
+        return
+    share = max(1, torch.get_num_threads() // WORKERS)  # get_num_threads also fixes this thread's count first
+    libraries = sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*"))
+    if libraries and share < torch.get_num_threads():
+        ctypes.CDLL(str(libraries[0])).omp_set_num_threads(share)
 
 
 __all__ = ["QueryEncoder"]

@@ -117,14 +117,16 @@ class SearchEngine:
             raise BadQuery("Upload an image to search with.")
         name = self.policy.resolve(model or self.policy.default_model(IMAGE), IMAGE)
         options = self._options(name, k, category, min_score, filters)
-        vector = image_vector = self.encoder.image(name, image)
         if text is not None and not isinstance(text, str):
             raise BadQuery(f"The text added to an image query must be a string; got {text!r}.")
+        judges = self._judge_models(name)
+        embedded = self.encoder.images(list(dict.fromkeys([name, *judges])), image)  # side by side (encoder.py)
+        vector = embedded[name]
         text = " ".join((text or "").split())
         if text:
             vector = self._add_text(name, vector, text, text_weight)
         neighbours = self.store.search(name, vector[0], min(VOTE_NEIGHBOURS, len(self)))
-        judged = self._judgement(name, image, image_vector[0], None if text else neighbours)
+        judged = self._judgement(name, judges, embedded, None if text else neighbours)
         return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
@@ -220,18 +222,24 @@ class SearchEngine:
                 hits.append(Hit(rank=len(hits) + 1, score=score, row=row, **self.catalogue.record_at(row)))
         return hits
 
-    def _judgement(self, name: str, image, vector: np.ndarray, neighbours) -> tuple:
-        """(in_collection, match_score, judged_by) of an image query: by the joint judge where the index has one
-        (joint_novelty.py), else by the index's best scorer (`_judge_model`), whichever model ranks: "is it in the
-        collection?" is a question about the query. `vector`, `neighbours`: the ranking model's embedding of
-        the image (never the words added to it) and its nearest rows, reused (None: search them)."""
+    def _judge_models(self, name: str) -> list[str]:
+        """The image models whose embeddings of the query the "no close match" judgement reads: the joint judge's
+        where the index has one (joint_novelty.py), else the index's best scorer's (`_judge_model`), whichever
+        model ranks ("is it in the collection?" is a question about the query); none where one has no scorer."""
         joint = self._joint_judge()
         models = joint.models if joint is not None else [self._judge_model() or name]
+        return [] if any(self._scorer(model) is None for model in models) else list(models)
+
+    def _judgement(self, name: str, models: list[str], vectors: dict[str, np.ndarray], neighbours) -> tuple:
+        """(in_collection, match_score, judged_by) of an image query by `models` (`_judge_models`), from each
+        model's embedding of the image (`vectors`, never the words added to it) and its nearest rows; the ranking
+        model's `neighbours` are reused (None: search them)."""
+        if not models:
+            return None, None, None
+        joint = self._joint_judge()
         queries = {}
         for model in models:
-            if self._scorer(model) is None:
-                return None, None, None
-            own = vector if model == name else self.encoder.image(model, image)[0]
+            own = vectors[model][0]
             found = neighbours if model == name and neighbours is not None else self.store.search(
                 model, own, min(VOTE_NEIGHBOURS, len(self)))
             if not found:

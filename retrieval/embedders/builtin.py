@@ -199,6 +199,8 @@ class EfficientNetLite0Embedder(Embedder):
         self._model = efficientnet.load_backbone().to(self._device)
         self.dim = self._model._fc.in_features  # the pooled width the classifier read (1280)
         self._bf16 = self._device == "cpu" and efficientnet.bf16_here()  # the decision its version recorded
+        if self._bf16:
+            efficientnet.keep_bf16_weights(self._model)
 
     def _tensor(self, images: Sequence[Image.Image]):
         import torch

@@ -108,6 +108,20 @@ def _fold_for_inference(model) -> None:
         block._swish = nn.ReLU6(inplace=True)
 
 
+def keep_bf16_weights(model) -> None:
+    """Keep bf16 copies of the layers that run bf16 (the blocks after the first FP32_BLOCKS and the head conv)
+    beside `model`, for `activation_maps(..., bf16=True)` to run directly: autocast casts every weight again on
+    each call (it caches only weights that require grad), a sixth of a batch-1 pass on this CPU. The same bf16
+    weights, inputs and kernels, so the same vectors (a test compares them bit for bit). Call it once the
+    weights are final (after `xray_network.apply_tail`); the copies are not part of the model's state dict."""
+    import copy
+
+    import torch
+
+    blocks = copy.deepcopy(torch.nn.ModuleList(model._blocks[FP32_BLOCKS:])).to(torch.bfloat16)
+    model.__dict__["_bf16_layers"] = (blocks, copy.deepcopy(model._conv_head).to(torch.bfloat16))
+
+
 def _stage_ends(model) -> list[int]:
     """Index of the last block of each of the last five stages (Lite0: 40, 80, 112, 192, 320 channels)."""
     outs = [block._project_conv.out_channels for block in model._blocks]
@@ -122,15 +136,22 @@ def activation_maps(model, batch, bf16: bool = False, stages: bool = True) -> di
     import torch
 
     ends = set(_stage_ends(model)) if stages else set()
+    kept = model.__dict__.get("_bf16_layers") if bf16 else None  # keep_bf16_weights
     x = model._swish(model._bn0(model._conv_stem(batch)))
     read = []
     for index, block in enumerate(model._blocks):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and index >= FP32_BLOCKS):
-            x = block(x, drop_connect_rate=None)
+        if kept is not None and index >= FP32_BLOCKS:  # what autocast would run, its weights cast once
+            x = kept[0][index - FP32_BLOCKS](x.to(torch.bfloat16), drop_connect_rate=None)
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and index >= FP32_BLOCKS):
+                x = block(x, drop_connect_rate=None)
         if index in ends:
             read.append(x.float())
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        head = model._swish(model._bn1(model._conv_head(x)))
+    if kept is not None:
+        head = model._swish(model._bn1(kept[1](x.to(torch.bfloat16))))
+    else:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            head = model._swish(model._bn1(model._conv_head(x)))
     return {"head": head.float(), "stages": read}
 
 

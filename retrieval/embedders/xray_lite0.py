@@ -60,6 +60,9 @@ class XRayLite0Embedder(Embedder):
         tail = tail_tensors(folder.read_weights())
         if tail:  # the fine-tuned last block and head conv (anchored variant) replace the frozen ones
             apply_tail(self._models[efficientnet.BACKBONE], tail)
+        if self._bf16:  # once the weights are final
+            for model in self._models.values():
+                efficientnet.keep_bf16_weights(model)
         self._backbone = self._models[self._backbones[0]]
         self._torch = torch
 
