@@ -281,3 +281,23 @@ def test_a_model_folder_is_found_in_the_configured_directory_first(tmp_path, mon
     in_assets = [folder.name for folder in ModelFolder.in_assets(REPO)]
     if "xray-lite0" in in_assets:  # the shipped model, when this checkout carries it
         assert ModelFolder.find("xray-lite0").path == REPO / "assets" / "models" / "xray-lite0"
+
+
+@pytest.mark.usefixtures("real_models")
+def test_bf16_weights_cast_once_give_autocast_s_features_bit_for_bit(collection):
+    import torch
+
+    from retrieval.embedders import efficientnet as backbone
+
+    model, batch = backbone.load_backbone(), _real_batch(collection)
+    with torch.inference_mode():
+        autocast = backbone.activation_maps(model, batch, bf16=True)
+        autocast_single = backbone.activation_maps(model, batch[:1], bf16=True)
+        backbone.keep_bf16_weights(model)
+        kept = backbone.activation_maps(model, batch, bf16=True)
+        single = backbone.activation_maps(model, batch[:1], bf16=True)  # batch 1, as a query runs
+        fp32 = backbone.activation_maps(model, batch, bf16=False)  # the copies serve bf16 only
+    assert torch.equal(kept["head"], autocast["head"]) and torch.equal(single["head"], autocast_single["head"])
+    assert all(torch.equal(a, b) for a, b in zip(kept["stages"], autocast["stages"]))
+    assert not torch.equal(fp32["head"], kept["head"]) and set(model.state_dict()) == set(
+        backbone.load_backbone().state_dict())  # the copies are no part of the model's weights
