@@ -48,10 +48,14 @@ REGULARISATION = 1.0  # sklearn's C on standardised features
 NO_MATCH = "No close match in this collection"
 
 
-def no_match_sentence(match_score: float) -> str:
-    """What the program says instead of a suggested category when a query is judged not in the collection."""
-    return (f"{NO_MATCH}: the nearest images are shown, but the evidence (match score {match_score:.2f}) says the "
-            "collection holds nothing like this image, so no category is suggested.")
+def no_match_sentence(match_score: float, judged_by: str | None = None) -> str:
+    """What the program says instead of a suggested category when a query is judged not in the collection
+    (`judged_by`: what judged it, SearchResult.judged_by; a DICOM's modality has its own reason)."""
+    from .modalities import sentence
+
+    return sentence(judged_by or "") or (
+        f"{NO_MATCH}: the nearest images are shown, but the evidence (match score {match_score:.2f}) says the "
+        "collection holds nothing like this image, so no category is suggested.")
 
 
 @dataclass
