@@ -163,7 +163,8 @@ def joint_report(engine, pictures: dict, rows: list) -> dict | None:
     figures, samples = joint["figures"], {}
     rows.append([" + ".join(figures["models"]), "outer folds, joint (joint_novelty.py)", "used by the app",
                  f"abstains: in collection {figures['abstain_in_collection']:.1%}, left-out categories "
-                 f"{figures['abstain_left_out']:.1%} ({figures['content']} alone "
+                 f"{figures['abstain_left_out']:.1%}, AUROC {figures['auroc']} (content scorer now "
+                 f"{joint['content']} {joint['rule']}; chosen per outer fold {figures['chosen_in_outer_folds']}; alone "
                  f"{figures['content_alone']['abstain_in_collection']:.1%} / "
                  f"{figures['content_alone']['abstain_left_out']:.1%})"])
     for label, picture in pictures.items():

@@ -5,7 +5,10 @@ library, and through the running app with gradio_client.
                                                  [--no-app] [--collection DIR]
 
 Text queries cycle through retrieval/queries/text_queries.json; image queries are collection files (spread over
-every category) passed as paths, so decoding is included. Without --url the app is started as a subprocess
+every category) passed as paths, so decoding is included. Where an image query is embedded by two models (the
+ranking one and the "no close match" judge's), each query is timed both ways in turn, the order alternating:
+the passes side by side (what the engine does) and one after the other in the calling thread (what it did
+before), the process's CPU time beside. Without --url the app is started as a subprocess
 (`python app.py --index DIR`) on a free localhost port and stopped afterwards; if app.py is missing or does
 not come up, that part is skipped with a message. Five warm-up queries per model are not timed.
 Writes results/query_latency.json.
@@ -21,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from common import COLLECTION, REPO, call_times, free_port, machine_snapshot, save, stats_ms, stop
 
 WARM_UP = 5
@@ -50,6 +54,9 @@ def main() -> None:
 
     results, rows = [], []
     for modality, name, items in plans:
+        if modality == "image" and len(engine._judge_models(name) + [name]) > 1:
+            results += _both_ways(engine, name, items, args.k)
+            continue
         search = engine.search_text if modality == "text" else engine.search_image
         seconds = call_times(lambda item: search(item, model=name, k=args.k), items, WARM_UP)
         results.append({"path": "library", "query": modality, "model": name, **stats_ms(seconds)})
@@ -64,6 +71,27 @@ def main() -> None:
                      f"{r['p95_ms']:.1f}", f"{r['qps']:.1f}"])
     save("query_latency", {"index": str(args.index), "k": args.k, "results": results, "app": app_note},
          ["path", "query", "model", "queries", "median ms", "p95 ms", "queries/s"], rows)
+
+
+def _both_ways(engine, name: str, items: list[str], k: int) -> list[dict]:
+    """An image query embedded by two models, timed with the passes side by side and in a row, in turn."""
+    ways = {"library": True, "library (passes in a row)": False}
+    seconds, cpu = {way: [] for way in ways}, {way: [] for way in ways}
+    for i, item in enumerate(items):
+        for way in (list(ways) if i % 2 else list(ways)[::-1]):
+            engine.encoder.concurrent = ways[way]
+            began, began_cpu = time.perf_counter(), time.process_time()
+            engine.search_image(item, model=name, k=k)
+            if i >= WARM_UP:
+                seconds[way].append(time.perf_counter() - began)
+                cpu[way].append(time.process_time() - began_cpu)
+    engine.encoder.concurrent = True
+    results = []
+    for way in ways:
+        results.append({"path": way, "query": "image", "model": name, **stats_ms(seconds[way]),
+                        "cpu_median_ms": round(1000 * float(np.median(cpu[way])), 2)})
+        print(f"{way} image {name}: median {results[-1]['median_ms']} ms (CPU {results[-1]['cpu_median_ms']} ms)")
+    return results
 
 
 def _image_files(collection: Path, count: int) -> list[str]:

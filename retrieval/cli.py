@@ -78,7 +78,7 @@ def cmd_search(args) -> int:
     if result.in_collection is False:
         from .novelty import no_match_sentence
 
-        print(f"\n{no_match_sentence(result.match_score)}")
+        print(f"\n{no_match_sentence(result.match_score, result.judged_by)}")
     elif result.suggestion:
         shares = ", ".join(f"{c} {s:.0%}" for c, s in result.suggestion.items())
         print(f"\nSuggested category: {shares}\n(Share of similarity-weighted votes among the nearest images: "

@@ -102,6 +102,29 @@ def is_dicom(data: bytes, name: str | None = None) -> bool:
     return data[128:132] == b"DICM" or bool(name and name.lower().endswith(DICOM_EXTENSIONS))
 
 
+def modality_of(source) -> str | None:
+    """The Modality code of a DICOM file (bytes or a path; upper case, "" when it has none), None for anything
+    else: a picture, another format, a file that cannot be read (the image decoder reports that)."""
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as handle:
+                head = handle.read(132)
+            name, data = str(source), Path(source)
+        elif isinstance(source, (bytes, bytearray)):
+            name, data = None, io.BytesIO(bytes(source))
+            head = bytes(source[:132])
+        else:
+            return None
+        if not is_dicom(head, name):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(data, force=True, stop_before_pixels=True, specific_tags=["Modality"])
+        return code(ds, "Modality")
+    except Exception:  # noqa: BLE001 - unreadable: not ours to judge here
+        return None
+
+
 def read_dicom(source: bytes | str | Path, name: str | None = None, frame: int = 0) -> DicomImage:
     """Decode one frame of a DICOM file to a display-ready 8-bit grayscale image; BadImage for anything unusable.
     Only PIXEL_TAGS and METADATA_TAGS are parsed."""

@@ -140,8 +140,8 @@ def build_index(source: str | Path, index_dir: str | Path = "index", models: Ite
         image_plans = [plan for plan in plans.values() if plan.reads_images]
         for plan in image_plans:
             plan.resume(folder, log)
-        bar = _BuildBar(progress, stages=2 * len(plans) + len(image_plans) + 1 + sum(
-            plan.embedder.needs_fit for plan in plans.values()))
+        bar = _BuildBar(progress, stages=2 * len(plans) + len(image_plans) + 1 + (len(image_plans) > 1) + sum(
+            plan.embedder.needs_fit for plan in plans.values()))  # + the joint "no close match" judge
         rows = RowWriter(writer.scratch_path, archive=archive is not None)
         images = _ImageEmbedding(image_plans, skip_invalid or archive is not None, rows, bar)
         skipped_rows, skipped_objects = {}, {}

@@ -4,15 +4,19 @@ categories), but it takes pure noise, a page of text or a colour photo for a han
 those further from every row than any radiograph from another hospital ever is. No training query is a
 non-radiograph, so no scorer can learn that; a plain floor on similarity says it.
 
-The rule (`JointJudge.judge`): a query is in the collection when the best scorer (highest nested outer AUROC,
-novelty.py) says so at its own threshold AND, for every model of the joint, its nearest row is at least as
-similar as the nearest row of the least similar in-collection query searched across sources (the model's
-`floor`: the lowest top similarity among the in-collection examples of novelty.collect_evidence). Every
-threshold is chosen on the training sources alone; the figures are nested over sources like the single
-scorer's (`outer_figures`: each source left out of the scorer's fit, its thresholds and every floor, then
-judged). A floor that vetoes gives `match_score` 0: nothing the collection taught was that far from its
-nearest row. At most `MAX_MODELS` models join, so a query is embedded at most once more than by its ranking
-model. Tried and not kept (docs/evaluation.md): both scorers' levels chosen jointly on the training folds.
+The rule (`JointJudge.judge`): a query is in the collection when the content scorer says so at the joint's own
+threshold AND, for every model of the joint, its nearest row is at least as similar as the nearest row of the
+least similar in-collection query searched across sources (the model's `floor`: the lowest top similarity among
+the in-collection examples of novelty.collect_evidence). A floor that vetoes gives `match_score` 0: nothing the
+collection taught was that far from its nearest row. At most `MAX_MODELS` models join, so a query is embedded at
+most once more than by its ranking model.
+
+Which model's scorer judges content, and by which threshold rule (novelty.RULES), is chosen inside the training
+sources (`choose`): each candidate pair is judged by leaving each training source out in turn (its scorer fit,
+thresholds and floors from the others), and the pair that abstains on the most left-out-category queries while
+abstaining on at most `CEILING` of in-collection ones wins (none does: the fewest in-collection abstentions).
+`outer_figures` nests that whole choice inside each reporting source's fold, so no figure that reports judged a
+choice. Tried and not kept (docs/evaluation.md): both scorers' levels chosen jointly on the training folds.
 """
 
 from __future__ import annotations
@@ -22,18 +26,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .novelty import TARGET_ABSTENTION, Evidence, Judgement, NoveltyModel, collect_evidence, outer_judgements
+from .novelty import (RULES, TARGET_ABSTENTION, Evidence, Fits, Judgement, NoveltyModel, _thresholds, auroc,
+                      collect_evidence, outer_judgements)
 
-VERSION = 1  # of the rule and its stored form: a different version refits
+VERSION = 2  # of the rule and its stored form: a different version refits
 MAX_MODELS = 2  # each joined model embeds the query: the ranking model plus at most one more
+CEILING = 0.05  # in-collection queries a choice may let abstain on the training sources (the issue's target)
 
 
 @dataclass
 class JointJudge:
-    """The best scorer's model (`content`), each joined model's similarity floor, and what it was fitted on
-    (each model's novelty digest: a rebuild whose scorers are unchanged takes it over)."""
+    """The content scorer's model and its threshold rule (chosen inside the training sources), its thresholds
+    (overall, and per voted category in its scorer's category order; nan: the overall one), each joined model's
+    similarity floor, and what it was fitted on (each model's novelty digest: a rebuild whose scorers are
+    unchanged takes it over)."""
 
     content: str
+    rule: str
+    min_match: float
+    category_min_match: np.ndarray
     floors: dict[str, float]
     fitted_on: dict[str, str]
     figures: dict = field(default_factory=dict)
@@ -50,22 +61,28 @@ class JointJudge:
     def judge(self, scorers: dict[str, NoveltyModel], queries: dict[str, tuple]) -> Judgement:
         """`queries`: per joined model, (unit vector, similarities of its nearest rows best first, their
         categories), as `NoveltyModel.judge` takes them."""
-        judgement = scorers[self.content].judge(*queries[self.content])
+        judgement = scorers[self.content].judge(*queries[self.content],
+                                                thresholds=(self.min_match, self.category_min_match))
         if any(len(queries[m][1]) and float(queries[m][1][0]) < self.floors[m] for m in self.models):
             return Judgement(False, 0.0, judgement.min_match)
         return judgement
 
     def to_json(self) -> dict:
-        return {"version": VERSION, "content": self.content, "floors": {m: round(v, 6) for m, v in self.floors.items()},
-                "fitted_on": self.fitted_on, "figures": self.figures}
+        return {"version": VERSION, "content": self.content, "rule": self.rule,
+                "min_match": round(float(self.min_match), 6),
+                "category_min_match": [None if np.isnan(v) else round(float(v), 6) for v in self.category_min_match],
+                "floors": {m: round(v, 6) for m, v in self.floors.items()}, "fitted_on": self.fitted_on,
+                "figures": self.figures}
 
     @classmethod
     def from_json(cls, payload: dict) -> "JointJudge":
         """Raises ValueError for a payload of another version or without a judge (the reason it has none)."""
         if payload.get("version") != VERSION or "content" not in payload:
             raise ValueError(f"joint novelty version {payload.get('version')}, this program reads {VERSION}")
-        return cls(payload["content"], {m: float(v) for m, v in payload["floors"].items()},
-                   dict(payload["fitted_on"]), dict(payload.get("figures", {})))
+        per_category = np.asarray([np.nan if v is None else v for v in payload["category_min_match"]], dtype=np.float64)
+        return cls(payload["content"], payload["rule"], float(payload["min_match"]), per_category,
+                   {m: float(v) for m, v in payload["floors"].items()}, dict(payload["fitted_on"]),
+                   dict(payload.get("figures", {})))
 
 
 def floor_of(evidence: Evidence, chosen: np.ndarray) -> float:
@@ -83,10 +100,11 @@ def joined(scorers: dict[str, dict]) -> list[str]:
     return ranked if len(ranked) >= 2 else []
 
 
-def learn_joint(vectors: dict[str, np.ndarray], digests: dict[str, str], content: str, categories: list[str],
+def learn_joint(vectors: dict[str, np.ndarray], digests: dict[str, str], categories: list[str],
                 sources: list[str], target: float = TARGET_ABSTENTION) -> JointJudge:
-    """Fit the joint judge of the `vectors` (model -> stored vectors in row order; `content`: the model of the
-    best scorer) on the rows' categories and sources, with its nested figures."""
+    """Fit the joint judge of the `vectors` (model -> stored vectors in row order) on the rows' categories and
+    sources: the content scorer and its rule chosen on every source (`choose`), then its thresholds and the
+    floors; with its nested figures (`outer_figures`)."""
     began = time.perf_counter()
     names = sorted({c for c in categories if c})
     codes = np.asarray([names.index(c) if c else -1 for c in categories], dtype=np.int64)
@@ -94,35 +112,95 @@ def learn_joint(vectors: dict[str, np.ndarray], digests: dict[str, str], content
     origin = np.asarray(sources, dtype=object)[known]
     evidence = {m: collect_evidence(np.asarray(v, dtype=np.float32)[known], codes[known], origin, len(names))
                 for m, v in vectors.items()}  # the same rows in the same order for every model
-    everything = np.ones(len(evidence[content].x), dtype=bool)
+    fits = {m: Fits(e) for m, e in evidence.items()}
+    everything = np.ones(len(next(iter(evidence.values())).x), dtype=bool)
+    content, rule, inner = choose(evidence, fits, everything, len(names), target)
+    min_match, category_min_match = _thresholds(evidence[content], everything, target, len(names), rule,
+                                                fits[content])
     floors = {m: floor_of(e, everything) for m, e in evidence.items()}
-    figures = {**outer_figures(evidence, content, names, target), "seconds": round(time.perf_counter() - began, 3)}
-    return JointJudge(content, floors, dict(digests), figures)
+    figures = {**outer_figures(evidence, names, target, fits), "chosen_on_every_source": inner,
+               "seconds": round(time.perf_counter() - began, 3)}
+    return JointJudge(content, rule, min_match, category_min_match, floors, dict(digests), figures)
 
 
-def outer_figures(evidence: dict[str, Evidence], content: str, names: list[str], target: float) -> dict:
-    """Each source in turn left out of the content scorer's fit and thresholds (novelty.outer_judgements) and
-    of every model's floor, then its queries judged: the joint rule's abstention beside the content scorer's
-    alone, overall, per category and per source (with the floors it was judged by)."""
-    reference = evidence[content]
-    scores, thresholds, _ = outer_judgements(reference, len(names), target)
-    judged = ~np.isnan(scores)
-    alone = judged & (scores < np.where(judged, thresholds, 0.0))
-    vetoed = np.zeros(len(scores), dtype=bool)
-    per_source = {}
-    for source in np.unique(reference.source[judged]):
+def choose(evidence: dict[str, Evidence], fits: dict[str, Fits], chosen: np.ndarray, width: int,
+           target: float) -> tuple[str, str, dict]:
+    """(content model, threshold rule, each candidate's figures) chosen on the `chosen` sources alone: each of
+    them left out in turn of the candidate scorer's fit and thresholds and of the floors, then judged (as
+    `outer_figures` judges the reporting sources). The most left-out-category queries abstaining, with at most
+    `CEILING` of in-collection ones; if no candidate holds that, the fewest in-collection abstentions."""
+    inside = next(iter(evidence.values())).in_collection
+    candidates, vetoed = {}, _vetoes(evidence, chosen)
+    for content in sorted(evidence):
+        for rule in RULES:
+            scores, thresholds, _ = outer_judgements(evidence[content], width, target, rule, chosen, fits[content])
+            judged = ~np.isnan(scores)
+            abstains = judged & (scores < np.where(judged, thresholds, 0.0)) | vetoed
+            candidates[(content, rule)] = _rates(inside[judged], abstains[judged])
+    best = pick(candidates)
+    return best[0], best[1], {f"{content} {rule}": rates for (content, rule), rates in candidates.items()}
+
+
+def pick(candidates: dict) -> object:
+    """The key of the candidate (its rates, as `_rates` gives them) that abstains on the most left-out queries
+    among those abstaining on at most `CEILING` of in-collection ones; none such: the fewest in-collection
+    abstentions. Ties: the first."""
+    inside = lambda key: candidates[key]["abstain_in_collection"] or 0.0  # noqa: E731
+    held = [key for key in candidates if inside(key) <= CEILING]
+    if held:
+        return max(held, key=lambda key: candidates[key]["abstain_left_out"] or 0.0)
+    return min(candidates, key=inside)
+
+
+def _vetoes(evidence: dict[str, Evidence], chosen: np.ndarray) -> np.ndarray:
+    """Which `chosen` examples a floor vetoes, each source's by floors taken from the other chosen sources."""
+    reference = next(iter(evidence.values()))
+    vetoed = np.zeros(len(reference.x), dtype=bool)
+    for source in np.unique(reference.source[chosen]):
+        train, test = chosen & (reference.source != source), chosen & (reference.source == source)
+        for e in evidence.values():
+            vetoed[test] |= e.x[test, 0] < floor_of(e, train)
+    return vetoed
+
+
+def outer_figures(evidence: dict[str, Evidence], names: list[str], target: float,
+                  fits: dict[str, Fits] | None = None) -> dict:
+    """Each source in turn left out of everything (the choice of content scorer and rule, that scorer's fit and
+    thresholds, every floor), then its queries judged: the joint rule's abstention beside the content scorer's
+    alone and the floors' alone, overall, per category and per source (with what was chosen without it), and
+    the AUROC of the match scores it answered (a veto answers 0)."""
+    fits = fits or {m: Fits(e) for m, e in evidence.items()}
+    reference = next(iter(evidence.values()))
+    size = len(reference.x)
+    match, alone, vetoed = np.full(size, np.nan), np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+    per_source, chosen_counts = {}, {}
+    for source in np.unique(reference.source):
         train, test = reference.source != source, reference.source == source
+        if np.unique(reference.in_collection[train]).size < 2:
+            continue
+        content, rule, _ = choose(evidence, fits, train, len(names), target)
+        overall, per_category = _thresholds(evidence[content], train, target, len(names), rule, fits[content])
+        match[test] = fits[content].scores(train, test)
+        thresholds = np.where(np.isnan(per_category[evidence[content].voted[test]]), overall,
+                              per_category[evidence[content].voted[test]])
+        alone[test] = match[test] < thresholds
         floors = {m: floor_of(e, train) for m, e in evidence.items()}
         for m, e in evidence.items():
             vetoed[test] |= e.x[test, 0] < floors[m]
-        per_source[str(source)] = {"floors": {m: round(v, 4) for m, v in floors.items()},
-                                   **_rates(reference.in_collection[test & judged], (alone | vetoed)[test & judged])}
+        chosen_counts[f"{content} {rule}"] = chosen_counts.get(f"{content} {rule}", 0) + 1
+        per_source[str(source)] = {"content": content, "rule": rule, "floors": {m: round(v, 4) for m, v in floors.items()},
+                                   **_rates(reference.in_collection[test], (alone | vetoed)[test])}
+    judged = ~np.isnan(match)
     joint, inside = (alone | vetoed)[judged], reference.in_collection[judged]
+    answered = np.where(vetoed, 0.0, match)[judged]
+    area = auroc(~inside, -answered)
     category = reference.category[judged]
-    return {"protocol": "outer folds: one source each, left out of the content scorer's fit and thresholds and of "
-                        "every floor; abstain when the content scorer abstains or any model's top similarity is "
-                        "below its floor (the lowest of the training sources' in-collection queries)",
-            "content": content, "models": sorted(evidence), **_rates(inside, joint),
+    return {"protocol": "outer folds: one source each, left out of the choice of content scorer and threshold rule "
+                        "(made by leaving each training source out in turn), of that scorer's fit and thresholds "
+                        "and of every floor; abstain when the content scorer abstains or any model's top "
+                        "similarity is below its floor (the lowest of the training sources' in-collection queries)",
+            "models": sorted(evidence), "chosen_in_outer_folds": chosen_counts,
+            "auroc": None if area is None else round(area, 4), **_rates(inside, joint),
             "content_alone": _rates(inside, alone[judged]), "floors_alone": _rates(inside, vetoed[judged]),
             "per_category": {names[c]: _rates(inside[category == c], joint[category == c])
                              for c in np.unique(category)},
@@ -175,5 +253,5 @@ def load_joint(generation) -> JointJudge | None:
         return None
 
 
-__all__ = ["JointJudge", "learn_joint", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
+__all__ = ["JointJudge", "learn_joint", "choose", "pick", "CEILING", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
            "outer_figures", "VERSION", "MAX_MODELS"]

@@ -37,15 +37,25 @@ NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the sugges
 QUERY_BLOCK = 1024  # queries whose similarities are held at once (1024 x 20,000 rows: 80 MB)
 TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
 MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
+# How the threshold is read from the training sources' out-of-fold in-collection scores (`_thresholds`):
+#   per-category: TARGET_ABSTENTION of them pooled, per voted category where it has MIN_PER_CATEGORY of them;
+#   every-source: one threshold, the lowest of each source's own TARGET_ABSTENTION quantile (a source with
+#                 MIN_PER_SOURCE of them), so that no training hospital abstains on more than the target.
+RULES = ("per-category", "every-source")
+MIN_PER_SOURCE = 20
 MIN_CATEGORIES = 3  # fewer: no fold structure to learn from (a category left out, two left to fit)
 REGULARISATION = 1.0  # sklearn's C on standardised features
 NO_MATCH = "No close match in this collection"
 
 
-def no_match_sentence(match_score: float) -> str:
-    """What the program says instead of a suggested category when a query is judged not in the collection."""
-    return (f"{NO_MATCH}: the nearest images are shown, but the evidence (match score {match_score:.2f}) says the "
-            "collection holds nothing like this image, so no category is suggested.")
+def no_match_sentence(match_score: float, judged_by: str | None = None) -> str:
+    """What the program says instead of a suggested category when a query is judged not in the collection
+    (`judged_by`: what judged it, SearchResult.judged_by; a DICOM's modality has its own reason)."""
+    from .modalities import sentence
+
+    return sentence(judged_by or "") or (
+        f"{NO_MATCH}: the nearest images are shown, but the evidence (match score {match_score:.2f}) says the "
+        "collection holds nothing like this image, so no category is suggested.")
 
 
 @dataclass
@@ -79,16 +89,19 @@ class NoveltyModel:
         """P(in collection) of each row of `evidence` (queries, features)."""
         return _sigmoid(((evidence - self.mean) / self.scale) @ self.coef + self.intercept)
 
-    def judge(self, vector: np.ndarray, scores: np.ndarray, categories: list[str]) -> Judgement:
+    def judge(self, vector: np.ndarray, scores: np.ndarray, categories: list[str],
+              thresholds: tuple[float, np.ndarray] | None = None) -> Judgement:
         """The judgement of one query: its unit `vector` (dim,), and the similarity `scores` (best first) and
-        `categories` of its nearest rows (as the vote saw them)."""
+        `categories` of its nearest rows (as the vote saw them). `thresholds`: (overall, per category) to
+        compare with instead of this scorer's own (a joint judge chooses its own rule: joint_novelty.py)."""
         position = {name: i for i, name in enumerate(self.categories)}
         codes = np.asarray([[position.get(name, -1) for name in categories]], dtype=np.int64)
         centre = (self.centres @ np.asarray(vector, dtype=np.float32))[None, :]
         evidence, voted = features(np.asarray(scores, dtype=np.float32)[None, :], codes, centre,
                                    self.centre_mean, self.centre_std, with_vote=True)
         match = float(self.match_scores(evidence)[0])
-        threshold = float(_thresholds_of(self.min_match, self.category_min_match, voted)[0])
+        overall, per_category = thresholds or (self.min_match, self.category_min_match)
+        threshold = float(_thresholds_of(overall, per_category, voted)[0])
         return Judgement(match >= threshold, match, threshold)
 
     def to_json(self) -> dict:
@@ -267,25 +280,49 @@ def _score(fitted, x: np.ndarray) -> np.ndarray:
     return _sigmoid(((x - mean) / scale) @ coef + intercept)
 
 
-def _out_of_fold(evidence: Evidence, chosen: np.ndarray) -> np.ndarray:
+class Fits:
+    """The scorer fitted on each set of training sources of one `Evidence`, fitted once: the nested choices
+    (joint_novelty.py) fit the same source sets again and again."""
+
+    def __init__(self, evidence: Evidence) -> None:
+        self.evidence, self._fitted = evidence, {}
+
+    def scores(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """Match scores of the `test` examples by the fit on the `train` examples (whole sources)."""
+        key = tuple(sorted(np.unique(self.evidence.source[train])))
+        if key not in self._fitted:
+            self._fitted[key] = _fit(self.evidence.x[train], self.evidence.in_collection[train])
+        return _score(self._fitted[key], self.evidence.x[test])
+
+
+def _out_of_fold(evidence: Evidence, chosen: np.ndarray, fits: Fits | None = None) -> np.ndarray:
     """Match scores of the `chosen` examples, each source's scored by a fit on the other chosen sources."""
+    fits = fits or Fits(evidence)
     scores = np.full(len(evidence.x), np.nan)
     for source in np.unique(evidence.source[chosen]):
         train, test = chosen & (evidence.source != source), chosen & (evidence.source == source)
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
-        scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
+        scores[test] = fits.scores(train, test)
     return scores
 
 
-def _thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int) -> tuple[float, np.ndarray]:
-    """From the `chosen` (training) sources alone: the match score below which `target` of their in-collection
-    queries fall (leave one source out inside `chosen`), overall and per voted category (nan where fewer than
-    `MIN_PER_CATEGORY` in-collection queries were voted to it)."""
-    scores = _out_of_fold(evidence, chosen)
+def _thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int, rule: str = RULES[0],
+                fits: Fits | None = None) -> tuple[float, np.ndarray]:
+    """From the `chosen` (training) sources alone, their out-of-fold in-collection match scores (leave one
+    source out inside `chosen`) read by `rule` (RULES): an overall threshold and one per voted category (nan:
+    the overall one; per-category: where at least `MIN_PER_CATEGORY` in-collection queries were voted to it)."""
+    scores = _out_of_fold(evidence, chosen, fits)
     inside = chosen & evidence.in_collection & ~np.isnan(scores)
     overall = float(np.quantile(scores[inside], target)) if inside.any() else 0.5
     per_category = np.full(width, np.nan)
+    if rule == "every-source":
+        levels = [np.quantile(scores[inside & (evidence.source == source)], target)
+                  for source in np.unique(evidence.source[inside])
+                  if (inside & (evidence.source == source)).sum() >= MIN_PER_SOURCE]
+        return (float(min(levels)) if levels else overall), per_category
+    if rule != "per-category":
+        raise ValueError(f"unknown threshold rule {rule!r} (one of {RULES})")
     for code in range(width):
         voted = inside & (evidence.voted == code)
         if voted.sum() >= MIN_PER_CATEGORY:
@@ -326,19 +363,22 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
                         category_min_match, figures), figures
 
 
-def outer_judgements(evidence: Evidence, width: int, target: float) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Each source in turn is the outer fold: a fit and thresholds on the other sources' queries (the thresholds
-    from their own leave-one-source-out scores), then the left-out source's queries are scored. Returns every
-    example's outer match score and threshold (nan where its source could not be judged) and each source's
-    overall threshold."""
+def outer_judgements(evidence: Evidence, width: int, target: float, rule: str = RULES[0],
+                     chosen: np.ndarray | None = None, fits: Fits | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Each source (of the `chosen` examples; default all) in turn is the outer fold: a fit and thresholds
+    (`rule`) on the other chosen sources' queries (the thresholds from their own leave-one-source-out scores),
+    then the left-out source's queries are scored. Returns every example's outer match score and threshold (nan
+    where its source was not chosen or could not be judged) and each source's overall threshold."""
+    chosen = np.ones(len(evidence.x), dtype=bool) if chosen is None else chosen
+    fits = fits or Fits(evidence)
     scores, thresholds = np.full(len(evidence.x), np.nan), np.full(len(evidence.x), np.nan)
     overall_of = {}
-    for source in np.unique(evidence.source):
-        train, test = evidence.source != source, evidence.source == source
+    for source in np.unique(evidence.source[chosen]):
+        train, test = chosen & (evidence.source != source), chosen & (evidence.source == source)
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
-        overall, per_category = _thresholds(evidence, train, target, width)
-        scores[test] = _score(_fit(evidence.x[train], evidence.in_collection[train]), evidence.x[test])
+        overall, per_category = _thresholds(evidence, train, target, width, rule, fits)
+        scores[test] = fits.scores(train, test)
         thresholds[test] = _thresholds_of(overall, per_category, evidence.voted[test])
         overall_of[str(source)] = overall
     return scores, thresholds, overall_of
@@ -424,5 +464,5 @@ def _floats(values) -> list[float]:
     return [round(float(v), 6) for v in np.asarray(values).ravel()]
 
 
-__all__ = ["NoveltyModel", "Judgement", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
+__all__ = ["NoveltyModel", "Judgement", "Fits", "RULES", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
            "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]

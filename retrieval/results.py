@@ -38,7 +38,8 @@ class SearchResult:
     the vote of its nearest rows (category -> share, largest first) and the novelty judgement (novelty.py):
     `in_collection` False when the evidence says the collection holds nothing like the query (the suggestion
     then abstains), `match_score` = P(in collection), `judged_by` the image model whose scorer judged (joined
-    models as "a+b": joint_novelty.py, where a similarity floor that vetoes gives match 0); all None
+    models as "a+b": joint_novelty.py, where a similarity floor that vetoes gives match 0; "DICOM modality XA"
+    for a DICOM query of a modality the collection does not hold, match 0: modalities.py); all None
     where the index has no scorer.
     Iterates over its hits."""
 
@@ -47,7 +48,7 @@ class SearchResult:
     suggestion: dict[str, float] = field(default_factory=dict)
     in_collection: bool | None = None
     match_score: float | None = None
-    judged_by: str | None = None  # what judged in_collection: a model, or joined models "a+b" (SearchEngine._judgement)
+    judged_by: str | None = None  # what judged in_collection: a model, joined models "a+b", or "DICOM modality XA"
 
     @property
     def suggested_category(self) -> str | None:

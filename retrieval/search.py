@@ -10,10 +10,12 @@ content is in the collection at all: novelty.py, and over two image models joint
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from . import modalities
 from .catalogue import Catalogue
 from .embedders import IMAGE, TEXT
 from .embedders.base import l2_normalise
@@ -119,14 +121,15 @@ class SearchEngine:
         options = self._options(name, k, category, min_score, filters)
         if text is not None and not isinstance(text, str):
             raise BadQuery(f"The text added to an image query must be a string; got {text!r}.")
-        judges = self._judge_models(name)
+        by_modality = self._modality_judgement(image)  # a foreign DICOM modality: no pixel judges it
+        judges = [] if by_modality else self._judge_models(name)
         embedded = self.encoder.images(list(dict.fromkeys([name, *judges])), image)  # side by side (encoder.py)
         vector = embedded[name]
         text = " ".join((text or "").split())
         if text:
             vector = self._add_text(name, vector, text, text_weight)
         neighbours = self.store.search(name, vector[0], min(VOTE_NEIGHBOURS, len(self)))
-        judged = self._judgement(name, judges, embedded, None if text else neighbours)
+        judged = by_modality or self._judgement(name, judges, embedded, None if text else neighbours)
         return SearchResult(self._search(name, vector, options), name, vote(neighbours, self.catalogue), *judged)
 
     def similar(self, item_id: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
@@ -251,6 +254,22 @@ class SearchEngine:
         else:
             judgement = self._scorer(models[0]).judge(*queries[models[0]])
         return judgement.in_collection, round(judgement.match_score, 4), joint.name if joint else models[0]
+
+    def _modality_judgement(self, image) -> tuple | None:
+        """(False, 0.0, "DICOM modality XA") for a DICOM query whose Modality is no plain radiograph and no
+        modality of the index's rows (modalities.py): its pixels would be compared with films it is not like.
+        None for anything else (the pixels judge)."""
+        from .dicom import modality_of
+
+        modality = modality_of(image)
+        if modality is None or not modalities.foreign(modality, self._held_modalities):
+            return None
+        return False, 0.0, modalities.judged_by(modality)
+
+    @cached_property
+    def _held_modalities(self) -> set[str]:
+        """The Modality codes of the index's rows (none for a curated collection: plain radiographs)."""
+        return set(self.catalogue.column("modality")) if "modality" in self.catalogue.fields else set()
 
     def _joint_judge(self):
         """The index's joint judge when every model it joins can embed a query here, else None."""

@@ -130,6 +130,15 @@ def test_dicom_goes_through_the_same_endpoint(client, decodable_dicom):
     assert suggestion["label"]
 
 
+def test_an_angiogram_over_the_api_is_no_close_match_and_the_status_says_why(client, dicom_samples):
+    angiogram = dicom_samples / "coronary_xa_multiframe_jpeg.dcm"
+    gallery, records, suggestion, status = client.predict(handle_file(str(angiogram)), api_name="/search_image")
+    check_results(gallery, records, k=5)  # the nearest images, under the notice
+    assert suggestion["label"] == "No close match in this collection"
+    assert "modality XA (X-ray angiography)" in status
+    assert {(r["query_in_collection"], r["query_match_score"]) for r in records} == {(False, 0.0)}
+
+
 def test_more_like_this_excludes_the_query_itself(client, knee_file):
     item_id, _ = knee_file
     gallery, records, _ = client.predict(item_id, k=8, api_name="/similar")

@@ -1,6 +1,7 @@
-""""No close match" judged jointly over two image models: the best scorer at its own threshold and every model's
-similarity floor, each chosen on the training sources only; stored with the index, refitted when stale, used by
-the engine when the index has two image models with scorers, the single best scorer otherwise."""
+""""No close match" judged jointly over two image models: a content scorer and its threshold rule, chosen inside the
+training sources, and every model's similarity floor; nested so that no reporting source judged a choice; stored
+with the index, refitted when stale, used by the engine when the index has two image models with scorers, the
+single best scorer otherwise."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from PIL import Image
 from conftest import build_test_index
 from retrieval import joint_novelty
 from retrieval.embedders import IMAGE, Availability, EmbedderSpec, l2_normalise, register, unregister
-from retrieval.joint_novelty import VERSION, JointJudge, load_joint, outer_figures
+from retrieval.joint_novelty import CEILING, VERSION, JointJudge, choose, load_joint, outer_figures, pick
 from retrieval.layout import IndexFolder
-from retrieval.novelty import collect_evidence
+from retrieval.novelty import RULES, Fits, _out_of_fold, _thresholds, collect_evidence
 from retrieval.search import SearchEngine
 from test_novelty import LEVELS, GreyEmbedder, clusters, grey, grey_index  # noqa: F401 - grey_index: a fixture
 
@@ -48,10 +49,10 @@ def two_model_index(grey_index, tmp_path_factory):  # noqa: F811
         unregister("texture")
 
 
-def two_views(seed: int = 0):
+def two_views(seed: int = 0, per_source: int = 15):
     """Two models' evidence over the same rows: the clusters, and the clusters seen through extra noise."""
     rng = np.random.default_rng(seed)
-    vectors, categories, sources = clusters(rng, rng.normal(size=(5, 24)))
+    vectors, categories, sources = clusters(rng, rng.normal(size=(5, 24)), per_source=per_source)
     names = sorted(set(categories))
     codes = np.asarray([names.index(c) for c in categories])
     other = l2_normalise(vectors + rng.normal(size=vectors.shape).astype(np.float32) * 0.05)
@@ -65,16 +66,86 @@ def test_no_floor_that_judges_a_source_was_chosen_on_that_source(monkeypatch):
     seen, real = [], joint_novelty.floor_of
     monkeypatch.setattr(joint_novelty, "floor_of",
                         lambda e, chosen: seen.append(set(e.source[chosen])) or real(e, chosen))
-    before = outer_figures(evidence, "a", names, 0.03)["per_source"]
+    before = outer_figures(evidence, names, 0.03)["per_source"]
     everyone = set(evidence["a"].source)
-    assert all(len(everyone - chosen) == 1 for chosen in seen)  # each floor leaves exactly one source out
-    assert {next(iter(everyone - chosen)) for chosen in seen} == everyone  # and every source is left out once
+    assert all(everyone - chosen for chosen in seen)  # every floor leaves a source out (two, inside a choice)
+    assert {next(iter(everyone - chosen)) for chosen in seen if len(everyone - chosen) == 1} == everyone
     for view in evidence.values():  # the reporting source's own queries now look nothing like the collection
         view.x[view.source == "c0-s0", 0] = -1.0
-    after = outer_figures(evidence, "a", names, 0.03)["per_source"]
+    after = outer_figures(evidence, names, 0.03)["per_source"]
     assert after["c0-s0"]["floors"] == before["c0-s0"]["floors"]  # chosen without it
     assert after["c0-s0"]["abstain_in_collection"] == 1.0  # and it is judged by them
     assert all(after[s]["floors"]["a"] == -1.0 for s in before if s != "c0-s0")  # the others saw it
+
+
+def test_the_content_scorer_and_its_rule_are_chosen_without_the_source_they_judge(monkeypatch):
+    evidence, names = two_views(1)
+    calls, real = [], joint_novelty.choose
+    monkeypatch.setattr(joint_novelty, "choose",
+                        lambda e, fits, chosen, *rest: calls.append(set(e["a"].source[chosen])) or real(e, fits, chosen, *rest))
+    before = outer_figures(evidence, names, 0.03)
+    everyone = set(evidence["a"].source)
+    assert sorted(next(iter(everyone - chosen)) for chosen in calls) == sorted(everyone)  # one choice per fold
+    assert sum(before["chosen_in_outer_folds"].values()) == len(everyone)
+    for view in evidence.values():  # the reporting source changes beyond recognition: its choice does not
+        view.x[view.source == "c0-s0"] = np.random.default_rng(5).normal(size=(int((view.source == "c0-s0").sum()), 6))
+    after = outer_figures(evidence, names, 0.03)["per_source"]
+    assert (after["c0-s0"]["content"], after["c0-s0"]["rule"]) == (before["per_source"]["c0-s0"]["content"],
+                                                                    before["per_source"]["c0-s0"]["rule"])
+
+
+def hard_source(seed: int = 2, source: str = "c1-s0"):
+    """Evidence in which one source's in-collection queries look half novel (a hospital unlike the others)."""
+    evidence, names = two_views(seed, per_source=25)  # enough in-collection queries for a source's own quantile
+    view = evidence["a"]
+    hard = (view.source == source) & view.in_collection
+    novel = view.x[~view.in_collection].mean(axis=0)
+    view.x[hard] = 0.35 * view.x[hard] + 0.65 * novel
+    return view, names, source
+
+
+def test_the_every_source_rule_holds_each_training_source_under_the_target_where_pooling_does_not():
+    view, names, hard = hard_source()
+    everything = np.ones(len(view.x), dtype=bool)
+    scores = _out_of_fold(view, everything)
+    inside = view.in_collection & ~np.isnan(scores)
+    share = lambda level, source: float((scores[inside & (view.source == source)] < level).mean())  # noqa: E731
+    pooled, per_category = _thresholds(view, everything, 0.03, len(names), "per-category")
+    level, none = _thresholds(view, everything, 0.03, len(names), "every-source")
+    assert np.isnan(none).all() and level < pooled
+    # 3 % of a source's 25 queries lies between its lowest and second lowest: at most one abstains
+    assert all(share(level, source) <= 1 / 25 for source in np.unique(view.source[inside]))
+    by_category = np.where(np.isnan(per_category[view.voted]), pooled, per_category[view.voted])
+    assert float((scores < by_category)[inside & (view.source == hard)].mean()) > 0.03  # pooled: it abstains more
+
+
+def test_the_choice_abstains_most_within_the_ceiling_and_else_least_in_the_collection():
+    rates = lambda inside, left_out: {"abstain_in_collection": inside, "abstain_left_out": left_out}  # noqa: E731
+    assert pick({"strict": rates(0.01, 0.20), "eager": rates(0.10, 0.60), "fair": rates(CEILING, 0.45)}) == "fair"
+    assert pick({"eager": rates(0.10, 0.60), "less eager": rates(0.08, 0.30)}) == "less eager"
+
+
+def test_the_choice_reads_every_candidate_on_the_training_sources_alone():
+    evidence, names = two_views(3, per_source=25)
+    evidence["a"] = hard_source(3)[0]
+    train = evidence["a"].source != "c0-s0"
+    content, rule, figures = choose(evidence, {m: Fits(e) for m, e in evidence.items()}, train, len(names), 0.03)
+    assert set(figures) == {f"{m} {r}" for m in evidence for r in RULES}
+    assert all(f["in_collection_queries"] == int((train & evidence["a"].in_collection).sum()) for f in figures.values())
+    assert f"{content} {rule}" == pick(figures)
+
+
+def test_the_joint_judge_compares_the_content_score_with_its_own_thresholds(two_model_index):
+    engine = SearchEngine(two_model_index[0])
+    joint = load_joint(engine.generation)
+    query = grey(LEVELS["gamma"] + 0.01, seed=96)
+    judgements = {}
+    for level in (0.0, 1.01):  # nothing abstains / everything abstains, whatever the scorer's own threshold
+        joint.min_match, joint.category_min_match = level, np.full(len(joint.category_min_match), np.nan)
+        engine._joint = joint
+        judgements[level] = engine.search_image(query, k=3)
+    assert judgements[0.0].in_collection is True and judgements[1.01].in_collection is False
+    assert judgements[0.0].match_score == judgements[1.01].match_score > 0  # the same score, another threshold
 
 
 def test_the_joint_judge_abstains_where_any_model_s_nearest_row_is_beyond_its_floor(two_model_index):
@@ -87,7 +158,7 @@ def test_the_joint_judge_abstains_where_any_model_s_nearest_row_is_beyond_its_fl
     # the single best scorer ("grey": the same AUROC as "texture", first by name) takes the stripes for a gamma grey
     generation = IndexFolder(two_model_index[0]).require_current()
     joint = load_joint(generation)
-    assert joint.content == "grey" and joint.models == ["grey", "texture"]
+    assert joint.content in ("grey", "texture") and joint.rule in RULES and joint.models == ["grey", "texture"]
     generation.joint_novelty_path().rename(generation.joint_novelty_path().with_suffix(".off"))
     try:
         alone = SearchEngine(two_model_index[0]).search_image(stripes(), k=3)
@@ -99,11 +170,14 @@ def test_the_joint_judge_abstains_where_any_model_s_nearest_row_is_beyond_its_fl
 def test_the_build_stores_the_joint_judge_with_its_nested_figures(two_model_index):
     generation = IndexFolder(two_model_index[0]).require_current()
     payload = generation.read_joint_novelty()
-    assert payload["version"] == VERSION and payload["content"] == "grey"
+    assert payload["version"] == VERSION and payload["content"] in ("grey", "texture") and payload["rule"] in RULES
+    assert f"{payload['content']} {payload['rule']}" in payload["figures"]["chosen_on_every_source"]
     assert payload["fitted_on"] == {m: generation.manifest.models[m].novelty_digest for m in ("grey", "texture")}
     figures = payload["figures"]
     assert figures["abstain_in_collection"] is not None and figures["content_alone"]["abstain_left_out"] is not None
     assert set(figures["per_source"]) == set(generation.load_dataset()["source"])
+    assert sum(figures["chosen_in_outer_folds"].values()) == len(figures["per_source"])
+    assert 0.5 <= figures["auroc"] <= 1.0
     again = JointJudge.from_json(payload)
     assert again.floors == load_joint(generation).floors and again.name == "grey+texture"
 

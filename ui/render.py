@@ -76,7 +76,7 @@ def with_notice(result, status: str) -> str:
     judged not in the collection."""
     if result.in_collection is not False:
         return status
-    return f"**{no_match_sentence(result.match_score)}**\n\n{status}"
+    return f"**{no_match_sentence(result.match_score, result.judged_by)}**\n\n{status}"
 
 
 def details_markdown(record: dict) -> str:
