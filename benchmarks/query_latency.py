@@ -68,9 +68,9 @@ def main() -> None:
         app_note = _through_app(args, plans, results)
     for r in results:
         rows.append([r["path"], r["query"], r["model"], r["queries"], f"{r['median_ms']:.1f}",
-                     f"{r['p95_ms']:.1f}", f"{r['qps']:.1f}"])
+                     f"{r['p95_ms']:.1f}", f"{r['qps']:.1f}", r.get("cpu_median_ms", "")])
     save("query_latency", {"index": str(args.index), "k": args.k, "results": results, "app": app_note},
-         ["path", "query", "model", "queries", "median ms", "p95 ms", "queries/s"], rows)
+         ["path", "query", "model", "queries", "median ms", "p95 ms", "queries/s", "CPU median ms"], rows)
 
 
 def _both_ways(engine, name: str, items: list[str], k: int) -> list[dict]:
