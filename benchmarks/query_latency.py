@@ -2,7 +2,7 @@
 library, and through the running app with gradio_client.
 
     .venv/bin/python benchmarks/query_latency.py --index DIR [--queries 200] [--url http://127.0.0.1:7860/]
-                                                 [--no-app] [--collection DIR]
+                                                 [--no-app] [--only text|image] [--collection DIR]
 
 Text queries cycle through retrieval/queries/text_queries.json; image queries are collection files (spread over
 every category) passed as paths, so decoding is included. Where an image query is embedded by two models (the
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--url", help="a running app to query (default: start app.py on a free port)")
     parser.add_argument("--no-app", action="store_true", help="only the library")
+    parser.add_argument("--only", choices=["text", "image"], help="only text or only image queries")
     args = parser.parse_args()
     machine_snapshot()
 
@@ -51,6 +52,7 @@ def main() -> None:
     engine = SearchEngine(args.index)
     plans = [("text", name, texts) for name in engine.policy.models_for("text")]
     plans += [("image", name, images) for name in engine.policy.models_for("image")]
+    plans = [plan for plan in plans if args.only in (None, plan[0])]
 
     results, rows = [], []
     for modality, name, items in plans:

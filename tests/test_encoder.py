@@ -72,7 +72,8 @@ def slow_models():
             unregister(name)
 
 
-def test_each_model_embeds_one_query_at_a_time_while_the_models_run_side_by_side(two_model_index, slow_models):  # noqa: F811
+def test_each_model_embeds_one_query_at_a_time_while_the_models_run_side_by_side(
+        two_model_index, slow_models):  # noqa: F811
     from retrieval.encoder import QueryEncoder
     from retrieval.layout import IndexFolder
 
