@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .novelty import (RULES, TARGET_ABSTENTION, Evidence, Fits, Judgement, NoveltyModel, _thresholds, auroc,
+from .novelty import (RULES, TARGET_ABSTENTION, Evidence, Fits, Judgement, NoveltyModel, auroc, choose_thresholds,
                       collect_evidence, outer_judgements)
 
 VERSION = 2  # of the rule and its stored form: a different version refits
@@ -115,7 +115,7 @@ def learn_joint(vectors: dict[str, np.ndarray], digests: dict[str, str], categor
     fits = {m: Fits(e) for m, e in evidence.items()}
     everything = np.ones(len(next(iter(evidence.values())).x), dtype=bool)
     content, rule, inner = choose(evidence, fits, everything, len(names), target)
-    min_match, category_min_match = _thresholds(evidence[content], everything, target, len(names), rule,
+    min_match, category_min_match = choose_thresholds(evidence[content], everything, target, len(names), rule,
                                                 fits[content])
     floors = {m: floor_of(e, everything) for m, e in evidence.items()}
     figures = {**outer_figures(evidence, names, target, fits), "chosen_on_every_source": inner,
@@ -179,7 +179,7 @@ def outer_figures(evidence: dict[str, Evidence], names: list[str], target: float
         if np.unique(reference.in_collection[train]).size < 2:
             continue
         content, rule, _ = choose(evidence, fits, train, len(names), target)
-        overall, per_category = _thresholds(evidence[content], train, target, len(names), rule, fits[content])
+        overall, per_category = choose_thresholds(evidence[content], train, target, len(names), rule, fits[content])
         match[test] = fits[content].scores(train, test)
         thresholds = np.where(np.isnan(per_category[evidence[content].voted[test]]), overall,
                               per_category[evidence[content].voted[test]])
@@ -188,7 +188,8 @@ def outer_figures(evidence: dict[str, Evidence], names: list[str], target: float
         for m, e in evidence.items():
             vetoed[test] |= e.x[test, 0] < floors[m]
         chosen_counts[f"{content} {rule}"] = chosen_counts.get(f"{content} {rule}", 0) + 1
-        per_source[str(source)] = {"content": content, "rule": rule, "floors": {m: round(v, 4) for m, v in floors.items()},
+        per_source[str(source)] = {"content": content, "rule": rule,
+                                   "floors": {m: round(v, 4) for m, v in floors.items()},
                                    **_rates(reference.in_collection[test], (alone | vetoed)[test])}
     judged = ~np.isnan(match)
     joint, inside = (alone | vetoed)[judged], reference.in_collection[judged]
@@ -253,5 +254,6 @@ def load_joint(generation) -> JointJudge | None:
         return None
 
 
-__all__ = ["JointJudge", "learn_joint", "choose", "pick", "CEILING", "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
+__all__ = ["JointJudge", "learn_joint", "choose", "pick", "CEILING",
+           "load_joint", "is_current", "fitted_on", "joint_key", "joined", "floor_of",
            "outer_figures", "VERSION", "MAX_MODELS"]

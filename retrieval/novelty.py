@@ -37,7 +37,7 @@ NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the sugges
 QUERY_BLOCK = 1024  # queries whose similarities are held at once (1024 x 20,000 rows: 80 MB)
 TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
 MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
-# How the threshold is read from the training sources' out-of-fold in-collection scores (`_thresholds`):
+# How the threshold is read from the training sources' out-of-fold in-collection scores (`choose_thresholds`):
 #   per-category: TARGET_ABSTENTION of them pooled, per voted category where it has MIN_PER_CATEGORY of them;
 #   every-source: one threshold, the lowest of each source's own TARGET_ABSTENTION quantile (a source with
 #                 MIN_PER_SOURCE of them), so that no training hospital abstains on more than the target.
@@ -307,7 +307,7 @@ def _out_of_fold(evidence: Evidence, chosen: np.ndarray, fits: Fits | None = Non
     return scores
 
 
-def _thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int, rule: str = RULES[0],
+def choose_thresholds(evidence: Evidence, chosen: np.ndarray, target: float, width: int, rule: str = RULES[0],
                 fits: Fits | None = None) -> tuple[float, np.ndarray]:
     """From the `chosen` (training) sources alone, their out-of-fold in-collection match scores (leave one
     source out inside `chosen`) read by `rule` (RULES): an overall threshold and one per voted category (nan:
@@ -355,7 +355,8 @@ def learn(vectors: np.ndarray, categories: list[str], sources: list[str],
         return None, {"fitted": False, "reason": "no category has two sources: no in-collection query can be "
                                                  "searched across sources"}
     figures = {"fitted": True, **nested_figures(evidence, names, target)}
-    min_match, category_min_match = _thresholds(evidence, np.ones(len(evidence.x), dtype=bool), target, len(names))
+    everything = np.ones(len(evidence.x), dtype=bool)
+    min_match, category_min_match = choose_thresholds(evidence, everything, target, len(names))
     mean, scale, coef, intercept = _fit(evidence.x, evidence.in_collection)
     centres, centre_mean, centre_std = centres_of(vectors[codes >= 0], codes[codes >= 0], len(names))
     figures["seconds"] = round(time.perf_counter() - began, 3)
@@ -377,7 +378,7 @@ def outer_judgements(evidence: Evidence, width: int, target: float, rule: str = 
         train, test = chosen & (evidence.source != source), chosen & (evidence.source == source)
         if np.unique(evidence.in_collection[train]).size < 2:
             continue
-        overall, per_category = _thresholds(evidence, train, target, width, rule, fits)
+        overall, per_category = choose_thresholds(evidence, train, target, width, rule, fits)
         scores[test] = fits.scores(train, test)
         thresholds[test] = _thresholds_of(overall, per_category, evidence.voted[test])
         overall_of[str(source)] = overall
@@ -464,5 +465,5 @@ def _floats(values) -> list[float]:
     return [round(float(v), 6) for v in np.asarray(values).ravel()]
 
 
-__all__ = ["NoveltyModel", "Judgement", "Fits", "RULES", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
+__all__ = ["NoveltyModel", "Judgement", "Fits", "RULES", "choose_thresholds", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
            "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]

@@ -82,6 +82,10 @@ def test_cross_source_holds_whole_sources_out_and_judges_image_models_only(evalu
     assert 0.0 <= held_out["category"]["p@5"] <= loo  # the honest figure is never above the in-collection one
     assert held_out["category"]["queries"] + held_out["category"]["excluded_no_relevant"] == evaluation.rows
     assert evaluation.summary().figure("efficientnet-lite0", DEFAULT_IMAGE_FIGURE) == held_out["category"]["p@5"]
+    named = sum(1 for record in records if record["body_part"])  # anatomy: judged where a row names its body part
+    assert 0 < held_out["body_part"]["queries"] <= named
+    anatomy = evaluation.summary().figure("efficientnet-lite0", "cross_source_body_part_p@5")
+    assert anatomy == held_out["body_part"]["p@5"]
 
 
 def test_every_model_and_both_baselines_are_in_the_same_run(evaluation):
@@ -232,6 +236,36 @@ def test_the_training_protocols_and_evaluate_judge_with_one_precision_at_k():
     by_evaluate = judge(rank_leave_one_out(vectors, 10), keys, {})[CATEGORY]["p@5"]
     by_training = in_sample_leave_one_out(items, vectors).summary(items)[CATEGORY]["p@5"]
     assert by_evaluate == by_training == 0.55
+
+
+def test_anatomy_is_judged_by_body_part_beside_category_and_never_chosen_on():
+    """Children's hand films (category hand) whose nearest rows from another source are fractured hands (category
+    fracture, body part hand) found the right anatomy: category P@5 says 0, anatomy P@5 says 1. A row that names
+    no body part is neither right nor wrong about anatomy (the fracture film at 11 degrees is passed over, not
+    counted as a miss) and is not judged by it; what selection scores is the same with or without body parts."""
+    from dataclasses import replace
+
+    from retrieval.evaluation.figures import ANATOMY
+    from retrieval.evaluation.protocols import cross_source
+    from retrieval.evaluation.rows import Item
+    from retrieval.training.selection import score
+
+    rows = ([("children", "hand", "hand", a) for a in (0, 2, 4, 6, 8, 10)]
+            + [("adults", "fracture", "hand", a) for a in (1, 3, 5, 7, 9)]
+            + [("adults", "fracture", "", 11), ("adults", "hand", "hand", 60)]
+            + [("knees", "knee", "knee", a) for a in (90, 92, 94, 96, 98, 100)])
+    items = [Item(str(i), f"{c}/{i}.png", "", c, "", source, "", body_part=part)
+             for i, (source, c, part, _) in enumerate(rows)]
+    angles = np.radians([a for *_, a in rows])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    folds = np.asarray([("children", "adults", "knees").index(item.source) for item in items])
+    summary = cross_source(items, lambda train: vectors, folds).summary(items)
+    assert summary[CATEGORY]["per_source"]["children"]["p@5"] == 0.0  # five fractured hands, no hand category
+    assert summary[ANATOMY]["per_source"]["children"]["p@5"] == 1.0  # ...all of them hands
+    assert summary[ANATOMY]["queries"] == 12  # children's 6 and adults' 6 hands; no body part, or no knee elsewhere
+    unnamed = [replace(item, body_part="") for item in items]
+    assert ANATOMY not in cross_source(unnamed, lambda train: vectors, folds).summary(unnamed)
+    assert score(summary) == score(cross_source(unnamed, lambda train: vectors, folds).summary(unnamed))
 
 
 def test_a_figure_name_round_trips_through_the_summary(tmp_path):

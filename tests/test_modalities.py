@@ -48,7 +48,8 @@ def test_an_angiogram_is_no_close_match_in_a_radiograph_collection_and_the_answe
         assert result.in_collection is False and result.match_score == 0.0
         assert result.judged_by == "DICOM modality XA" and result.suggested_category is None
         assert len(result.hits) == 3  # the nearest images are still shown
-        assert "X-ray angiography" in with_notice(result, "3 results") and "3 results" in with_notice(result, "3 results")
+        notice = with_notice(result, "3 results")
+        assert "X-ray angiography" in notice and "3 results" in notice
     chest = radiograph_index.search_image(dicom_samples / CHEST, model="brightness", k=3)
     assert not (chest.judged_by or "").startswith(modalities.JUDGE) and chest.in_collection is not False
 

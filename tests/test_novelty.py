@@ -261,6 +261,7 @@ def test_the_handler_abstains_with_the_sentence_and_carries_the_field(grey_index
     grey(LEVELS["beta"], seed=7).save(path)
     _, records, suggestion, status = handlers.search_image(str(path), k=4)
     assert suggestion["beta"] > 0.5 and NO_MATCH not in status and records[0]["query_in_collection"] is True
+    assert f"Match score {records[0]['query_match_score']:.2f}" in status  # the evidence, beside the suggestion
 
 
 def test_a_collection_too_small_to_learn_from_says_why_instead_of_failing():

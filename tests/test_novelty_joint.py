@@ -14,7 +14,7 @@ from retrieval import joint_novelty
 from retrieval.embedders import IMAGE, Availability, EmbedderSpec, l2_normalise, register, unregister
 from retrieval.joint_novelty import CEILING, VERSION, JointJudge, choose, load_joint, outer_figures, pick
 from retrieval.layout import IndexFolder
-from retrieval.novelty import RULES, Fits, _out_of_fold, _thresholds, collect_evidence
+from retrieval.novelty import RULES, Fits, _out_of_fold, choose_thresholds, collect_evidence
 from retrieval.search import SearchEngine
 from test_novelty import LEVELS, GreyEmbedder, clusters, grey, grey_index  # noqa: F401 - grey_index: a fixture
 
@@ -82,7 +82,8 @@ def test_the_content_scorer_and_its_rule_are_chosen_without_the_source_they_judg
     evidence, names = two_views(1)
     calls, real = [], joint_novelty.choose
     monkeypatch.setattr(joint_novelty, "choose",
-                        lambda e, fits, chosen, *rest: calls.append(set(e["a"].source[chosen])) or real(e, fits, chosen, *rest))
+                        lambda e, fits, chosen, *rest: calls.append(set(e["a"].source[chosen]))
+                        or real(e, fits, chosen, *rest))
     before = outer_figures(evidence, names, 0.03)
     everyone = set(evidence["a"].source)
     assert sorted(next(iter(everyone - chosen)) for chosen in calls) == sorted(everyone)  # one choice per fold
@@ -110,8 +111,8 @@ def test_the_every_source_rule_holds_each_training_source_under_the_target_where
     scores = _out_of_fold(view, everything)
     inside = view.in_collection & ~np.isnan(scores)
     share = lambda level, source: float((scores[inside & (view.source == source)] < level).mean())  # noqa: E731
-    pooled, per_category = _thresholds(view, everything, 0.03, len(names), "per-category")
-    level, none = _thresholds(view, everything, 0.03, len(names), "every-source")
+    pooled, per_category = choose_thresholds(view, everything, 0.03, len(names), "per-category")
+    level, none = choose_thresholds(view, everything, 0.03, len(names), "every-source")
     assert np.isnan(none).all() and level < pooled
     # 3 % of a source's 25 queries lies between its lowest and second lowest: at most one abstains
     assert all(share(level, source) <= 1 / 25 for source in np.unique(view.source[inside]))

@@ -73,9 +73,12 @@ def suggestion(result):
 
 def with_notice(result, status: str) -> str:
     """The status line, under the notice that the images below are only the nearest ones when the query is
-    judged not in the collection."""
-    if result.in_collection is not False:
+    judged not in the collection; for a judged query in it, followed by its match score (as the CLI says it), so
+    a weak match shows even where the suggestion answers."""
+    if result.in_collection is None:
         return status
+    if result.in_collection:
+        return f"{status} Match score {result.match_score:.2f}: how likely the collection holds this kind of image."
     return f"**{no_match_sentence(result.match_score, result.judged_by)}**\n\n{status}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evaluation_summary import CATEGORY, FIGURES, K, KS, LABEL, LEVELS  # the names, declared with the summary
+from ..evaluation_summary import ANATOMY, CATEGORY, FIGURES, K, KS, LABEL, LEVELS  # declared with the summary
 from . import metrics
 
 
@@ -31,4 +31,4 @@ def round_figure(value) -> float:
     return round(float(value), 4)
 
 
-__all__ = ["KS", "K", "FIGURES", "CATEGORY", "LABEL", "LEVELS", "figures", "round_figure"]
+__all__ = ["KS", "K", "FIGURES", "ANATOMY", "CATEGORY", "LABEL", "LEVELS", "figures", "round_figure"]

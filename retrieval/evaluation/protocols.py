@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import metrics
-from .figures import CATEGORY, LABEL, LEVELS
+from .figures import ANATOMY, CATEGORY, LABEL, LEVELS
 from .folds import assign_source_folds, source_fold_of_rows
 from .queries import TextQuery
 from .rows import Item
@@ -24,8 +24,13 @@ FoldEmbedder = Callable[[np.ndarray], np.ndarray]
 
 
 def _keys(items: Sequence[Item]) -> dict[str, np.ndarray]:
-    return {CATEGORY: np.asarray([i.category for i in items], dtype=object),
+    """What a query's relevant rows share, per level: LEVELS, and the body part where the rows name one
+    (reported, never chosen on: figures.ANATOMY)."""
+    keys = {CATEGORY: np.asarray([i.category for i in items], dtype=object),
             LABEL: np.asarray([i.key for i in items], dtype=object)}
+    if any(i.body_part for i in items):
+        keys[ANATOMY] = np.asarray([i.body_part for i in items], dtype=object)
+    return keys
 
 
 def _judge(relevant: np.ndarray, n_relevant: np.ndarray) -> dict:
@@ -77,24 +82,40 @@ def _group(p5: np.ndarray, ap: np.ndarray, mask: np.ndarray) -> dict:
 
 def _search(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, index_rows: np.ndarray,
             exclude_self: bool, per_level: dict, keys: dict) -> None:
+    """Rank `index_rows` for each query and judge every level; anatomy ranks only the rows that name a body
+    part (an unnamed row is neither right nor wrong about anatomy)."""
+    ranked = _rank(vectors, query_rows, index_rows, exclude_self)
+    for level, key in keys.items():
+        if level == ANATOMY:
+            named = index_rows[key[index_rows] != ""]
+            _judge_level(query_rows, named, _rank(vectors, query_rows, named, exclude_self), exclude_self, per_level,
+                         level, key)
+        else:
+            _judge_level(query_rows, index_rows, ranked, exclude_self, per_level, level, key)
+
+
+def _rank(vectors: np.ndarray, query_rows: np.ndarray, index_rows: np.ndarray, exclude_self: bool) -> np.ndarray:
+    """(queries, K_MAP) row numbers of each query's nearest `index_rows` (-1 where fewer), itself left out."""
     position = {int(r): p for p, r in enumerate(index_rows)}
     self_pos = np.asarray([position.get(int(r), -1) for r in query_rows]) if exclude_self else None
     ranked_pos = metrics.top_k(vectors[query_rows], vectors[index_rows], K_MAP, self_positions=self_pos)
-    ranked = np.where(ranked_pos >= 0, index_rows[np.maximum(ranked_pos, 0)], -1)
-    for level in LEVELS:
-        key = keys[level]
-        index_key = key[index_rows]
-        counts = defaultdict(int)
-        for value in index_key.tolist():
-            counts[value] += 1
-        n_rel = np.asarray([counts[k] if k else 0 for k in key[query_rows].tolist()], dtype=np.float64)
-        if exclude_self:
-            n_rel -= np.asarray([1.0 if (p >= 0 and k) else 0.0 for p, k in zip(self_pos, key[query_rows])])
-        judged = _judge(metrics.relevance(key[query_rows], key, ranked), n_rel)
-        target = per_level.setdefault(level, {"p@5": [], "map@10": [], "top": []})
-        target["p@5"].append(judged["p@5"])
-        target["map@10"].append(judged["map@10"])
-        target["top"].append(ranked)
+    return np.where(ranked_pos >= 0, index_rows[np.maximum(ranked_pos, 0)], -1)
+
+
+def _judge_level(query_rows: np.ndarray, index_rows: np.ndarray, ranked: np.ndarray, exclude_self: bool,
+                 per_level: dict, level: str, key: np.ndarray) -> None:
+    counts = defaultdict(int)
+    for value in key[index_rows].tolist():
+        counts[value] += 1
+    n_rel = np.asarray([counts[k] if k else 0 for k in key[query_rows].tolist()], dtype=np.float64)
+    if exclude_self:  # the query itself is in the index when it is searchable: not a row to find
+        searchable = set(index_rows.tolist())
+        n_rel -= np.asarray([1.0 if (int(r) in searchable and k) else 0.0 for r, k in zip(query_rows, key[query_rows])])
+    judged = _judge(metrics.relevance(key[query_rows], key, ranked), n_rel)
+    target = per_level.setdefault(level, {"p@5": [], "map@10": [], "top": []})
+    target["p@5"].append(judged["p@5"])
+    target["map@10"].append(judged["map@10"])
+    target["top"].append(ranked)
 
 
 def _finish(rows: list[np.ndarray], per_level: dict) -> QueryResults:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..tables import format_table
 from . import metrics
-from .figures import CATEGORY, FIGURES, K, KS, LABEL, LEVELS
+from .figures import ANATOMY, CATEGORY, FIGURES, K, KS, LABEL, LEVELS
 from .run import Evaluation, display_name
 
 
@@ -128,11 +128,12 @@ def cross_source_text(cross: dict) -> list[str]:
     lines = [f"Cross-source ({cross['folds']} folds of whole sources{origin}; each held-out image queries an index of "
              f"the OTHER folds' rows only; queries with no relevant row there are left out), P@5:"]
     names = list(cross["models"])
-    levels = ("category", "label")
-    header = ["", *(f"{display_name(n)} {level[:3]}" for n in names for level in levels)]
+    levels = ("category", "label", ANATOMY)  # anatomy: the same body part, reported only
+    header = ["", *(f"{display_name(n)} {level[:4]}" for n in names for level in levels)]
 
     def cells(pick) -> list[str]:
-        return [_fmt(pick(cross["models"][n]["cross_source"][level])) for n in names for level in levels]
+        return [_fmt(pick(cross["models"][n]["cross_source"][level]) if level in cross["models"][n]["cross_source"]
+                     else None) for n in names for level in levels]
 
     rows = [["all queries", *cells(lambda block: block["p@5"])],
             ["mean over sources", *cells(lambda block: block["p@5_mean_over_sources"])]]

@@ -21,6 +21,7 @@ class Item:
     label: str
     source: str
     caption: str
+    body_part: str = ""  # what anatomy is on the film ("" where the collection does not say)
 
     @property
     def key(self) -> str:
@@ -36,7 +37,8 @@ def item_from_row(row) -> Item:
                 path=str(get("path", "") or ""), category=str(get("category", "") or "").strip().lower(),
                 label=str(get("label", "") or "").strip().lower(),
                 source=str(get("source", "") or "").strip() or UNKNOWN_SOURCE,
-                caption=str(get("caption", "") or "").strip())
+                caption=str(get("caption", "") or "").strip(),
+                body_part=str(get("body_part", "") or "").strip().lower())
 
 
 

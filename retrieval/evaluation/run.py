@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import metrics
-from .figures import CATEGORY, FIGURES, K, KS, LABEL, LEVELS, figures, round_figure
+from .figures import ANATOMY, CATEGORY, FIGURES, K, KS, LABEL, LEVELS, figures, round_figure
 from .index_access import IndexAccess
 from .leave_one_out import feedback_gain, judge, random_expectation, random_text_expectation
 from .pixels import THUMBNAIL_SIDE, image_features, near_duplicates
@@ -92,6 +92,8 @@ class Evaluation:
             held_out = self.cross_source.get("models", {}).get(name)
             text = self.text.get("models", {}).get(name)
             seen = result.get("in_sample", False)  # trained on these rows: its leave-one-out is not shown here
+            anatomy = (held_out or {}).get("cross_source", {}).get(ANATOMY)  # absent: no body part, or an older card
+            values[figure_key(CROSS_SOURCE, ANATOMY)] = anatomy["p@5"] if anatomy else None
             for level in LEVELS:
                 values[figure_key(CROSS_SOURCE, level)] = held_out["cross_source"][level]["p@5"] if held_out else None
                 for key in FIGURES:

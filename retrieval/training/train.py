@@ -20,6 +20,7 @@ from ..embedders.preprocess import MEAN, STD
 from ..embedders.xray_lite0 import MODEL_NAME
 from ..embedders.xray_network import TEXT_MODEL, select_features, state_tensors
 from ..evaluation import protocols
+from ..evaluation.figures import ANATOMY
 from ..evaluation.folds import assign_source_folds, source_fold_of_rows, stratified_folds
 from ..evaluation.queries import QUERIES_FILE_SHOWN, load_queries
 from ..evaluation.rows import fingerprint
@@ -255,10 +256,11 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
 
 
 def _figures(summary: dict) -> dict:
+    """Category and label P@5 (what selection reads), and anatomy (the same body part) where the rows name one."""
     return {level: {"mean_over_sources": summary[level]["p@5_mean_over_sources"], "pooled": summary[level]["p@5"],
                     "queries": summary[level]["queries"],
                     "per_category": {c: v["p@5"] for c, v in summary[level]["per_category"].items()}}
-            for level in ("category", "label")}
+            for level in ("category", "label", ANATOMY) if level in summary}
 
 
 def _variant_table(nested, chosen_variants, ms: dict, reps: int, seed: int) -> dict:
