@@ -25,6 +25,7 @@ from .images import ImageSource, load_image
 from .layout import IndexGeneration
 
 WORKERS = 2  # image passes side by side: the ranking model's and the "no close match" judge's other model
+_WORKER = threading.local()  # whether this worker thread has taken its share of torch's threads
 
 
 class QueryEncoder:
@@ -75,7 +76,7 @@ class QueryEncoder:
             [pictures[self.decode_side(model)]]))
         if not self.concurrent or len(models) < 2:
             return {model: embed(model) for model in models}
-        passes = {model: self._workers().submit(embed, model) for model in models}
+        passes = {model: self._workers().submit(lambda m: _share_the_cores() or embed(m), model) for model in models}
         wait(passes.values())  # every pass ends before the query does, a failed one too
         return {model: future.result() for model, future in passes.items()}
 
@@ -120,8 +121,9 @@ def _share_the_cores() -> None:
     import sys
 
     torch = sys.modules.get("torch")  # only models that run on torch have threads to share
-    if torch is None:
-        return
+    if torch is None or getattr(_WORKER, "shared", False):
+        return  # not loaded yet: the next pass in this worker tries again
+    _WORKER.shared = True
     share = max(1, torch.get_num_threads() // WORKERS)  # get_num_threads also fixes this thread's count first
     libraries = sorted((Path(torch.__file__).parent / "lib").glob("libgomp*.so*"))
     if libraries and share < torch.get_num_threads():
