@@ -13,6 +13,10 @@ training queries' candidates that scored like this, this share was relevant", wh
 cross-validation inside the TRAIN queries it raised P@5 (docs/evaluation.md); a fusion fitted before it reads
 with a z weight of 0.
 
+Query expansion: the components named in a fusion's `expanded` (today TF-IDF words, EXPANDED) search for the query
+with the words that independently made vocabularies give for its unknown words (expansion.py); the fit records
+which were expanded, so a fusion fitted without it is served without it.
+
 The weights are fitted by `fit_fusion` on the query file's TRAIN split only (`python -m retrieval evaluate` does
 it and writes them into the index generation, layout.IndexGeneration.write_fusion); the TEST split judges them.
 Before an index is evaluated, DEFAULT_FUSION serves: the same fit on the real collection, shipped in
@@ -36,6 +40,7 @@ MIN_SCORE = 0.05  # default minimum fused score: rows below a 5 % estimated chan
 REGULARISATION = 1.0  # the logistic fit's inverse L2 strength (fixed in advance, not chosen on any query)
 METHOD = "calibrated score fusion (logistic over each component's score, gap to its best and z-score in its list)"
 FEATURES = ("score", "gap", "z")  # per component, in this order: the columns of `candidate_features`
+EXPANDED = ("tfidf",)  # the components a new fit expands the query for (chosen by train-query CV, expansion.py)
 
 Found = list[tuple[int, float]]
 Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) -> the n nearest (row, score)
@@ -44,12 +49,13 @@ Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) ->
 @dataclass(frozen=True)
 class Fusion:
     """The fitted fusion: per component a weight per feature (FEATURES; missing ones are 0), a bias, the
-    candidate depth, provenance."""
+    candidate depth, provenance, and the components whose query was expanded when it was fitted."""
 
     weights: dict[str, tuple[float, ...]]
     bias: float
     depth: int = DEPTH
     fitted_on: dict = field(default_factory=dict)
+    expanded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         padded = {name: tuple(float(v) for v in w) + (0.0,) * (len(FEATURES) - len(w))
@@ -65,7 +71,7 @@ class Fusion:
         kept = {name: w for name, w in self.weights.items() if name in available}
         if len(kept) < 2:
             return None
-        return Fusion(kept, self.bias, self.depth, self.fitted_on)
+        return Fusion(kept, self.bias, self.depth, self.fitted_on, tuple(n for n in self.expanded if n in kept))
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """(n,) fused scores in [0, 1] from `features` (n, FEATURES * components), as `candidate_features`."""
@@ -84,7 +90,7 @@ class Fusion:
     def to_dict(self) -> dict:
         return {"method": METHOD, "depth": self.depth, "bias": self.bias,
                 "weights": {name: dict(zip(FEATURES, w)) for name, w in self.weights.items()},
-                "fitted_on": self.fitted_on}
+                "expanded": list(self.expanded), "fitted_on": self.fitted_on}
 
     @classmethod
     def from_dict(cls, payload: dict) -> "Fusion | None":
@@ -92,8 +98,11 @@ class Fusion:
         try:
             weights = {str(name): (float(w["score"]), float(w["gap"]), *(float(w.get(f, 0.0)) for f in FEATURES[2:]))
                        for name, w in payload["weights"].items()}
+            expanded = payload.get("expanded") or ()
+            if isinstance(expanded, str):
+                return None
             return cls(weights, float(payload["bias"]), int(payload.get("depth", DEPTH)),
-                       dict(payload.get("fitted_on") or {}))
+                       dict(payload.get("fitted_on") or {}), tuple(str(name) for name in expanded))
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
@@ -126,9 +135,10 @@ def component_lists(vectors: Mapping[str, np.ndarray], nearest: Nearest, depth: 
 
 
 def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], components: Sequence[str],
-               depth: int = DEPTH, fitted_on: dict | None = None) -> Fusion:
+               depth: int = DEPTH, fitted_on: dict | None = None, expanded: Sequence[str] = ()) -> Fusion:
     """Fit the fusion on training queries only: `examples` are (each component's list, the relevant rows) per
-    query. Every candidate of every query is one example, relevant or not."""
+    query, the lists of the `expanded` components searched for the expanded query. Every candidate of every query
+    is one example, relevant or not."""
     from sklearn.linear_model import LogisticRegression
 
     blocks, targets = [], []
@@ -147,7 +157,8 @@ def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], compone
     weights = {name: tuple(round(float(v), 4) for v in coefficients[width * c:width * (c + 1)])
                for c, name in enumerate(components)}
     provenance = {"examples": int(len(y)), "relevant": int(y.sum()), **(fitted_on or {})}
-    return Fusion(weights, round(float(model.intercept_[0]), 4), depth, provenance)
+    return Fusion(weights, round(float(model.intercept_[0]), 4), depth, provenance,
+                  tuple(name for name in expanded if name in components))
 
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
@@ -182,5 +193,5 @@ SHIPPED_FUSION = Path(__file__).with_name("default_fusion.json")
 DEFAULT_FUSION = _shipped_fusion()
 
 
-__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "FEATURES", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION",
+__all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "FEATURES", "EXPANDED", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION",
            "candidate_features", "component_lists", "fit_fusion", "ship_fusion"]

@@ -197,7 +197,8 @@ class SearchEngine:
     def _embed_text(self, name: str, text: str):
         """The query vector of a text model, or for the hybrid one vector per fused model."""
         if name == HYBRID:
-            return self.encoder.text_per_model(self.policy.fusion().components, text)
+            fusion = self.policy.fusion()
+            return self.encoder.text_per_model(fusion.components, text, expanded=fusion.expanded)
         return self.encoder.texts(name, [text])
 
     def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hybrid import DEPTH, Fusion, fit_fusion
+from ..hybrid import DEPTH, EXPANDED, Fusion, fit_fusion
 from .figures import CATEGORY, LABEL
 from .index_access import IndexAccess
 from .queries import TRAIN, TextQuery, in_split
@@ -20,13 +20,16 @@ def fit_hybrid(index: IndexAccess, queries: list[TextQuery], categories: np.ndar
     train = in_split(queries, TRAIN)
     if len(components) < 2 or not train:
         return None
+    expanded = tuple(name for name in EXPANDED if name in components)
     examples = []
     for position in train:
         query = queries[position]
         relevant = query.relevant(categories, labels, LABEL if query.labels else CATEGORY)
-        examples.append((index.component_lists(query.text, components, depth), set(np.flatnonzero(relevant))))
+        lists = index.component_lists(query.text, components, depth, expanded)
+        examples.append((lists, set(np.flatnonzero(relevant))))
     fusion = fit_fusion(examples, components, depth, fitted_on={
-        "queries_file": queries_file, "split": TRAIN, "queries": len(train), "rows": len(categories)})
+        "queries_file": queries_file, "split": TRAIN, "queries": len(train), "rows": len(categories)},
+        expanded=expanded)
     index.generation.write_fusion(fusion.to_dict())
     return fusion
 
