@@ -56,6 +56,16 @@ def expansion_terms(text: str, vocabulary: Container[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def warm_up() -> None:
+    """Read the vocabularies now (WordNet's index and data positions: about 1.5 s of CPU, once per process), so
+    the first expanded query does not wait."""
+    wordnet = _wordnet()
+    for pos in ("noun", "adj", "verb") if wordnet.folder else ():
+        wordnet._positions(pos)
+    _abbreviations("CXR")
+    _stop_words()
+
+
 def sources() -> dict[str, bool]:
     """Which vocabulary packages are installed (a missing one expands nothing)."""
     return {WORDNET_PACKAGE: _package_dir(WORDNET_PACKAGE) is not None,
@@ -161,4 +171,4 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP
 
 
-__all__ = ["expand", "expansion_terms", "sources", "WordNet"]
+__all__ = ["expand", "expansion_terms", "sources", "warm_up", "WordNet"]

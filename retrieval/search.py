@@ -74,6 +74,11 @@ class SearchEngine:
                 self.encoder.load(name)
             except Exception:  # noqa: BLE001 - the query that needs the model reports why
                 pass
+        fusion = policy.fusion()
+        if fusion and fusion.expanded:  # the hybrid's query expansion reads its vocabularies once
+            from .expansion import warm_up
+
+            warm_up()
 
     @staticmethod
     def exists(index_dir: str | Path) -> bool:
