@@ -50,7 +50,8 @@ class QueryEncoder:
         for the words its own vocabulary lacks."""
         from .expansion import expand
 
-        return self._run(model, lambda embedder: expand(text, embedder.vocabulary), as_array=False)
+        return self._run(model, lambda embedder: expand(text, embedder.vocabulary)
+                         if hasattr(embedder, "vocabulary") else text, as_array=False)  # no vocabulary: as typed
 
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""
