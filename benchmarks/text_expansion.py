@@ -1,5 +1,5 @@
-"""The hybrid with and without query expansion for its word TF-IDF component (retrieval/expansion.py), chosen the
-way docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST
+"""The hybrid with and without query expansion for its word TF-IDF component (retrieval/expansion.py) and with
+pseudo-relevance feedback on top (hybrid.feedback_list), chosen the way docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST
 queries judged once with the fusion fitted on every train query.
 
     .venv/bin/python benchmarks/text_expansion.py --index DIR
@@ -29,30 +29,37 @@ def main() -> None:
     from retrieval.evaluation.index_access import IndexAccess
     from retrieval.evaluation.queries import TEST, TRAIN, load_queries
     from retrieval.expansion import sources
-    from retrieval.hybrid import DEPTH, fit_fusion
+    from retrieval.hybrid import DEPTH, fit_fusion, fit_with_feedback
 
     index = IndexAccess.open(args.index)
     _, queries = load_queries()
     components = index.fusion_components()
     categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
     labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
-    variants = {"hybrid (before)": (), "hybrid, TF-IDF query expanded": ("tfidf",)}
+    variants = {"hybrid (before)": ((), False), "hybrid, TF-IDF query expanded": (("tfidf",), False),
+                "hybrid, expanded + feedback": (("tfidf",), True)}
     judged = []
     for query in queries:
-        judged.append({"split": query.split, "labels": bool(query.labels),
+        judged.append({"text": query.text, "split": query.split, "labels": bool(query.labels),
                        "category": set(np.flatnonzero(query.relevant(categories, labels, "category")).tolist()),
                        "label": set(np.flatnonzero(query.relevant(categories, labels, "label")).tolist()),
                        "lists": {name: index.component_lists(query.text, components, DEPTH, expanded)
-                                 for name, expanded in variants.items()}})
+                                 for name, (expanded, _) in variants.items()}})
+
+    def feedback(q, name):
+        return lambda first: index.feedback_list(q["text"], first, DEPTH, variants[name][0])
 
     def fit(items, name):
-        return fit_fusion([(q["lists"][name], q["label"] if q["labels"] else q["category"]) for q in items],
-                          components)
+        examples = [(q["lists"][name], q["label"] if q["labels"] else q["category"]) for q in items]
+        if variants[name][1]:
+            return fit_with_feedback(examples, components, lambda i, first: feedback(items[i], name)(first),
+                                     expanded=variants[name][0])
+        return fit_fusion(examples, components)
 
     def p5(items, fusion, name):
         category, label = [], []
         for q in items:
-            top = [row for row, _ in fusion.fuse(q["lists"][name])[:5]]
+            top = [row for row, _ in fusion.rank(q["lists"][name], feedback(q, name))[:5]]
             category.append(np.mean([row in q["category"] for row in top]))
             if q["labels"]:
                 label.append(np.mean([row in q["label"] for row in top]))

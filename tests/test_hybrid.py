@@ -162,7 +162,8 @@ TRAIN_QUERIES = [TextQuery("severe knee osteoarthritis", "knee", ("kl-4",), TRAI
 def test_the_fusion_is_fitted_on_train_queries_only(hybrid_engine, tmp_path):
     first = _fit(hybrid_engine, TRAIN_QUERIES + [TextQuery("knee", "knee", (), TEST)], tmp_path)
     changed = _fit(hybrid_engine, TRAIN_QUERIES + [TextQuery("chest film", "knee", ("kl-3",), TEST)], tmp_path)
-    assert first.components == ["keywords", "tfidf"] and first.fitted_on["queries"] == 3
+    assert first.components == ["keywords", "tfidf", "feedback"] and first.fitted_on["queries"] == 3
+    assert first.first_pass.components == ["keywords", "tfidf"]  # whose top rows feed back, fitted first
     assert first.weights == changed.weights and first.bias == changed.bias  # test queries never move a weight
     assert hybrid_engine.generation.read_fusion() == changed.to_dict()  # written into the index generation
 
