@@ -9,6 +9,7 @@ import pytest
 
 from conftest import build_test_index
 from retrieval.hybrid import FEEDBACK, FEEDBACK_MIX, FEEDBACK_ROWS, Fusion, feedback_list, fit_with_feedback
+from retrieval.policy import model_rows
 from retrieval.search import SearchEngine
 
 
@@ -76,3 +77,5 @@ def test_the_engine_ranks_with_the_feedback_list(tmp_path, fake_models, with_fee
     assert found.hits[0].id == "knee/k2"  # the one row whose words match
     knees = [hit.category for hit in found].count("knee")
     assert knees == 3 if with_feedback else knees < 3  # feedback brings the rows like it; without, ties decide
+    detail = next(row["detail"] for row in model_rows(engine.policy) if row["name"] == "hybrid")
+    assert detail.startswith("fuses keywords, tfidf") and ("feeds back" in detail) == with_feedback
