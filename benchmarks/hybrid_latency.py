@@ -34,7 +34,8 @@ def main() -> None:
     engine = SearchEngine(args.index)
     fitted, shared = engine.policy.fusion(), engine.encoder.text_per_model
     without_chars = fitted.restricted([name for name in fitted.components if name != "tfidf-chars"])
-    separate = lambda models, text: {m: engine.encoder.texts(m, [text]) for m in models}  # noqa: E731 (before)
+    separate = lambda models, text, expanded=(): {  # noqa: E731 (before: MiniLM encoded per component)
+        m: engine.encoder.texts(m, [engine.encoder.expanded_text(m, text) if m in expanded else text]) for m in models}
     variants = {  # name -> (fusion, how the components' vectors are made)
         "hybrid without tfidf-chars, MiniLM encoded per component (before)": (without_chars, separate),
         "hybrid with tfidf-chars, MiniLM encoded per component": (fitted, separate),

@@ -14,7 +14,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 from PIL import Image
@@ -45,19 +45,30 @@ class QueryEncoder:
         """(len(texts), dim) unit vectors."""
         return self._run(model, lambda embedder: embedder.embed_texts(texts))
 
-    def text_per_model(self, models: list[str], text: str) -> dict[str, np.ndarray]:
+    def text_per_model(self, models: list[str], text: str, expanded: Collection[str] = ()) -> dict[str, np.ndarray]:
         """{model: (1, dim) unit vector} of one text for several models (the hybrid's components), each text
         encoded once: a model whose text tower reads another listed model's vectors (xray-lite0 reads MiniLM's)
-        is given those instead of encoding the text again."""
+        is given those instead of encoding the text again. The `expanded` models (fitted word models) encode the
+        text with the vocabularies' words for its words they lack (expansion.py)."""
         vectors: dict[str, np.ndarray] = {}
         readers = {model: get_embedder(model).text_input for model in models}
         for model in sorted(models, key=lambda name: readers[name] in models):  # the read models first
             source = readers[model]
             if source in vectors:
                 vectors[model] = self._run(model, lambda embedder, v=vectors[source]: embedder.embed_text_vectors(v))
+            elif model in expanded:
+                vectors[model] = self.texts(model, [self.expanded_text(model, text)])
             else:
                 vectors[model] = self.texts(model, [text])
         return {model: vectors[model] for model in models}
+
+    def expanded_text(self, model: str, text: str) -> str:
+        """The text as a fitted word model (TF-IDF) searches for it when expanded: with the vocabularies' words
+        for the words its own vocabulary lacks."""
+        from .expansion import expand
+
+        return self._run(model, lambda embedder: expand(text, embedder.vocabulary)
+                         if hasattr(embedder, "vocabulary") else text, as_array=False)  # no vocabulary: as typed
 
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""

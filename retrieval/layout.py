@@ -146,6 +146,11 @@ class IndexGeneration:
         column = dataset.with_format("numpy", columns=[model])[model]
         return np.ascontiguousarray(np.asarray(column, dtype=np.float32))
 
+    def row_vectors(self, model: str, rows: list[int], dataset=None) -> np.ndarray:
+        """The model's vectors of a few rows, (len(rows), dim) float32 in the order given."""
+        dataset = self.load_dataset() if dataset is None else dataset
+        return np.asarray(dataset[list(rows)][model], dtype=np.float32)  # with_format would cost ~0.25 s a call
+
     def write_faiss(self, dataset, model: str):
         """Build and save the model's inner-product index over its vector column: exact for a collection of
         ordinary size, HNSW tuned to a recall target beyond (ann.py). Returns the choice (factory, recall)."""

@@ -221,7 +221,8 @@ def _hybrid_row(fusion: Fusion) -> dict:
                if fusion.fitted_on.get("shipped") else f"fitted on this index's {fusion.fitted_on.get('queries')} "
                                                         f"train queries")
     return {"name": HYBRID, "family": HYBRID_FAMILY, "embeds": TEXT, "dim": None, "weights": weights,
-            "status": "ready", "detail": "fuses " + ", ".join(fusion.components)}
+            "status": "ready", "detail": "fuses " + ", ".join(fusion.searched)
+            + (" and feeds back its first ranking's top rows" if fusion.first_pass else "")}
 
 
 def _unavailable(name: str) -> str:

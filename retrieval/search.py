@@ -25,7 +25,7 @@ from .explorer import Explorer
 from .filters import Filters
 from .feedback import rocchio
 from .hub import resolve_index
-from .hybrid import HYBRID, component_lists
+from .hybrid import FEEDBACK_MODEL, HYBRID, component_lists, feedback_list
 from .images import ImageSource
 from .joint_novelty import load_joint
 from .layout import IndexFolder, IndexGeneration
@@ -76,6 +76,11 @@ class SearchEngine:
                 self.encoder.load(name)
             except Exception:  # noqa: BLE001 - the query that needs the model reports why
                 pass
+        fusion = policy.fusion()
+        if fusion and fusion.expanded:  # the hybrid's query expansion reads its vocabularies once
+            from .expansion import warm_up
+
+            warm_up()
 
     @staticmethod
     def exists(index_dir: str | Path) -> bool:
@@ -89,6 +94,10 @@ class SearchEngine:
     def vectors(self, model: str) -> np.ndarray:
         """Every row's stored vector of `model`, (rows, dim) float32 in row order (for evaluation)."""
         return self.generation.vectors(self.policy.resolve(model, None), self._dataset)
+
+    def row_vectors(self, model: str, rows: list[int]) -> np.ndarray:
+        """The stored vectors of a few rows of `model` (the hybrid's feedback rows)."""
+        return self.generation.row_vectors(self.policy.resolve(model, None), rows, self._dataset)
 
     # --- queries ---------------------------------------------------------------------------------------
     def search_text(self, text: str, model: str | None = None, k: int = K_DEFAULT, category: str | None = None,
@@ -202,7 +211,8 @@ class SearchEngine:
     def _embed_text(self, name: str, text: str):
         """The query vector of a text model, or for the hybrid one vector per fused model."""
         if name == HYBRID:
-            return self.encoder.text_per_model(self.policy.fusion().components, text)
+            fusion = self.policy.fusion()
+            return self.encoder.text_per_model(fusion.searched, text, expanded=fusion.expanded)
         return self.encoder.texts(name, [text])
 
     def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:
@@ -212,7 +222,10 @@ class SearchEngine:
                                                              filters=options.filters or None, exclude=exclude)
         if name == HYBRID:  # each component's own nearest rows, fused (hybrid.py)
             fusion = self.policy.fusion()
-            search = lambda n: fusion.fuse(component_lists(vector, nearest, max(n, fusion.depth)))[:n]  # noqa: E731
+            feedback = lambda first: feedback_list(first, vector.get(FEEDBACK_MODEL), self.row_vectors,  # noqa: E731
+                                                   nearest, fusion.depth)
+            search = lambda n: fusion.rank(component_lists(vector, nearest, max(n, fusion.depth)),  # noqa: E731
+                                           feedback)[:n]
         else:
             search = lambda n: nearest(name, vector[0], n)  # noqa: E731
         found = nearest_with_ties(search, fetch, len(self))

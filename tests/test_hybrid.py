@@ -76,7 +76,8 @@ def test_a_fitted_fusion_becomes_the_shipped_default_in_one_step(tmp_path, monke
     assert shipped.weights == EVEN.weights and shipped.fitted_on["shipped"] is True
     with pytest.raises(ValueError, match="Not a fitted fusion"):
         hybrid.ship_fusion({"weights": "nonsense"})
-    assert hybrid.DEFAULT_FUSION.components == ["tfidf", "tfidf-chars", "minilm", "xray-lite0"]  # the shipped file
+    assert hybrid.DEFAULT_FUSION.searched == ["tfidf", "tfidf-chars", "minilm", "xray-lite0"]  # the shipped file
+    assert hybrid.DEFAULT_FUSION.expanded == ("tfidf",) and hybrid.DEFAULT_FUSION.first_pass is not None
 
 
 # --- the diversity rule never lifts another finding above an exact match ---------------------------------------
@@ -162,7 +163,8 @@ TRAIN_QUERIES = [TextQuery("severe knee osteoarthritis", "knee", ("kl-4",), TRAI
 def test_the_fusion_is_fitted_on_train_queries_only(hybrid_engine, tmp_path):
     first = _fit(hybrid_engine, TRAIN_QUERIES + [TextQuery("knee", "knee", (), TEST)], tmp_path)
     changed = _fit(hybrid_engine, TRAIN_QUERIES + [TextQuery("chest film", "knee", ("kl-3",), TEST)], tmp_path)
-    assert first.components == ["keywords", "tfidf"] and first.fitted_on["queries"] == 3
+    assert first.components == ["keywords", "tfidf", "feedback"] and first.fitted_on["queries"] == 3
+    assert first.first_pass.components == ["keywords", "tfidf"]  # whose top rows feed back, fitted first
     assert first.weights == changed.weights and first.bias == changed.bias  # test queries never move a weight
     assert hybrid_engine.generation.read_fusion() == changed.to_dict()  # written into the index generation
 

@@ -37,6 +37,13 @@ class TfidfEmbedder(Embedder):
         self.dim = len(self._vectorizer.vocabulary_)
         self._fitted = True
 
+    @property
+    def vocabulary(self) -> dict[str, int]:
+        """The fitted terms (words and, for word TF-IDF, word pairs) and their columns."""
+        if not self._fitted:
+            raise RuntimeError("TF-IDF is fitted on a collection first (fit or load_state).")
+        return self._vectorizer.vocabulary_
+
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not self._fitted:
             raise RuntimeError("TF-IDF is fitted on a collection first (fit or load_state).")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hybrid import DEPTH, Fusion, fit_fusion
+from ..hybrid import DEPTH, EXPANDED, FEEDBACK_MODEL, Fusion, fit_fusion, fit_with_feedback
 from .figures import CATEGORY, LABEL
 from .index_access import IndexAccess
 from .queries import TRAIN, TextQuery, in_split
@@ -20,13 +20,20 @@ def fit_hybrid(index: IndexAccess, queries: list[TextQuery], categories: np.ndar
     train = in_split(queries, TRAIN)
     if len(components) < 2 or not train:
         return None
+    expanded = tuple(name for name in EXPANDED if name in components)
     examples = []
     for position in train:
         query = queries[position]
         relevant = query.relevant(categories, labels, LABEL if query.labels else CATEGORY)
-        examples.append((index.component_lists(query.text, components, depth), set(np.flatnonzero(relevant))))
-    fusion = fit_fusion(examples, components, depth, fitted_on={
-        "queries_file": queries_file, "split": TRAIN, "queries": len(train), "rows": len(categories)})
+        lists = index.component_lists(query.text, components, depth, expanded)
+        examples.append((lists, set(np.flatnonzero(relevant))))
+    fitted_on = {"queries_file": queries_file, "split": TRAIN, "queries": len(train), "rows": len(categories)}
+    if FEEDBACK_MODEL in components:  # the first pass's top rows feed back (hybrid.py)
+        texts = [queries[position].text for position in train]
+        fusion = fit_with_feedback(examples, components, lambda i, first: index.feedback_list(
+            texts[i], first, depth, expanded), depth, fitted_on, expanded)
+    else:
+        fusion = fit_fusion(examples, components, depth, fitted_on, expanded)
     index.generation.write_fusion(fusion.to_dict())
     return fusion
 

@@ -4,7 +4,7 @@ used here and nowhere else, so the engine can change shape behind one small clas
 Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `vectors(name)`,
 `search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text", fused=)`
 and `indexes(name)`; its catalogue's `ids`, `record(id)` and `image(id)`; its encoder's `text_per_model(models,
-text)` and its store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
+text, expanded=)`, `row_vectors(model, rows)` and its store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
 (layout.IndexGeneration): `name`, `load_dataset()` (the stored `phash` column), `write_evaluation(...)` via
 summary.py and `write_fusion(...)`.
 """
@@ -66,13 +66,25 @@ class IndexAccess:
         """What the model's stored vectors encode: "image" or "text" (the row's metadata); "fusion" for the hybrid."""
         return self._engine.policy.indexes(model)
 
-    def component_lists(self, text: str, components: list[str], depth: int) -> dict[str, list[tuple[int, float]]]:
-        """Each component's `depth` nearest rows (row, score) for a text query, as the hybrid fuses them."""
+    def component_lists(self, text: str, components: list[str], depth: int,
+                        expanded: tuple[str, ...] = ()) -> dict[str, list[tuple[int, float]]]:
+        """Each component's `depth` nearest rows (row, score) for a text query, as the hybrid fuses them (the
+        `expanded` components search for the expanded query)."""
         from ..hybrid import component_lists
 
         engine = self._engine
-        vectors = engine.encoder.text_per_model(components, text)
+        vectors = engine.encoder.text_per_model(components, text, expanded=expanded)
         return component_lists(vectors, lambda name, vector, n: engine.store.search(name, vector, n), depth)
+
+    def feedback_list(self, text: str, first: list[tuple[int, float]], depth: int,
+                      expanded: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+        """The hybrid's pseudo-relevance feedback list for a text query, given its first pass's ranking."""
+        from ..hybrid import FEEDBACK_MODEL, feedback_list
+
+        engine = self._engine
+        query = engine.encoder.text_per_model([FEEDBACK_MODEL], text, expanded=expanded)[FEEDBACK_MODEL]
+        return feedback_list(first, query, engine.row_vectors,
+                             lambda name, vector, n: engine.store.search(name, vector, n), depth)
 
     @cached_property
     def ids(self) -> list[str]:

