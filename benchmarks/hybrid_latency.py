@@ -1,5 +1,6 @@
-"""Hybrid text query latency: with and without the letter-n-gram TF-IDF component, and with MiniLM encoded once
-per query (xray-lite0's text head reading the minilm component's vectors) or once per component, as before.
+"""Hybrid text query latency: with and without the letter-n-gram TF-IDF component, with MiniLM encoded once per
+query (xray-lite0's text head reading the minilm component's vectors) or once per component, as before, and with
+and without pseudo-relevance feedback (the fusion's first pass alone: hybrid.py).
 
     .venv/bin/python benchmarks/hybrid_latency.py --index DIR [--queries 360]
 
@@ -39,8 +40,11 @@ def main() -> None:
     variants = {  # name -> (fusion, how the components' vectors are made)
         "hybrid without tfidf-chars, MiniLM encoded per component (before)": (without_chars, separate),
         "hybrid with tfidf-chars, MiniLM encoded per component": (fitted, separate),
-        "hybrid with tfidf-chars, MiniLM encoded once (shipped)": (fitted, shared),
+        "hybrid with tfidf-chars, MiniLM encoded once": (fitted.first_pass or fitted, shared),
+        "hybrid with tfidf-chars, MiniLM encoded once, + feedback (shipped)": (fitted, shared),
     }
+    if fitted.first_pass is None:
+        del variants["hybrid with tfidf-chars, MiniLM encoded once, + feedback (shipped)"]
     if "tfidf-chars" not in fitted.components:
         raise SystemExit(f"{args.index}: its fusion has no tfidf-chars component ({fitted.components}); "
                          "build it with tfidf-chars and run `python -m retrieval evaluate` first.")

@@ -79,3 +79,13 @@ def test_the_engine_ranks_with_the_feedback_list(tmp_path, fake_models, with_fee
     assert knees == 3 if with_feedback else knees < 3  # feedback brings the rows like it; without, ties decide
     detail = next(row["detail"] for row in model_rows(engine.policy) if row["name"] == "hybrid")
     assert detail.startswith("fuses keywords, tfidf") and ("feeds back" in detail) == with_feedback
+
+
+def test_the_feedback_rows_vectors_are_the_stored_ones_in_the_order_asked(tmp_path, fake_models):
+    build_test_index(ROWS, tmp_path / "index", ["keywords", "tfidf", "brightness"])
+    engine = SearchEngine(tmp_path / "index")  # its dataset has the FAISS indexes attached
+    rows = [4, 0, 4, 2]
+    for model in ("tfidf", "brightness"):
+        assert np.array_equal(engine.row_vectors(model, rows), engine.vectors(model)[rows])
+    selection = engine.generation.load_dataset().select([5, 3, 1])  # row numbers of a selection are its own
+    assert np.array_equal(engine.generation.row_vectors("tfidf", [0, 2], selection), engine.vectors("tfidf")[[5, 1]])
