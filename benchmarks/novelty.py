@@ -195,7 +195,8 @@ def variants(engine, models: list[str], categories: list[str], sources: list[str
         in-collection scores, per voted category) chosen together on the training sources, to abstain on the
         most left-out queries there with at most TARGET_ABSTENTION of in-collection ones, plus the floors."""
     from retrieval.joint_novelty import floor_of
-    from retrieval.novelty import TARGET_ABSTENTION, collect_evidence, outer_judgements
+    from retrieval.novelty import TARGET_ABSTENTION, outer_judgements
+    from retrieval.novelty_evidence import collect_evidence
 
     if len(models) < 2:
         return {}

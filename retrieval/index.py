@@ -382,7 +382,7 @@ def _intact(generation: IndexGeneration, log) -> bool:
 
 
 def _has_maps(generation: IndexGeneration) -> bool:
-    """False when an image model has no stored map or novelty scorer, or two have no joint judge (an index built
+    """False when an image model has no stored map or novelty scorer, or the index has no current judge (built
     before they existed, or a copy that left them out): the build then adds them, reusing every vector."""
     from .joint_novelty import is_current as joint_is_current
     from .novelty import is_current

@@ -2,14 +2,9 @@
 suggested category can abstain instead of answering "hand 100 %" for a film the collection has nothing like.
 
 Why learned, and from what: similarity alone does not say it (a chest film from a new hospital and a knee
-prosthesis both score "fairly close" to something), but the pattern of the evidence does. For each query:
-
-    top_similarity     cosine similarity of the nearest row
-    mean_similarity    mean similarity of the `NEIGHBOURS` nearest rows (the ones that vote)
-    vote_margin        share of the similarity-weighted vote of the first category minus the second's
-    agreement          fraction of the nearest rows in the voted category
-    centre_similarity  similarity to the nearest category centre (the unit mean of a category's vectors)
-    centre_z           similarity to the voted category's centre, in standard deviations of its own members'
+prosthesis both score "fairly close" to something), but the pattern of the evidence does: six numbers read from a
+query's nearest rows and the category centres (novelty_evidence.py: top and mean similarity, vote margin,
+agreement, similarity to the nearest and to the voted category's centre).
 
 The examples come from the index's own stored vectors, no re-embedding: every row is searched twice, with its
 own source removed from the searchable rows (an in-collection query from an unseen hospital: a negative,
@@ -19,8 +14,9 @@ P(in collection); the threshold keeps `TARGET_ABSTENTION` of in-collection queri
 out-of-fold scores of the training folds only, one threshold per suggested (voted) category where enough of its
 in-collection queries say where it lies (chest films from another hospital still look much alike; children's
 and adults' hands do not), else one for all. The figures are nested over sources: each source in turn is left
-out of the fit and of the thresholds' choice, and its queries report (`learn`). Features are computed by the same function at query time
-(`NoveltyModel.judge`), from the neighbours the vote already fetched and one product with the centres.
+out of the fit and of the thresholds' choice, and its queries report (`learn`). Features are computed by the same
+function at query time (`NoveltyModel.judge`), from the neighbours the vote already fetched and one product with
+the centres.
 """
 
 from __future__ import annotations
@@ -31,10 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .novelty_evidence import FEATURES, Evidence, centres_of, collect_evidence, features
+
 VERSION = 2  # of the features and the fit: a different version refits
-FEATURES = ("top_similarity", "mean_similarity", "vote_margin", "agreement", "centre_similarity", "centre_z")
-NEIGHBOURS = 10  # as ranking.VOTE_NEIGHBOURS: the rows whose vote is the suggestion
-QUERY_BLOCK = 1024  # queries whose similarities are held at once (1024 x 20,000 rows: 80 MB)
 TARGET_ABSTENTION = 0.03  # in-collection queries the threshold lets abstain (inner folds); the target is <= 5 %
 MIN_PER_CATEGORY = 30  # in-collection queries voted to a category that give it a threshold of its own
 # How the threshold is read from the training sources' out-of-fold in-collection scores (`choose_thresholds`):
@@ -129,113 +124,6 @@ class NoveltyModel:
             raise ValueError(f"novelty model of {model.centres.shape[0]} centres for {len(model.categories)} "
                              f"categories, {model.coef.shape} coefficients")
         return model
-
-
-# --- the evidence ------------------------------------------------------------------------------------------
-def features(scores: np.ndarray, codes: np.ndarray, centre: np.ndarray, centre_mean: np.ndarray,
-             centre_std: np.ndarray, with_vote: bool = False):
-    """(queries, len(FEATURES)) evidence, the same at build and at query time.
-
-    `scores` (queries, k): similarities of the k nearest rows, best first; `codes` (queries, k): their category
-    numbers (-1: none); `centre` (queries, categories): similarity to each category's centre, -inf for a
-    category absent from the searchable rows; `centre_mean`, `centre_std` (categories,): its members' spread.
-    `with_vote`: also return each query's voted category (queries,)."""
-    queries, width = centre.shape
-    weights = np.maximum(scores, 0.0) * (codes >= 0)
-    votes = np.zeros((queries, width + 1), dtype=np.float64)
-    np.add.at(votes, (np.repeat(np.arange(queries), scores.shape[1]), codes.ravel()), weights.ravel())
-    votes = votes[:, :width]  # code -1 (a row of no known category) went to the last column: no vote
-    total = votes.sum(axis=1)
-    shares = votes / np.where(total > 0, total, 1.0)[:, None]
-    ordered = -np.sort(-shares, axis=1)
-    margin = ordered[:, 0] - (ordered[:, 1] if width > 1 else 0.0)
-    voted = votes.argmax(axis=1)
-    agreement = (codes == voted[:, None]).mean(axis=1)
-    nearest_centre = np.max(np.where(np.isfinite(centre), centre, -1.0), axis=1)
-    rows = np.arange(queries)
-    voted_centre = np.where(np.isfinite(centre[rows, voted]), centre[rows, voted], -1.0)
-    centre_z = (voted_centre - centre_mean[voted]) / np.maximum(centre_std[voted], 1e-3)
-    evidence = np.stack([scores[:, 0], scores.mean(axis=1), margin, agreement, nearest_centre, centre_z],
-                        axis=1).astype(np.float64)
-    return (evidence, voted) if with_vote else evidence
-
-
-def centres_of(vectors: np.ndarray, codes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each category's unit mean vector (zeros where it has no row) and its members' mean and standard
-    deviation of similarity to it: (width, dim), (width,), (width,)."""
-    centres = np.zeros((width, vectors.shape[1]), dtype=np.float32)
-    mean, std = np.zeros(width), np.ones(width)
-    for code in range(width):
-        members = vectors[codes == code]
-        if not len(members):
-            continue
-        total = members.sum(axis=0)
-        centres[code] = total / max(float(np.linalg.norm(total)), 1e-12)
-        similarity = members @ centres[code]
-        mean[code], std[code] = float(similarity.mean()), float(max(similarity.std(), 1e-3))
-    return centres, mean, std
-
-
-@dataclass
-class Evidence:
-    """The training examples of one index: features, label (1: in collection) and the query's category."""
-
-    x: np.ndarray
-    in_collection: np.ndarray
-    category: np.ndarray  # code of the query row's category
-    source: np.ndarray  # the query row's source (its fold)
-    voted: np.ndarray  # code of the category its neighbours voted for
-
-
-def collect_evidence(vectors: np.ndarray, codes: np.ndarray, sources: np.ndarray,
-                     width: int) -> Evidence | None:
-    """Every row searched with its own source removed (in collection, where its category keeps another source)
-    and with its source and its whole category removed (not in collection), over the stored vectors; None when
-    no row can be searched that way (too few sources or categories)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    parts = []
-    for source in np.unique(sources):
-        others = sources != source
-        for leave_category in (False, True):
-            for code in np.unique(codes[sources == source]):
-                queries = np.flatnonzero((sources == source) & (codes == code))
-                searchable = others & (codes != code) if leave_category else others
-                if not leave_category and not np.any(searchable & (codes == code)):
-                    continue  # its category has no other source: not an in-collection query
-                if np.unique(codes[searchable]).size < 2:
-                    continue
-                x, voted = _group_features(vectors, codes, width, queries, searchable)
-                parts.append((x, not leave_category, code, source, voted))
-    if not parts:  # no source whose rows could be searched against another source's
-        return None
-    return Evidence(np.concatenate([p[0] for p in parts]),
-                    np.concatenate([np.full(len(p[0]), p[1]) for p in parts]),
-                    np.concatenate([np.full(len(p[0]), p[2]) for p in parts]),
-                    np.concatenate([np.full(len(p[0]), p[3], dtype=object) for p in parts]),
-                    np.concatenate([p[4] for p in parts]))
-
-
-def _group_features(vectors, codes, width, queries, searchable) -> tuple[np.ndarray, np.ndarray]:
-    """The evidence of `queries` searched over the `searchable` rows. Similarities are taken a block of
-    `QUERY_BLOCK` queries at a time, never as a rows x rows matrix: memory stays flat as the collection grows
-    (20,000 rows would need 1.6 GB at once)."""
-    allowed = np.flatnonzero(searchable)
-    k = min(NEIGHBOURS, len(allowed))
-    centres, mean, std = centres_of(vectors[allowed], codes[allowed], width)
-    present = np.isin(np.arange(width), codes[allowed])
-    candidates = vectors[allowed]
-    xs, votes = [], []
-    for start in range(0, len(queries), QUERY_BLOCK):
-        chunk = queries[start:start + QUERY_BLOCK]
-        block = vectors[chunk] @ candidates.T
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(block, top, axis=1), axis=1), axis=1)
-        scores = np.take_along_axis(block, top, axis=1)
-        centre = np.where(present[None, :], vectors[chunk] @ centres.T, -np.inf)
-        x, voted = features(scores, codes[allowed][top], centre, mean, std, with_vote=True)
-        xs.append(x)
-        votes.append(voted)
-    return np.concatenate(xs), np.concatenate(votes)
 
 
 # --- the fit ----------------------------------------------------------------------------------------------
@@ -465,5 +353,6 @@ def _floats(values) -> list[float]:
     return [round(float(v), 6) for v in np.asarray(values).ravel()]
 
 
-__all__ = ["NoveltyModel", "Judgement", "Fits", "RULES", "choose_thresholds", "learn", "load_novelty", "is_current", "stored_form", "features", "collect_evidence", "centres_of", "novelty_key",
-           "nested_figures", "NO_MATCH", "no_match_sentence", "auroc", "FEATURES", "NEIGHBOURS", "TARGET_ABSTENTION", "VERSION"]
+__all__ = ["NoveltyModel", "Judgement", "Fits", "RULES", "choose_thresholds", "learn", "load_novelty", "is_current",
+           "stored_form", "novelty_key", "outer_judgements", "nested_figures", "NO_MATCH", "no_match_sentence", "auroc",
+           "TARGET_ABSTENTION", "VERSION"]

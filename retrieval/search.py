@@ -239,11 +239,12 @@ class SearchEngine:
         return hits
 
     def _judge_models(self, name: str) -> list[str]:
-        """The image models whose embeddings of the query the "no close match" judgement reads: the joint judge's
-        where the index has one (joint_novelty.py), else the index's best scorer's (`_judge_model`), whichever
-        model ranks ("is it in the collection?" is a question about the query); none where one has no scorer."""
+        """The image models whose embeddings of the query the "no close match" judgement reads: the index's judge's
+        (joint_novelty.py: chosen inside the training sources, whichever model ranks, since "is it in the
+        collection?" is a question about the query), else, where one of its models cannot embed a query here, the
+        ranking model's own scorer's; none where that has no scorer."""
         joint = self._joint_judge()
-        models = joint.models if joint is not None else [self._judge_model() or name]
+        models = joint.models if joint is not None else [name]
         return [] if any(self._scorer(model) is None for model in models) else list(models)
 
     def _judgement(self, name: str, models: list[str], vectors: dict[str, np.ndarray], neighbours) -> tuple:
@@ -290,18 +291,6 @@ class SearchEngine:
         if joint is None or not set(joint.models) <= here or any(self._scorer(m) is None for m in joint.models):
             return None
         return joint
-
-    def _judge_model(self) -> str | None:
-        """The image model whose "no close match" scorer tells best, in its nested outer folds (AUROC), a query
-        whose content the collection lacks, among those that can embed a query here (the default image model
-        may rank better and judge worse: docs/evaluation.md). None where no model has a scorer."""
-        best, best_area = None, -1.0
-        for name in self.policy.models_for(IMAGE):
-            scorer = self._scorer(name)
-            area = (scorer.figures.get("auroc") if scorer is not None else None)
-            if area is not None and area > best_area:
-                best, best_area = name, float(area)
-        return best
 
     def _scorer(self, name: str):
         """The model's stored novelty scorer (None: it has none), loaded on first use."""

@@ -9,7 +9,7 @@ Vectors arrive computed or reused; a model fitted on the collection (TF-IDF) arr
 on the rows' texts here, or restored with its previous vectors when the texts are the ones it was fitted on.
 A map is taken over from the previous generation when the vectors are the ones it was projected from, else
 projected; so is an image model's novelty scorer (novelty.py), fitted on the vectors, categories and sources,
-and, over two image models with scorers, the joint judgement (joint_novelty.py).
+and, over the image models with scorers, the "no close match" judge (joint_novelty.py).
 An exception anywhere discards the new generation: the previous one stays current.
 """
 
@@ -207,8 +207,9 @@ class GenerationWriter:
 
     def _joint_novelty(self, entries: dict[str, ModelEntry], dataset, categories: list[str],
                        sources: list[str], step) -> None:
-        """The joint judge of the image models' scorers (none under two): taken over when the previous one was
-        fitted on the same scorers (their digests), else fitted (about 30 s on 2,426 rows: its choices nested)."""
+        """The "no close match" judge over the image models' scorers (none without a fitted one): taken over when
+        the previous one was fitted on the same scorers (their digests), else fitted (about 30 s on 2,426 rows with
+        two models: its choices nested)."""
         from .joint_novelty import VERSION, joint_key, learn_joint
 
         names = [name for name, entry in entries.items() if entry.indexes == IMAGE]

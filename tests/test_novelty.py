@@ -12,9 +12,8 @@ from PIL import Image
 from conftest import build_test_index
 from retrieval.embedders import IMAGE, Availability, Embedder, EmbedderSpec, l2_normalise, register, unregister
 from retrieval.layout import IndexFolder
-from retrieval.novelty import (
-    FEATURES, NO_MATCH, NoveltyModel, auroc, collect_evidence, features, learn, load_novelty, nested_figures,
-)
+from retrieval.novelty import NO_MATCH, NoveltyModel, auroc, learn, load_novelty, nested_figures
+from retrieval.novelty_evidence import FEATURES, collect_evidence, features
 from retrieval.results import SearchResult
 from retrieval.search import SearchEngine
 
@@ -207,25 +206,22 @@ class CoarseGreyEmbedder(GreyEmbedder):
         return l2_normalise(np.exp(-(levels[:, None] - np.linspace(0, 1, 3)[None, :]) ** 2 / (2 * 0.5 ** 2)))
 
 
-def test_without_a_joint_judge_every_image_search_is_judged_by_the_best_scorer_whichever_model_ranks(grey_index,
-                                                                                                     tmp_path):
+def test_without_a_current_judge_an_image_search_is_judged_by_its_ranking_model_s_own_scorer(grey_index, tmp_path):
     register(EmbedderSpec("coarse-grey", "test", (IMAGE,), IMAGE, 3, "tests", "coarse grey", CoarseGreyEmbedder,
                           lambda: Availability(True, "defined in tests"), version="coarse-grey:1"))
     try:
         index = tmp_path / "index"
         build_test_index(grey_index[1], index, ["coarse-grey", "grey"])
         generation = IndexFolder(index).require_current()
-        areas = {name: load_novelty(generation, name).figures["auroc"] for name in ("coarse-grey", "grey")}
-        assert areas["grey"] > areas["coarse-grey"]  # the premise: the fine model tells a new grey better
         assert SearchEngine(index).search_image(grey(NEW_LEVEL, seed=98), k=3).judged_by == "coarse-grey+grey"
-        generation.joint_novelty_path().unlink()  # as an index built before the joint judge existed
+        generation.joint_novelty_path().unlink()  # as an index built before the judge existed
         engine = SearchEngine(index)
-        for model in ("coarse-grey", "grey"):
+        for model in ("coarse-grey", "grey"):  # no model is picked by the figures its folds report
             foreign = engine.search_image(grey(NEW_LEVEL, seed=98), model=model, k=3)
-            assert foreign.model == model and foreign.judged_by == "grey"
-            assert foreign.in_collection is False and foreign.suggested_category is None
             known = engine.search_image(grey(LEVELS["beta"] + 0.01, seed=97), model=model, k=3)
-            assert known.judged_by == "grey" and known.in_collection is True
+            assert foreign.model == known.model == model and foreign.judged_by == known.judged_by == model
+            assert known.in_collection is True
+        assert engine.search_image(grey(NEW_LEVEL, seed=98), model="grey", k=3).in_collection is False
     finally:
         unregister("coarse-grey")
 

@@ -1,7 +1,7 @@
-""""No close match" judged jointly over two image models: a content scorer and its threshold rule, chosen inside the
-training sources, and every model's similarity floor; nested so that no reporting source judged a choice; stored
-with the index, refitted when stale, used by the engine when the index has two image models with scorers, the
-single best scorer otherwise."""
+""""No close match" judged over the index's image models: the joined models, a content scorer and its threshold rule,
+chosen inside the training sources, and every joined model's similarity floor; nested so that no reporting source
+judged a choice; stored with the index (one image model gets a judge of its own), refitted when stale, used by the
+engine whichever model ranks, and the ranking model's own scorer where a joined model cannot embed here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from retrieval import joint_novelty
 from retrieval.embedders import IMAGE, Availability, EmbedderSpec, l2_normalise, register, unregister
 from retrieval.joint_novelty import CEILING, VERSION, JointJudge, choose, load_joint, outer_figures, pick
 from retrieval.layout import IndexFolder
-from retrieval.novelty import RULES, Fits, _out_of_fold, choose_thresholds, collect_evidence
+from retrieval.novelty import RULES, Fits, _out_of_fold, choose_thresholds
+from retrieval.novelty_evidence import collect_evidence
 from retrieval.search import SearchEngine
 from test_novelty import LEVELS, GreyEmbedder, clusters, grey, grey_index  # noqa: F401 - grey_index: a fixture
 
@@ -130,10 +131,52 @@ def test_the_choice_reads_every_candidate_on_the_training_sources_alone():
     evidence, names = two_views(3, per_source=25)
     evidence["a"] = hard_source(3)[0]
     train = evidence["a"].source != "c0-s0"
-    content, rule, figures = choose(evidence, {m: Fits(e) for m, e in evidence.items()}, train, len(names), 0.03)
-    assert set(figures) == {f"{m} {r}" for m in evidence for r in RULES}
+    group, content, rule, figures = choose(evidence, {m: Fits(e) for m, e in evidence.items()}, train, len(names),
+                                           0.03)
+    assert group == ("a", "b") and set(figures) == {f"{m} {r}" for m in evidence for r in RULES}
     assert all(f["in_collection_queries"] == int((train & evidence["a"].in_collection).sum()) for f in figures.values())
     assert f"{content} {rule}" == pick(figures)
+
+
+def three_views(seed: int = 4):
+    """Three models' evidence: two views of the clusters, and a third that sees only noise."""
+    evidence, names = two_views(seed, per_source=25)
+    blind = evidence["a"]
+    evidence["c"] = type(blind)(np.random.default_rng(seed).normal(size=blind.x.shape), blind.in_collection,
+                                blind.category, blind.source, blind.voted)
+    return evidence, names
+
+
+def test_with_more_models_than_join_the_joined_ones_are_chosen_inside_too():
+    evidence, names = three_views()
+    train = evidence["a"].source != "c0-s0"
+    group, content, rule, figures = choose(evidence, {m: Fits(e) for m, e in evidence.items()}, train, len(names),
+                                           0.03)
+    assert len(group) == joint_novelty.MAX_MODELS and content in group
+    assert set(figures) == {f"{'+'.join(g)}: {m} {r}" for g in [("a", "b"), ("a", "c"), ("b", "c")] for m in g
+                            for r in RULES}  # every pair, each of its models' scorers, each rule
+    assert content != "c"  # the blind model's scorer tells nothing
+    outer = outer_figures(evidence, names, 0.03)
+    assert all(len(s["models"]) == 2 and s["content"] in s["models"] for s in outer["per_source"].values())
+    assert sum(outer["chosen_in_outer_folds"].values()) == len(outer["per_source"])
+
+
+def test_a_judge_of_one_model_chooses_its_rule_inside_and_keeps_its_floor():
+    evidence, names = two_views(5, per_source=25)
+    one = {"a": evidence["a"]}
+    train = one["a"].source != "c0-s0"
+    group, content, rule, figures = choose(one, {"a": Fits(one["a"])}, train, len(names), 0.03)
+    assert (group, content) == (("a",), "a") and set(figures) == {f"a {r}" for r in RULES}
+    outer = outer_figures(one, names, 0.03)
+    assert all(s["models"] == ["a"] and set(s["floors"]) == {"a"} for s in outer["per_source"].values())
+    rng = np.random.default_rng(5)
+    vectors, categories, sources = clusters(rng, rng.normal(size=(5, 24)), per_source=25)
+    judge = joint_novelty.learn_joint({"a": vectors}, {"a": "digest"}, categories, sources)
+    assert judge.models == ["a"] and judge.content == "a" and judge.fitted_on == {"a": "digest"}
+    names = sorted(set(categories))
+    everything = collect_evidence(vectors, np.asarray([names.index(c) for c in categories]),
+                                  np.asarray(sources, dtype=object), len(names))
+    assert judge.floors == {"a": pytest.approx(float(everything.x[everything.in_collection, 0].min()))}
 
 
 def test_the_joint_judge_compares_the_content_score_with_its_own_thresholds(two_model_index):
@@ -156,7 +199,7 @@ def test_the_joint_judge_abstains_where_any_model_s_nearest_row_is_beyond_its_fl
     assert striped.suggested_category is None and len(striped.hits) == 3
     known = engine.search_image(grey(LEVELS["gamma"] + 0.01, seed=95), k=3)
     assert known.judged_by == "grey+texture" and known.in_collection is True and known.suggested_category == "gamma"
-    # the single best scorer ("grey": the same AUROC as "texture", first by name) takes the stripes for a gamma grey
+    # the ranking model's own scorer ("grey", the default) takes the stripes for a gamma grey
     generation = IndexFolder(two_model_index[0]).require_current()
     joint = load_joint(generation)
     assert joint.content in ("grey", "texture") and joint.rule in RULES and joint.models == ["grey", "texture"]
@@ -183,16 +226,20 @@ def test_the_build_stores_the_joint_judge_with_its_nested_figures(two_model_inde
     assert again.floors == load_joint(generation).floors and again.name == "grey+texture"
 
 
-def test_a_single_model_index_stores_no_joint_judge_and_its_scorer_judges(grey_index):  # noqa: F811
+def test_a_single_model_index_stores_a_judge_of_its_one_model(grey_index):  # noqa: F811
     generation = IndexFolder(grey_index[0]).require_current()
-    assert generation.read_joint_novelty() == {} and load_joint(generation) is None
+    judge = load_joint(generation)
+    assert judge.models == ["grey"] and judge.content == "grey" and judge.rule in RULES
+    assert judge.fitted_on == {"grey": generation.manifest.models["grey"].novelty_digest}
+    assert set(judge.figures["per_source"]) == set(generation.load_dataset()["source"])
     result = SearchEngine(grey_index[0]).search_image(stripes(), k=3)
     assert result.judged_by == "grey" and result.in_collection is True  # one model cannot see the stripes
 
 
-def test_an_engine_without_one_of_the_joined_models_falls_back_to_the_best_scorer(two_model_index):
-    engine = SearchEngine(two_model_index[0], models=["grey"])
-    assert engine.search_image(grey(LEVELS["beta"], seed=94), k=3).judged_by == "grey"
+def test_an_engine_without_one_of_the_joined_models_falls_back_to_the_ranking_model_s_own_scorer(two_model_index):
+    for model in ("grey", "texture"):
+        engine = SearchEngine(two_model_index[0], models=[model])
+        assert engine.search_image(grey(LEVELS["beta"], seed=94), k=3).judged_by == model
 
 
 def test_a_stale_joint_judge_is_refitted_by_the_next_build_without_embedding_again(two_model_index, tmp_path):
@@ -204,7 +251,7 @@ def test_a_stale_joint_judge_is_refitted_by_the_next_build_without_embedding_aga
     stored = generation.read_joint_novelty()
     generation.write_joint_novelty({**stored, "version": VERSION - 1})  # as written by an older program
     assert load_joint(generation) is None and SearchEngine(index).search_image(
-        grey(LEVELS["beta"], seed=93), k=3).judged_by == "grey"  # the single best scorer meanwhile
+        grey(LEVELS["beta"], seed=93), k=3).judged_by == "grey"  # the ranking model's own scorer meanwhile
     report = build_test_index(two_model_index[1], index, ["grey", "texture"])
     rebuilt = IndexFolder(index).require_current()
     assert not report.up_to_date and all(m.embedded == 0 for m in report.models.values())
