@@ -14,10 +14,12 @@ from typing import Callable
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(temporary)`, then rename the temporary file over `path`; on failure remove it and re-raise.
+    """Call `write(temporary)`, then rename the temporary file over `path` (its folder is created if needed); on
+    failure remove the temporary and re-raise.
     The temporary name keeps `path`'s suffix (np.save appends .npy to a name without it) and starts with a
     dot, so no listing of finished files (`part-*.npz`, `*.json`) sees it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(temporary)

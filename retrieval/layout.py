@@ -226,12 +226,10 @@ class IndexGeneration:
 
     def write_map(self, model: str, positions: np.ndarray) -> None:
         """Store the model's map atomically (a reader sees the old file or the new, never half)."""
-        self.map_path(model).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.map_path(model), lambda temporary: np.save(temporary, np.asarray(positions, np.float32)))
 
     def reuse_map(self, model: str, previous: "IndexGeneration") -> None:
         """Take over `previous`'s map of `model` as it is (same bytes, same mtime): its vectors are unchanged."""
-        self.map_path(model).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.map_path(model), lambda temporary: shutil.copy2(previous.map_path(model), temporary))
 
     # --- the novelty scorer, per image model ------------------------------------------------------------
@@ -252,7 +250,6 @@ class IndexGeneration:
     def write_novelty(self, model: str, payload: dict, centres: np.ndarray | None) -> None:
         """Store the scorer atomically, the centres first (the JSON, written last, says it is whole)."""
         path = self.novelty_centres_path(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if centres is not None:
             write_atomic(path, lambda temporary: np.save(temporary, np.asarray(centres, dtype=np.float32)))
         else:

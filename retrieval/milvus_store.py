@@ -286,4 +286,4 @@ def _release_lite(path: str) -> None:
         server_manager_instance.release_server(path)
 
 
-__all__ = ["MilvusStore", "milvus_store", "sync_index", "collection_name", "SyncReport"]
+__all__ = ["MilvusStore", "milvus_store", "sync_index", "collection_name", "collection_key"]
