@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from .atomic import write_atomic
 from .layout import IndexFolder
 
 # A part per 512 new vectors: a kill loses at most 512 images' embedding (~15 s of the two offline image models
@@ -79,17 +80,17 @@ class Checkpoints:
             return
         keys, vectors = self._keys, np.stack(self._vectors)
         self._keys, self._vectors = [], []
-        path = self.folder.new_checkpoint_part(self.model, self.version)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        try:
+
+        def write(temporary):
             with open(temporary, "wb") as handle:
                 np.savez(handle, keys=np.asarray(keys, dtype=str), vectors=vectors, version=np.asarray(self.version))
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, path)  # a reader sees the whole part or none
+
+        try:
+            write_atomic(self.folder.new_checkpoint_part(self.model, self.version), write)  # all of a part or none
             self.written += len(keys)
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             self.log(f"Could not write a checkpoint of {self.model} ({error}); the build goes on without it.")
 
 

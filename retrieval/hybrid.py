@@ -225,7 +225,7 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
 def ship_fusion(payload: dict) -> Path:
     """Make a fitted fusion (an index generation's fusion.json, as `evaluate` wrote it) the shipped default:
     `python -m retrieval evaluate --index DIR --ship-fusion` after a model is retrained."""
-    from .layout import write_json_atomic
+    from .atomic import write_json_atomic
 
     if Fusion.from_dict(payload) is None:
         raise ValueError(f"Not a fitted fusion: {payload!r}")

@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic, write_json_atomic
 from .errors import BrokenIndex, NoIndex
 from .manifest import REBUILD, Manifest
+from .vector_columns import column_vectors, row_vectors
 
 CURRENT_FILE = "CURRENT"  # names the current generation where a symlink cannot be kept
 SALT_FILE = "archive.salt"  # at the folder's root, outside every generation: publish copies generations only
@@ -141,20 +143,12 @@ class IndexGeneration:
             datasets.config.MAX_ROW_GROUP_SIZE = default
 
     def vectors(self, model: str, dataset=None) -> np.ndarray:
-        """The model's vector column, (rows, dim) float32 in row order."""
-        dataset = self.load_dataset() if dataset is None else dataset
-        column = dataset.with_format("numpy", columns=[model])[model]
-        return np.ascontiguousarray(np.asarray(column, dtype=np.float32))
+        """The model's vector column, (rows, dim) float32 in row order (vector_columns.py reads it)."""
+        return column_vectors(self.load_dataset() if dataset is None else dataset, model)
 
     def row_vectors(self, model: str, rows: list[int], dataset=None) -> np.ndarray:
         """The model's vectors of a few rows, (len(rows), dim) float32 in the order given."""
-        dataset = self.load_dataset() if dataset is None else dataset
-        if dataset._indices is not None:  # a selection of another dataset: its row numbers are not the table's
-            return np.asarray(dataset[list(rows)][model], dtype=np.float32)
-        # straight from the Arrow column: indexing the dataset decodes every column of the rows (6.8 ms for 10 rows
-        # of TF-IDF), select_columns deep-copies the attached FAISS indexes (0.23 s), with_format costs ~0.25 s
-        taken = dataset.data.column(model).take(list(rows)).combine_chunks()
-        return taken.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(rows), -1)
+        return row_vectors(self.load_dataset() if dataset is None else dataset, model, rows)
 
     def write_faiss(self, dataset, model: str):
         """Build and save the model's inner-product index over its vector column: exact for a collection of
@@ -232,18 +226,11 @@ class IndexGeneration:
 
     def write_map(self, model: str, positions: np.ndarray) -> None:
         """Store the model's map atomically (a reader sees the old file or the new, never half)."""
-        self._replace_map(model, lambda temporary: np.save(temporary, np.asarray(positions, dtype=np.float32)))
+        write_atomic(self.map_path(model), lambda temporary: np.save(temporary, np.asarray(positions, np.float32)))
 
     def reuse_map(self, model: str, previous: "IndexGeneration") -> None:
         """Take over `previous`'s map of `model` as it is (same bytes, same mtime): its vectors are unchanged."""
-        self._replace_map(model, lambda temporary: shutil.copy2(previous.map_path(model), temporary))
-
-    def _replace_map(self, model: str, write) -> None:
-        path = self.map_path(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")  # np.save keeps a name ending .npy
-        write(temporary)
-        os.replace(temporary, path)
+        write_atomic(self.map_path(model), lambda temporary: shutil.copy2(previous.map_path(model), temporary))
 
     # --- the novelty scorer, per image model ------------------------------------------------------------
     def has_novelty(self, model: str) -> bool:
@@ -263,11 +250,8 @@ class IndexGeneration:
     def write_novelty(self, model: str, payload: dict, centres: np.ndarray | None) -> None:
         """Store the scorer atomically, the centres first (the JSON, written last, says it is whole)."""
         path = self.novelty_centres_path(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if centres is not None:
-            temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(temporary, np.asarray(centres, dtype=np.float32))
-            os.replace(temporary, path)
+            write_atomic(path, lambda temporary: np.save(temporary, np.asarray(centres, dtype=np.float32)))
         else:
             path.unlink(missing_ok=True)
         write_json_atomic(self.novelty_path(model), payload)
@@ -351,9 +335,7 @@ class IndexFolder:
         """Name `generation` in a CURRENT text file (atomically) instead of the `current` symlink: for a folder
         that is copied where symlinks do not survive (Hub repositories keep files, not links)."""
         shutil.rmtree(generation.scratch_path, ignore_errors=True)
-        temporary = self.root / f".{CURRENT_FILE}.{os.getpid()}"
-        temporary.write_text(generation.name + "\n")
-        os.replace(temporary, self.root / CURRENT_FILE)
+        write_atomic(self.root / CURRENT_FILE, lambda temporary: temporary.write_text(generation.name + "\n"))
 
     def salt(self) -> bytes:
         """The folder's secret for a DICOM archive's pseudonymous ids (salted hashes of its UIDs): 32 random
@@ -460,11 +442,4 @@ def read_json_dict(path: Path) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename: readers see the old file or the new, never half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2))
-    os.replace(temporary, path)
-
-
-__all__ = ["IndexFolder", "IndexGeneration", "write_json_atomic"]
+__all__ = ["IndexFolder", "IndexGeneration"]

@@ -3,8 +3,8 @@
 One Milvus collection per (image collection, model) holds the row id, the vector and the filterable
 metadata (every filter field of the Dataset, filters.filter_fields, in one JSON field, so a collection's own
 extra fields need no schema change). Images and metadata stay in the Dataset: Milvus answers with row ids and
-the engine resolves them; a search's filters become an expression on that JSON field. `sync` mirrors a Dataset
-into Milvus in batches, idempotently and resumably.
+the engine resolves them; a search's filters become an expression on that JSON field (milvus_expr.py). `sync`
+mirrors a Dataset into Milvus in batches, idempotently and resumably (milvus_sync.py).
 
     engine = SearchEngine("index", vector_store=milvus_store("./milvus.db"))          # Milvus Lite
     engine = SearchEngine("index", vector_store=milvus_store("http://milvus:19530"))  # server/cluster
@@ -14,17 +14,19 @@ into Milvus in batches, idempotently and resumably.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from .errors import BrokenIndex, RetrievalError
-from .filters import Filters, filter_fields, with_category
+from .filters import filter_fields, with_category
+from .milvus_expr import filter_terms, literal_list
+from .milvus_sync import LAYOUT, MAX_LIMIT, Mirror, SyncReport, count_rows
+from .vector_columns import row_vectors
 from .ranking import TIE  # the k-th result's tie group is fetched whole before ordering
 from .vectorstore import VectorStore
 
@@ -39,20 +41,6 @@ INDEXES = {
 }
 METRIC = "COSINE"  # vectors are unit length, so Milvus's cosine equals FAISS's inner product
 BATCH = 1000  # rows per upsert and per id lookup (well below Milvus's 16384-row and 64 MB message limits)
-MAX_LIMIT = 16384  # Milvus's largest top-k
-ID_BYTES, TEXT_BYTES = 1024, 1024  # VarChar lengths (Milvus counts UTF-8 bytes); TEXT_BYTES also cuts metadata
-LAYOUT = ("id", "vector", "metadata", "digest")  # the layout of a collection; another one is synced anew
-
-
-@dataclass
-class SyncReport:
-    """What one sync did to one model's Milvus collection."""
-
-    collection: str
-    rows: int  # rows in the Dataset (and, after the sync, in the collection)
-    upserted: int = 0
-    unchanged: int = 0
-    deleted: int = 0
 
 
 class MilvusStore(VectorStore):
@@ -80,7 +68,6 @@ class MilvusStore(VectorStore):
         self._collections: dict[str, str] = {}  # model -> Milvus collection
         self._search_params: dict[str, dict] = {}  # Milvus collection -> params for its index type
         self._dataset = None
-        self._vectors = None
         self._ids: list[str] = []
         self._fields: tuple[str, ...] = ()  # the Dataset's filter fields, mirrored in the JSON metadata
         self._row_of: dict[str, int] = {}
@@ -104,30 +91,13 @@ class MilvusStore(VectorStore):
 
     def sync(self, dataset, models: Iterable[str], collection_key: str,
              progress: bool = False) -> dict[str, SyncReport]:
-        """Make each model's collection mirror `dataset`: upsert new or changed rows, delete rows that left.
-
-        Streams the Dataset in batches and upserts only rows whose vector or metadata checksum differs from
-        what Milvus holds, so a repeated sync writes nothing and a killed one resumes where it stopped.
-        """
-        from tqdm.auto import tqdm
-
+        """Make each model's collection mirror `dataset` (milvus_sync.Mirror): upsert new or changed rows,
+        delete rows that left; a repeated sync writes nothing and a killed one resumes where it stopped."""
         self._bind(dataset, models, collection_key)
-        meta = dataset.select_columns(["id", *self._fields])
-        reports = {}
-        for model, name in self._collections.items():
-            column = self._vectors.with_format("numpy", columns=[model])
-            self._ensure_collection(name, _dim(dataset, model))
-            report = SyncReport(name, len(dataset))
-            with tqdm(total=len(dataset), desc=f"milvus {model}", unit="row", disable=not progress) as bar:
-                for start in range(0, len(dataset), self.batch_size):
-                    rows = meta[start:start + self.batch_size]
-                    vectors = np.asarray(column[start:start + self.batch_size][model], dtype=np.float32)
-                    self._upsert_changed(name, rows, vectors, report)
-                    bar.update(len(vectors))
-            report.deleted = self._delete_missing(name)
-            if report.upserted or report.deleted:
-                self._client.flush(name)  # seal what was written so the server builds its index on it
-            reports[model] = report
+        mirror = Mirror(self._client, index=self.index, index_params=self.index_params, metric=METRIC,
+                        consistency=self.consistency, batch_size=self.batch_size)
+        reports = mirror.sync(dataset, self._collections, self._fields, self._row_of, progress=progress)
+        self._search_params.update(dict.fromkeys(self._collections.values(), self.search_params))
         return reports
 
     def _bind(self, dataset, models: Iterable[str], collection_key: str) -> None:
@@ -138,95 +108,8 @@ class MilvusStore(VectorStore):
         self._collections = names
         self._dataset = dataset
         self._fields = filter_fields(dataset)
-        self._vectors = dataset.select_columns(models)
         self._ids = list(dataset["id"])
         self._row_of = {row_id: row for row, row_id in enumerate(self._ids)}
-
-    def _ensure_collection(self, name: str, dim: int) -> None:
-        """Create the collection and its index, or repair one whose schema or index differs from the wanted."""
-        client = self._client
-        if client.has_collection(name):
-            fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
-            if set(fields) != set(LAYOUT) \
-                    or int(fields["vector"]["params"].get("dim", 0)) != dim:
-                client.drop_collection(name)  # another model version or layout: its vectors are useless
-        if not client.has_collection(name):
-            client.create_collection(name, schema=self._schema(dim), index_params=self._index_spec(),
-                                     consistency_level=self.consistency)
-        elif not self._index_matches(name):
-            client.release_collection(name)
-            client.drop_index(name, "vector")
-            client.create_index(name, self._index_spec())
-        client.load_collection(name)
-        self._search_params[name] = self.search_params
-
-    def _schema(self, dim: int):
-        from pymilvus import DataType, MilvusClient
-
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                            description="X-Ray Search vectors; images and metadata stay in the Dataset")
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("metadata", DataType.JSON)  # {filter field: value}
-        schema.add_field("digest", DataType.VARCHAR, max_length=32)  # checksum of vector + metadata
-        return schema
-
-    def _index_spec(self):
-        params = dict(self.index_params)
-        if params:
-            # pymilvus 3 sends build parameters as flat key/value pairs; Milvus Lite 3.2 (embedded or served)
-            # reads only a JSON "params" entry, which Milvus servers also accept: send that nested copy too
-            params["params"] = dict(self.index_params)
-        spec = self._client.prepare_index_params()
-        spec.add_index(field_name="vector", index_name="vector", index_type=self.index, metric_type=METRIC,
-                       params=params)
-        return spec
-
-    def _index_matches(self, name: str) -> bool:
-        try:
-            described = self._client.describe_index(name, "vector")
-        except Exception:  # no index yet
-            return False
-        params = {**described, **(described.get("params") or {})}
-        return (str(described.get("index_type", "")).upper() == self.index
-                and str(described.get("metric_type", "")).upper() == METRIC
-                and all(str(params.get(key)) == str(value) for key, value in self.index_params.items()))
-
-    def _upsert_changed(self, name: str, rows: dict, vectors: np.ndarray, report: SyncReport) -> None:
-        ids = rows["id"]
-        for row_id in ids:
-            if len(row_id.encode("utf-8")) > ID_BYTES:
-                raise RetrievalError(f"Row id {row_id[:80]!r}... is longer than Milvus's {ID_BYTES}-byte key.")
-        metadata = [{field: _clip(rows[field][i]) for field in self._fields} for i in range(len(ids))]
-        digests = [_digest(vectors[i], metadata[i]) for i in range(len(ids))]
-        held = {hit["id"]: hit["digest"] for hit in self._client.query(
-            name, filter=f"id in {_literal_list(ids)}", output_fields=["id", "digest"], limit=len(ids),
-            consistency_level="Strong")}
-        changed = [i for i, (row_id, digest) in enumerate(zip(ids, digests)) if held.get(row_id) != digest]
-        if changed:
-            self._client.upsert(name, [{"id": ids[i], "vector": vectors[i].tolist(), "metadata": metadata[i],
-                                        "digest": digests[i]} for i in changed])
-        report.upserted += len(changed)
-        report.unchanged += len(ids) - len(changed)
-
-    def _delete_missing(self, name: str) -> int:
-        if self._count(name) == len(self._row_of):  # every Dataset row is there (just checked), so nothing else is
-            return 0
-        stale = [row_id for row_id in self._held_ids(name) if row_id not in self._row_of]
-        for start in range(0, len(stale), self.batch_size):
-            self._client.delete(name, filter=f"id in {_literal_list(stale[start:start + self.batch_size])}")
-        return len(stale)
-
-    def _held_ids(self, name: str) -> list[str]:
-        iterator = self._client.query_iterator(name, batch_size=min(10 * self.batch_size, MAX_LIMIT),
-                                               output_fields=["id"], consistency_level="Strong")
-        held = []
-        try:
-            while batch := iterator.next():
-                held.extend(hit["id"] for hit in batch)
-        finally:
-            iterator.close()
-        return held
 
     # --- the VectorStore interface ---------------------------------------------------------------------
     def search(self, model, vector, k, category=None, exclude=None, filters=None):
@@ -235,12 +118,12 @@ class MilvusStore(VectorStore):
         Ids Milvus holds but this Dataset lacks (a newer sync of the same collection) are skipped.
         """
         name = self._collection(model)
-        terms = _filter_terms(with_category(filters, category))
+        terms = filter_terms(with_category(filters, category))
         if terms is None:
             return []
         if exclude is not None:
             rows = np.atleast_1d(np.asarray(exclude, dtype=np.int64)).tolist()
-            terms.append(f"id not in [{', '.join(_literal(self._ids[row]) for row in rows)}]")
+            terms.append(f"id not in {literal_list(self._ids[row] for row in rows)}")
         query = [np.asarray(vector, dtype=np.float32).reshape(-1).tolist()]
         limit = min(int(k) + 1, MAX_LIMIT)  # one more than asked shows whether the k-th score's tie goes on
         while True:
@@ -262,18 +145,14 @@ class MilvusStore(VectorStore):
         return sorted(kept, key=lambda pair: (-pair[1], -pair[0]))
 
     def vector(self, model, row):
-        if self._vectors is None:
+        if self._dataset is None:
             raise BrokenIndex("The Milvus store is not bound to a Dataset; call sync() or attach() first.")
-        return np.asarray(self._vectors[int(row)][model], dtype=np.float32)
+        return row_vectors(self._dataset, model, [row])[0]
 
     # --- housekeeping ----------------------------------------------------------------------------------
     def count(self, model: str) -> int:
         """Rows in the model's Milvus collection (exact: deletions are counted out)."""
-        return self._count(self._collection(model))
-
-    def _count(self, name: str) -> int:
-        result = self._client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
-        return int(result[0]["count(*)"])
+        return count_rows(self._client, self._collection(model))
 
     def drop(self, model: str) -> None:
         self._client.drop_collection(self._collection(model))
@@ -407,45 +286,4 @@ def _release_lite(path: str) -> None:
         server_manager_instance.release_server(path)
 
 
-def _filter_terms(filters: Filters | None) -> list[str] | None:
-    """One expression term per filtered field, on the JSON metadata; None when a field allows no value (no row
-    passes). Values are cut as the sync cut them; `==` joined by `or`, since Milvus Lite takes no `in` on JSON."""
-    terms = []
-    for field, values in (filters or {}).items():
-        if not values:
-            return None
-        key = f"metadata[{_literal(field)}]"
-        terms.append("(" + " or ".join(f"{key} == {_literal(_clip(value))}" for value in values) + ")")
-    return terms
-
-
-def _literal(value: str) -> str:
-    """A Milvus string literal: double quotes, with backslashes, quotes and line breaks escaped."""
-    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"')
-               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
-    return f'"{escaped}"'
-
-
-def _literal_list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(_literal(v) for v in values) + "]"
-
-
-def _clip(value) -> str:
-    """Metadata as a VarChar: None becomes "", over-long text is cut at a character boundary."""
-    data = str(value or "").encode("utf-8")
-    return data[:TEXT_BYTES].decode("utf-8", errors="ignore")
-
-
-def _dim(dataset, model: str) -> int:
-    feature = dataset.features[model]
-    dim = getattr(feature, "length", -1)
-    return int(dim) if dim and dim > 0 else len(dataset[0][model])
-
-
-def _digest(vector: np.ndarray, metadata: dict) -> str:
-    digest = hashlib.blake2b(np.ascontiguousarray(vector, dtype=np.float32).tobytes(), digest_size=16)
-    digest.update(json.dumps(metadata, sort_keys=True).encode("utf-8"))
-    return digest.hexdigest()
-
-
-__all__ = ["MilvusStore", "milvus_store", "sync_index", "collection_name", "SyncReport"]
+__all__ = ["MilvusStore", "milvus_store", "sync_index", "collection_name", "collection_key"]

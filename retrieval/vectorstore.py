@@ -14,6 +14,7 @@ import numpy as np
 
 from .filters import Filters, RowFilter, with_category
 from .layout import IndexGeneration
+from .vector_columns import row_vectors
 
 
 class VectorStore(ABC):
@@ -60,7 +61,7 @@ class FaissStore(VectorStore):
         return [(int(row), float(score)) for score, row in zip(scores, rows) if row >= 0]
 
     def vector(self, model, row):
-        return np.asarray(self._dataset[row][model], dtype=np.float32)
+        return row_vectors(self._dataset, model, [row])[0]
 
 
 def faiss_store(generation: IndexGeneration, dataset, models: list[str]) -> FaissStore:
