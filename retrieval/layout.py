@@ -10,7 +10,7 @@
     <generation>/maps/<model>.npy         an image model's 2-D map of the collection (projection.py)
     <generation>/novelty/<model>.json     an image model's "is it in the collection?" scorer (novelty.py),
     <generation>/novelty/<model>.npy      with its category centres
-    <generation>/novelty-joint.json       the judgement over two image models (joint_novelty.py), if it has two
+    <generation>/novelty-joint.json       the "no close match" judge over its image models (joint_novelty.py)
     <generation>/evaluation.json          the summary `python -m retrieval evaluate` writes for the app
     <generation>/fusion.json              the hybrid text model's weights, fitted by `evaluate` (hybrid.py)
     DIR/checkpoints/<model>@<version>/part-NNNNNN.npz   vectors of a build not yet published (checkpoints.py),
