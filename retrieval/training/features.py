@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..embedders import efficientnet
 from ..embedders.preprocess import clean_view, to_batch
 from .augment import acquisition_view
@@ -132,12 +133,8 @@ def _read(path: Path | None, shape: tuple) -> np.ndarray | None:
 
 def _write(path: Path | None, data: np.ndarray) -> None:
     """Atomic: a killed run never leaves a half-written pass for the next run to read."""
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.stem + ".tmp.npy")
-    np.save(temp, data)
-    temp.replace(path)
+    if path is not None:
+        write_atomic(path, lambda temporary: np.save(temporary, data))
 
 
 def cached_features(grays: Sequence[np.ndarray], mode: str, n_aug: int, seed: int, work_dir: Path | None,
