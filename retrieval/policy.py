@@ -2,8 +2,11 @@
 `models` verb and the app's Models tab both print `model_rows`).
 
 The defaults follow the index's typed evaluation summary when it has one (read in `ModelPolicy.evaluation`, the
-one place that reads it), else the registry's preference order. The hybrid text model (hybrid.py) is offered
-wherever two of the index's text models can be fused, and leads the text models until an evaluation says otherwise.
+one place that reads it), else the registry's preference order. Text models are chosen by the query file's TRAIN
+queries, never by the TEST queries that report; a model trained here leads the image search only by its card's
+nested decision; the pretrained image models, which fit nothing here, by their cross-source figure. The hybrid
+text model (hybrid.py) is offered wherever two of the index's text models can be fused, and then leads the text
+models by design: it was fitted on the TRAIN queries, so they cannot judge it against the others.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ class ModelPolicy:
             reason = _unavailable(name)
             if reason:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
                 self.unavailable[name] = reason
-        self._evaluation: tuple[int | None, EvaluationSummary] | None = None  # (file stamp, summary)
-        self._fusion: tuple[int | None, Fusion | None] | None = None  # (file stamp, fusion)
+        self._evaluation: tuple[tuple | None, EvaluationSummary] | None = None  # (file stamp, summary)
+        self._fusion: tuple[tuple | None, Fusion | None] | None = None  # (file stamp, fusion)
 
     def models_for(self, modality: str, fused: bool = True) -> list[str]:
         """Models in this index that can embed a query of `modality` right now; for text, the hybrid first
@@ -60,7 +63,7 @@ class ModelPolicy:
         this generation, else the shipped default; None when fewer than two of its components are usable.
         Read again only when the file changes."""
         try:
-            stamp = self.generation.fusion_path.stat().st_mtime_ns
+            stamp = _stamp(self.generation.fusion_path)
         except OSError:
             stamp = None
         if self._fusion is None or self._fusion[0] != stamp:
@@ -74,20 +77,22 @@ class ModelPolicy:
         return [name for name in self.models_for(IMAGE) if self.entries[name].embeds(TEXT)]
 
     def default_model(self, modality: str, fused: bool = True) -> str | None:
-        """The usable model with the best evaluation figure for `modality` (image: cross-source category P@5;
-        text: the mean of held-out category and label P@5), else the hybrid, else the registry's preference order,
-        else the first usable one. A model trained here is an image default only when its training card's nested
-        decision says so (the outer gain's interval above zero: `_earned`), whatever this index's figures say.
-        `fused=False`: a model with vectors of its own (to compare stored rows)."""
+        """For text, the hybrid where it is offered (`fused`); else the usable model with the best evaluation
+        figure for `modality` (image: cross-source category P@5; text: the mean of category and label P@5 on the
+        TRAIN queries), else the registry's preference order, else the first usable one. A model trained here is
+        an image default only when its training card's nested decision says so (the outer gain's interval above
+        zero: `_earned`), whatever this index's figures say. `fused=False`: a model with vectors of its own (to
+        compare stored rows)."""
         usable = self.models_for(modality, fused)
+        if modality == TEXT and HYBRID in usable:
+            return HYBRID
         summary = self.evaluation()
         earned = [name for name in usable if _earned(name, modality)] or usable  # trained: its card's rule
         scored = {name: _headline(summary, name, modality) for name in earned}
         scored = {name: value for name, value in scored.items() if value is not None}
         if scored:
             return max(scored, key=scored.get)
-        preferred = [name for name in (HYBRID, *QUERY_PREFERENCE[modality])
-                     if name in usable and (name == HYBRID or _earned(name, modality))]
+        preferred = [name for name in QUERY_PREFERENCE[modality] if name in usable and _earned(name, modality)]
         return next(iter(preferred), usable[0] if usable else None)
 
     def row_model(self) -> str | None:
@@ -166,7 +171,7 @@ class ModelPolicy:
         """What `python -m retrieval evaluate` measured on this index (empty before it has run): the one place
         the evaluation summary is read, again only when its file changes."""
         try:
-            stamp = self.generation.evaluation_path.stat().st_mtime_ns
+            stamp = _stamp(self.generation.evaluation_path)
         except OSError:
             stamp = None
         if self._evaluation is None or self._evaluation[0] != stamp:
@@ -206,6 +211,13 @@ def model_rows(policy: ModelPolicy | None = None) -> list[dict]:
             row.update({key: _rounded(summary.figure(name, key)) for key in shown})
         rows.append(row)
     return rows
+
+
+def _stamp(path) -> tuple[int, int]:
+    """What tells a file written again: its time and its inode (an atomic write is a new file, so two writes
+    within one tick of the clock still differ). Raises OSError when there is none."""
+    status = path.stat()
+    return status.st_mtime_ns, status.st_ino
 
 
 def _headline(summary: EvaluationSummary, name: str, modality: str) -> float | None:

@@ -114,7 +114,15 @@ def test_the_hybrid_is_fitted_on_train_queries_and_every_text_model_judged_on_te
         assert result["all_queries"][CATEGORY]["queries"] + result["all_queries"][CATEGORY]["unjudged"] == len(queries)
     assert text["models"]["hybrid"]["searches"] == "fusion"
     summary = evaluation.summary()
-    assert summary.figure("hybrid", DEFAULT_TEXT_FIGURE) == text["models"]["hybrid"][CATEGORY]["p@5"]
+    assert summary.figure("hybrid", "text_category_p@5") == text["models"]["hybrid"][CATEGORY]["p@5"]
+    # what chooses among text models is read on the TRAIN queries, never the TEST ones that report; the hybrid,
+    # fitted on the TRAIN queries, has no such figure (it leads by design: policy.py)
+    train = len(queries) - len(test)
+    assert summary.figure("hybrid", DEFAULT_TEXT_FIGURE) is None and "train_queries" not in text["models"]["hybrid"]
+    for name in ("tfidf", "minilm"):
+        chosen_on = text["models"][name]["train_queries"][CATEGORY]
+        assert chosen_on["queries"] + chosen_on["unjudged"] == train
+        assert summary.figure(name, DEFAULT_TEXT_FIGURE) == chosen_on["p@5"]
     assert evaluation.index.generation.read_fusion() == text["fusion"]  # the engine serves what was judged
 
 
@@ -153,7 +161,7 @@ def test_the_cli_writes_tables_json_plots_and_the_summary_for_the_app(subset_ind
     assert "text_category_p@5" in summary["models"]["tfidf"]
     assert "image_category_p@5" in summary["baselines"][RAW_PIXELS]
     typed = EvaluationSummary.read(IndexFolder(subset_index).current())
-    assert typed.figure("tfidf", DEFAULT_TEXT_FIGURE) == summary["models"]["tfidf"]["text_category_p@5"]
+    assert typed.figure("tfidf", DEFAULT_TEXT_FIGURE) == summary["models"]["tfidf"]["text_train_category_p@5"]
     assert typed.figure("efficientnet-lite0", DEFAULT_IMAGE_FIGURE) == figures_of["cross_source_category_p@5"]
 
 
@@ -296,7 +304,8 @@ def test_a_summary_written_by_an_older_program_or_damaged_still_reads(tmp_path):
         "tfidf": {"indexes": "text", "image_category_p@5": None, "text_category_p@5": 0.61, "old_figure": 0.5},
         "broken": "not a dict", "flag": {"text_category_p@5": True}}}))
     summary = EvaluationSummary.read(generation)
-    assert summary.figure("tfidf", DEFAULT_TEXT_FIGURE) == 0.61 and summary.figure("tfidf", "old_figure") == 0.5
-    assert "broken" not in summary.models and summary.figure("flag", DEFAULT_TEXT_FIGURE) is None
+    assert summary.figure("tfidf", "text_category_p@5") == 0.61 and summary.figure("tfidf", "old_figure") == 0.5
+    assert summary.figure("tfidf", DEFAULT_TEXT_FIGURE) is None  # an older file: nothing to choose text models by
+    assert "broken" not in summary.models and summary.figure("flag", "text_category_p@5") is None
     generation.evaluation_path.write_text("{ not json")
     assert EvaluationSummary.read(generation).models == {}

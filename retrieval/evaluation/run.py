@@ -36,11 +36,11 @@ from .figures import ANATOMY, CATEGORY, FIGURES, K, KS, LABEL, LEVELS, figures, 
 from .index_access import IndexAccess
 from .leave_one_out import feedback_gain, judge, random_expectation, random_text_expectation
 from .pixels import THUMBNAIL_SIDE, image_features, near_duplicates
-from .queries import TEST, TextQuery, in_split, load_queries, shown_path
+from .queries import TEST, TRAIN, TextQuery, in_split, load_queries, shown_path
 from .rows import Item, fingerprint, item_from_row
 from ..hybrid import HYBRID
 from ..evaluation_summary import (
-    CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, EvaluationSummary,
+    CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, TEXT_TRAIN, EvaluationSummary,
     ModelFigures, figure_key,
 )
 
@@ -96,6 +96,8 @@ class Evaluation:
             values[figure_key(CROSS_SOURCE, ANATOMY)] = anatomy["p@5"] if anatomy else None
             for level in LEVELS:
                 values[figure_key(CROSS_SOURCE, level)] = held_out["cross_source"][level]["p@5"] if held_out else None
+                chosen_on = (text or {}).get("train_queries")
+                values[figure_key(TEXT_TRAIN, level)] = chosen_on[level]["p@5"] if chosen_on else None
                 for key in FIGURES:
                     values[figure_key(TEXT, level, key)] = text[level][key] if text else None
                     values[figure_key(measure, level, key)] = None if seen and measure == IMAGE else result[level][key]
@@ -209,6 +211,7 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
 
     index, queries, ids = evaluation.index, evaluation.queries, evaluation.index.ids
     held_out = in_split(queries, TEST) or list(range(len(queries)))
+    train = in_split(queries, TRAIN)
     evaluation.text = {"file": shown_path(queries_file), "version": version, "queries": len(queries),
                        "judged_on": TEST if len(held_out) < len(queries) else "all", "judged_queries": len(held_out),
                        "models": {}}
@@ -232,6 +235,9 @@ def _text_to_image(evaluation: Evaluation, keys: dict, version: int, queries_fil
                     for level in LEVELS}
         for level in LEVELS:
             result[level] = figures(relevant[level][held_out], targets[level][held_out].sum(axis=1))
+        if train and name != HYBRID:  # the figures that choose among text models (the hybrid was fitted on them)
+            result["train_queries"] = {level: figures(relevant[level][train], targets[level][train].sum(axis=1))
+                                       for level in LEVELS}
         result["all_queries"] = {level: figures(relevant[level], targets[level].sum(axis=1)) for level in LEVELS}
         result["per_query"] = [
             {"text": q.text, "category": q.category, "labels": list(q.labels), "split": q.split,
