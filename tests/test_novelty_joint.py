@@ -232,8 +232,12 @@ def test_a_single_model_index_stores_a_judge_of_its_one_model(grey_index):  # no
     assert judge.models == ["grey"] and judge.content == "grey" and judge.rule in RULES
     assert judge.fitted_on == {"grey": generation.manifest.models["grey"].novelty_digest}
     assert set(judge.figures["per_source"]) == set(generation.load_dataset()["source"])
-    result = SearchEngine(grey_index[0]).search_image(stripes(), k=3)
+    engine = SearchEngine(grey_index[0])
+    result = engine.search_image(stripes(), k=3)
     assert result.judged_by == "grey" and result.in_collection is True  # one model cannot see the stripes
+    engine._joint.floors["grey"] = 1.01  # a floor no row reaches: the one model's floor vetoes every query
+    vetoed = engine.search_image(grey(LEVELS["beta"], seed=92), k=3)
+    assert vetoed.judged_by == "grey" and vetoed.in_collection is False and vetoed.match_score == 0.0
 
 
 def test_an_engine_without_one_of_the_joined_models_falls_back_to_the_ranking_model_s_own_scorer(two_model_index):
