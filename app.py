@@ -216,7 +216,7 @@ class Handlers:
         gallery = list(zip(self._thumbnails([hit.id for hit in hits]), map(render.caption, hits)))
         status = f"{len(hits)} result{'s' if len(hits) != 1 else ''} — click one for details and more like it." \
             if hits else EMPTY
-        return gallery, result.records(), status
+        return gallery, result.records(), render.with_query_words(result, status)
 
 
 # --- layout and wiring ------------------------------------------------------------------------------

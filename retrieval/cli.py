@@ -85,6 +85,8 @@ def cmd_search(args) -> int:
               "a retrieval statistic, not a diagnosis.)")
     if result.match_score is not None:
         print(f"Match score {result.match_score:.2f}: how likely the collection holds this kind of image.")
+    if result.query_words is not None and result.query_words.sentence():
+        print(f"\n{result.query_words.sentence()}")
     return 0
 
 

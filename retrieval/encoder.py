@@ -14,7 +14,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Collection
+from typing import Callable, Collection, Container
 
 import numpy as np
 from PIL import Image
@@ -69,6 +69,10 @@ class QueryEncoder:
 
         return self._run(model, lambda embedder: expand(text, embedder.vocabulary)
                          if hasattr(embedder, "vocabulary") else text, as_array=False)  # no vocabulary: as typed
+
+    def vocabulary(self, model: str) -> Container[str]:
+        """The terms a fitted word model (TF-IDF) knows; empty for a model without a vocabulary."""
+        return self._run(model, lambda embedder: getattr(embedder, "vocabulary", {}), as_array=False)
 
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""

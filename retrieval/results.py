@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Iterator
 
+from .query_words import QueryWords
 from .schema import ALL_FIELDS, ARCHIVE_FIELDS, FIELDS
 
 
@@ -40,7 +41,8 @@ class SearchResult:
     then abstains), `match_score` = P(in collection), `judged_by` the image model whose scorer judged (joined
     models as "a+b": joint_novelty.py, where a similarity floor that vetoes gives match 0; "DICOM modality XA"
     for a DICOM query of a modality the collection does not hold, match 0: modalities.py); all None
-    where the index has no scorer.
+    where the index has no scorer. A text query's `query_words`: the words no row's text has, and what the
+    hybrid read them as (query_words.py; None for other queries).
     Iterates over its hits."""
 
     hits: list[Hit]
@@ -49,6 +51,7 @@ class SearchResult:
     in_collection: bool | None = None
     match_score: float | None = None
     judged_by: str | None = None  # what judged in_collection: a model, joined models "a+b", or "DICOM modality XA"
+    query_words: QueryWords | None = None
 
     @property
     def suggested_category(self) -> str | None:

@@ -30,6 +30,7 @@ from .images import ImageSource
 from .joint_novelty import load_joint
 from .layout import IndexFolder, IndexGeneration
 from .novelty import load_novelty
+from .query_words import QueryWords, query_words, words_of
 from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
 from .policy import ModelPolicy
 from .ranking import VOTE_NEIGHBOURS, break_ties, nearest_with_ties, spread_duplicates, vote
@@ -114,7 +115,8 @@ class SearchEngine:
             raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
         name = self.policy.resolve(model or self.policy.default_model(TEXT), TEXT)
         options = self._options(name, k, category, min_score, filters)
-        return SearchResult(self._search(name, self._embed_text(name, text), options), name)
+        return SearchResult(self._search(name, self._embed_text(name, text), options), name,
+                            query_words=self._query_words(name, text))
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
                      category: str | None = None, min_score: float | None = None, text: str | None = None,
@@ -268,6 +270,24 @@ class SearchEngine:
         else:
             judgement = self._scorer(models[0]).judge(*queries[models[0]])
         return judgement.in_collection, round(judgement.match_score, 4), joint.name if joint else models[0]
+
+    @cached_property
+    def _collection_words(self) -> frozenset[str]:
+        """Every word of the rows' metadata texts (read once)."""
+        return words_of(self.catalogue.texts)
+
+    def _query_words(self, name: str, text: str) -> QueryWords:
+        """The text's words no row's text has and, for the hybrid, what its word search read them as."""
+        from .expansion import DOMAIN_STOP, expansion_terms
+
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        fusion = self.policy.fusion() if name == HYBRID else None
+        read_as = None
+        if fusion is not None and fusion.expanded:
+            vocabulary = self.encoder.vocabulary(fusion.expanded[0])
+            read_as = lambda word: [] if word in vocabulary else expansion_terms(word, vocabulary)  # noqa: E731
+        return query_words(text, self._collection_words, ENGLISH_STOP_WORDS | DOMAIN_STOP, read_as)
 
     def _modality_judgement(self, image) -> tuple | None:
         """(False, 0.0, "DICOM modality XA") for a DICOM query whose Modality is no plain radiograph and no

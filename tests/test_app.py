@@ -105,6 +105,7 @@ def test_empty_result_says_what_to_do(client):
     gallery, records, status = client.predict("zzqxj", model="tfidf", api_name="/search_text")
     assert gallery == [] and records == []
     assert "No images above the threshold" in status and "lower it" in status
+    assert "No image's text has the word “zzqxj”" in status  # and which word the collection lacks
 
 
 def test_image_search_finds_the_image_itself_and_suggests_its_category(client, knee_file):

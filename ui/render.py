@@ -71,6 +71,13 @@ def suggestion(result):
     return NO_MATCH if result.in_collection is False else (result.suggestion or None)
 
 
+def with_query_words(result, status: str) -> str:
+    """The status line, followed by the words of a text query that no image's text has, or that the hybrid read as
+    others (query_words.py)."""
+    sentence = result.query_words.sentence() if result.query_words is not None else ""
+    return f"{status} {sentence}" if sentence else status
+
+
 def with_notice(result, status: str) -> str:
     """The status line, under the notice that the images below are only the nearest ones when the query is
     judged not in the collection; for a judged query in it, followed by its match score (as the CLI says it), so

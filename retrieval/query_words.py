@@ -1,0 +1,61 @@
+"""What the collection's own words make of a text query: the query words that no row's metadata text has, and, where
+the hybrid expanded its word TF-IDF query (expansion.py), what it read each unknown word as.
+
+Why: every text model answers with the nearest rows whatever the words, so "OPG" (a word no caption has) returns
+chest films ranked by letter pieces and meaning, with nothing to say so. Saying which words the collection lacks,
+and that "broken" was read as "fracture", lets the person judge the results and rephrase; search engines say it
+the same way ("Missing: …"). Words are taken as the word TF-IDF tokenizer takes them, lower-cased; stop words and
+single letters are never reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Container, Iterable
+
+TOKEN = re.compile(r"(?u)\b\w[\w\-]*\b")  # the word TF-IDF's token_pattern (embedders/builtin.py)
+SHOWN = 5  # words named in each part of the sentence at most (a long query stays one line)
+
+
+@dataclass(frozen=True)
+class QueryWords:
+    """`unknown`: the query's words no row's text has, in query order; `read_as`: for those the hybrid's word
+    search replaced, the collection's words it searched for instead (empty where the vocabularies knew none)."""
+
+    unknown: tuple[str, ...] = ()
+    read_as: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def sentence(self) -> str:
+        """One plain line for the status, the CLI and the API ("" when every word is the collection's)."""
+        if not self.unknown:
+            return ""
+        read = [f"“{word}” → {', '.join(self.read_as[word][:4])}" for word in self.unknown
+                if self.read_as.get(word)][:SHOWN]
+        missing = [f"“{word}”" for word in self.unknown if not self.read_as.get(word)][:SHOWN]
+        parts = []
+        if missing:
+            parts.append(f"No image's text has the word{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+                         "these are the nearest images by meaning, spelling and the query's other words.")
+        if read:
+            parts.append(f"Not words of the collection, also searched as: {'; '.join(read)} (WordNet, medical "
+                         "abbreviations).")
+        return " ".join(parts)
+
+
+def words_of(texts: Iterable[str]) -> frozenset[str]:
+    """Every word of `texts`, lower-cased, as the word TF-IDF tokenizer finds them."""
+    return frozenset(word for text in texts for word in TOKEN.findall(text.lower()))
+
+
+def query_words(text: str, known: Container[str], stop: Container[str],
+                read_as: Callable[[str], list[str]] | None = None) -> QueryWords:
+    """The `text`'s words not in `known` (the collection's words, `words_of`) and not in `stop`, each once; with
+    `read_as(word)` (the words the hybrid's expansion searched for it), what each was read as."""
+    unknown = tuple(dict.fromkeys(word for word in TOKEN.findall(text.lower())
+                                  if len(word) > 1 and word not in known and word not in stop))
+    found = {word: tuple(read_as(word)) for word in unknown} if read_as else {}
+    return QueryWords(unknown, {word: terms for word, terms in found.items() if terms})
+
+
+__all__ = ["QueryWords", "query_words", "words_of"]
