@@ -74,6 +74,7 @@ def variant_specs(conditions: dict, used: frozenset) -> dict[str, dict]:
         "WordNet conditions synonyms, tfidf-chars only": {**conditions, "components": ("tfidf-chars",)},
         "query expanded for MiniLM too, xray-lite0's text head reading that vector": {"queries": ("minilm",),
                                                                                       "pixels_expanded": True},
+        "query: words in a negation's reach not expanded": {"affirmed": True},
     }
 
 
@@ -99,6 +100,16 @@ def expand_one_meaning(text: str, vocabulary) -> str:
             candidates += best
         found += [w.lower() for w in candidates if w.lower() in vocabulary and w.lower() not in stop]
     terms = list(dict.fromkeys(found))
+    return f"{text} {' '.join(terms)}" if terms else text
+
+
+def expand_affirmed(text: str, vocabulary) -> str:
+    """expansion.expand over the query's words outside a negation's reach (from "no", "not", "without", "non" or
+    "negative" to the clause's end): "hip x-ray, no break" is not given "fracture" for "break"."""
+    from retrieval.expansion import expansion_terms
+
+    kept = re.sub(r"\b(?:no|not|without|non|negative)\b[^,;.()]*", " ", text, flags=re.IGNORECASE)
+    terms = expansion_terms(kept, vocabulary)
     return f"{text} {' '.join(terms)}" if terms else text
 
 
@@ -205,7 +216,8 @@ def main() -> None:
         lists, query_word = [], []
         expanded_queries = spec.get("queries", ())
         for q in judged:
-            wide = (expand_one_meaning if spec.get("one_meaning") else expand)(q["text"], vocabulary)
+            wide = (expand_one_meaning if spec.get("one_meaning") else expand_affirmed if spec.get("affirmed")
+                    else expand)(q["text"], vocabulary)
             if spec.get("compounds"):
                 wide = " ".join([wide, *compound_terms(q["text"], vocabulary)])
             wq = word.embed_texts([wide])
