@@ -1,5 +1,5 @@
-"""Document-side expansion, for the experiment benchmarks/text_doc_expansion.py (not shipped: no variant both won
-the train-query cross-validation and held on the test queries, docs/evaluation.md): the words that independently
+"""Document-side expansion, for the experiment benchmarks/text_doc_expansion.py (not shipped: no variant of it both
+won the train-query cross-validation and held on the test queries, docs/evaluation.md): the words that independently
 made vocabularies give for a row's own label, category and body-part words — WordNet's synonyms, definition,
 hypernyms or hyponyms of the word's senses (optionally only senses of some lexicographer files, e.g. 26 noun.state
 where diseases are), and the medical abbreviations whose meaning the row says ("osteoarthritis" -> "OA").
