@@ -48,27 +48,40 @@ class QueryEncoder:
     def text_per_model(self, models: list[str], text: str, expanded: Collection[str] = ()) -> dict[str, np.ndarray]:
         """{model: (1, dim) unit vector} of one text for several models (the hybrid's components), each text
         encoded once: a model whose text tower reads another listed model's vectors (xray-lite0 reads MiniLM's)
-        is given those instead of encoding the text again. The `expanded` models (fitted word models) encode the
-        text with the vocabularies' words for its words they lack (expansion.py)."""
+        is given those of the text as typed instead of encoding the text again. The `expanded` models encode the
+        text with the vocabularies' words for its words the first expanded model with a vocabulary (the word
+        TF-IDF) lacks (expansion.py); then a model whose vectors another one reads encodes the typed text too."""
         vectors: dict[str, np.ndarray] = {}
+        typed: dict[str, np.ndarray] = {}  # an expanded model's vector of the text as typed, for its readers
         readers = {model: get_embedder(model).text_input for model in models}
+        lender = next((name for name in expanded if name in models
+                       and getattr(type(get_embedder(name)), "vocabulary", None) is not None), None)
         for model in sorted(models, key=lambda name: readers[name] in models):  # the read models first
             source = readers[model]
             if source in vectors:
-                vectors[model] = self._run(model, lambda embedder, v=vectors[source]: embedder.embed_text_vectors(v))
+                given = typed.get(source, vectors[source])
+                vectors[model] = self._run(model, lambda embedder, v=given: embedder.embed_text_vectors(v))
             elif model in expanded:
-                vectors[model] = self.texts(model, [self.expanded_text(model, text)])
+                wide = self.expanded_text(model, text, lender)
+                vectors[model] = self.texts(model, [wide])
+                if wide != text and model in readers.values():
+                    typed[model] = self.texts(model, [text])
             else:
                 vectors[model] = self.texts(model, [text])
         return {model: vectors[model] for model in models}
 
-    def expanded_text(self, model: str, text: str) -> str:
-        """The text as a fitted word model (TF-IDF) searches for it when expanded: with the vocabularies' words
-        for the words its own vocabulary lacks."""
+    def expanded_text(self, model: str, text: str, lender: str | None = None) -> str:
+        """The text as `model` searches for it when expanded: with the vocabularies' words for the words its own
+        vocabulary (a fitted word model's, TF-IDF) lacks; a model without one (MiniLM) uses `lender`'s; neither:
+        as typed."""
         from .expansion import expand
 
-        return self._run(model, lambda embedder: expand(text, embedder.vocabulary)
-                         if hasattr(embedder, "vocabulary") else text, as_array=False)  # no vocabulary: as typed
+        for owner in (model, lender) if lender and lender != model else (model,):
+            wide = self._run(owner, lambda embedder: expand(text, embedder.vocabulary)
+                             if hasattr(embedder, "vocabulary") else None, as_array=False)
+            if wide is not None:
+                return wide
+        return text
 
     def vocabulary(self, model: str) -> Container[str]:
         """The terms a fitted word model (TF-IDF) knows; empty for a model without a vocabulary."""

@@ -13,9 +13,9 @@ training queries' candidates that scored like this, this share was relevant", wh
 cross-validation inside the TRAIN queries it raised P@5 (docs/evaluation.md); a fusion fitted before it reads
 with a z weight of 0.
 
-Query expansion: the components named in a fusion's `expanded` (today TF-IDF words, EXPANDED) search for the query
-with the words that independently made vocabularies give for its unknown words (expansion.py); the fit records
-which were expanded, so a fusion fitted without it is served without it.
+Query expansion: the components named in a fusion's `expanded` (today TF-IDF words and MiniLM, EXPANDED) search for
+the query with the words that independently made vocabularies give for the words the word TF-IDF vocabulary lacks
+(expansion.py); the fit records which were expanded, so a fusion fitted without it is served without it.
 
 Pseudo-relevance feedback (RM3-style): a fusion with a `first_pass` fuses one more list, FEEDBACK: the first pass's
 fused top FEEDBACK_ROWS rows' TF-IDF vectors, averaged by fused score and mixed with the query's TF-IDF vector,
@@ -44,7 +44,9 @@ MIN_SCORE = 0.05  # default minimum fused score: rows below a 5 % estimated chan
 REGULARISATION = 1.0  # the logistic fit's inverse L2 strength (fixed in advance, not chosen on any query)
 METHOD = "calibrated score fusion (logistic over each component's score, gap to its best and z-score in its list)"
 FEATURES = ("score", "gap", "z")  # per component, in this order: the columns of `candidate_features`
-EXPANDED = ("tfidf",)  # the components a new fit expands the query for (chosen by train-query CV, expansion.py)
+# The components a new fit expands the query for, MiniLM with the word TF-IDF's vocabulary (chosen by train-query
+# CV, expansion.py; docs/evaluation.md): xray-lite0's text head still reads MiniLM's vector of the typed query.
+EXPANDED = ("tfidf", "minilm")
 FEEDBACK = "feedback"  # the pseudo-relevance feedback list's name among a fusion's weights (it has no vectors)
 # Feedback from the fused top 10 rows' word TF-IDF vectors, half the query's vector and half theirs: chosen by
 # 5-fold cross-validation inside the TRAIN queries (docs/evaluation.md).

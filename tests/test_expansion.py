@@ -90,3 +90,20 @@ def test_the_engine_expands_the_query_of_the_components_its_fusion_was_fitted_wi
     np.testing.assert_allclose(vectors["tfidf"], engine.encoder.texts("tfidf", ["CXR chest x-ray"]))
     np.testing.assert_allclose(vectors["keywords"], engine.encoder.texts("keywords", ["CXR"]))  # not expanded
     assert engine.encoder.expanded_text("tfidf", "chest film") == "chest film"  # known words: unchanged
+
+
+@pytest.mark.usefixtures("real_models")
+def test_minilm_is_expanded_with_the_word_vocabulary_and_xray_lite0_still_reads_the_typed_query(tmp_path, tiny_wordnet):
+    build_test_index(ROWS, tmp_path / "index", ["tfidf"])
+    encoder = SearchEngine(tmp_path / "index").encoder
+    models = ["tfidf", "minilm", "xray-lite0"]
+    wide = encoder.expanded_text("tfidf", "CXR")
+    assert wide == "CXR chest"  # "x-ray" is not a word of these rows
+    vectors = encoder.text_per_model(models, "CXR", expanded=("tfidf", "minilm"))
+    typed = encoder.text_per_model(models, "CXR")
+    np.testing.assert_array_equal(vectors["minilm"], encoder.texts("minilm", [wide]))  # the word model's vocabulary
+    assert not np.allclose(vectors["minilm"], typed["minilm"])
+    np.testing.assert_array_equal(vectors["xray-lite0"], typed["xray-lite0"])  # the text head: the typed query
+    assert encoder.expanded_text("minilm", "CXR") == "CXR"  # no vocabulary of its own and none lent: as typed
+    only_minilm = encoder.text_per_model(["minilm", "xray-lite0"], "CXR", expanded=("minilm",))
+    np.testing.assert_array_equal(only_minilm["minilm"], typed["minilm"])  # no word model listed: as typed

@@ -77,7 +77,8 @@ def test_a_fitted_fusion_becomes_the_shipped_default_in_one_step(tmp_path, monke
     with pytest.raises(ValueError, match="Not a fitted fusion"):
         hybrid.ship_fusion({"weights": "nonsense"})
     assert hybrid.DEFAULT_FUSION.searched == ["tfidf", "tfidf-chars", "minilm", "xray-lite0"]  # the shipped file
-    assert hybrid.DEFAULT_FUSION.expanded == ("tfidf",) and hybrid.DEFAULT_FUSION.first_pass is not None
+    assert hybrid.DEFAULT_FUSION.expanded == hybrid.EXPANDED == ("tfidf", "minilm")
+    assert hybrid.DEFAULT_FUSION.first_pass is not None
 
 
 # --- the diversity rule never lifts another finding above an exact match ---------------------------------------
