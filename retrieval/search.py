@@ -284,8 +284,9 @@ class SearchEngine:
 
         fusion = self.policy.fusion() if name == HYBRID else None
         read_as = None
-        if fusion is not None and fusion.expanded:
-            vocabulary = self.encoder.vocabulary(fusion.expanded[0])
+        vocabularies = (self.encoder.vocabulary(model) for model in (fusion.expanded if fusion else ()))
+        vocabulary = next((terms for terms in vocabularies if terms), None)  # the word TF-IDF's (encoder.py)
+        if vocabulary is not None:
             read_as = lambda word: [] if word in vocabulary else expansion_terms(word, vocabulary)  # noqa: E731
         return query_words(text, self._collection_words, ENGLISH_STOP_WORDS | DOMAIN_STOP, read_as)
 
