@@ -54,15 +54,19 @@ class QueryEncoder:
         vectors: dict[str, np.ndarray] = {}
         typed: dict[str, np.ndarray] = {}  # an expanded model's vector of the text as typed, for its readers
         readers = {model: get_embedder(model).text_input for model in models}
-        lender = next((name for name in expanded if name in models
-                       and getattr(type(get_embedder(name)), "vocabulary", None) is not None), None)
+        owns = {model: getattr(type(get_embedder(model)), "vocabulary", None) is not None for model in models}
+        lender = next((name for name in expanded if name in models and owns[name]), None)
+        widened: dict[str | None, str] = {}  # the text expanded by each vocabulary, once
         for model in sorted(models, key=lambda name: readers[name] in models):  # the read models first
             source = readers[model]
             if source in vectors:
                 given = typed.get(source, vectors[source])
                 vectors[model] = self._run(model, lambda embedder, v=given: embedder.embed_text_vectors(v))
             elif model in expanded:
-                wide = self.expanded_text(model, text, lender)
+                owner = model if owns[model] else lender
+                if owner not in widened:
+                    widened[owner] = self.expanded_text(model, text, lender)
+                wide = widened[owner]
                 vectors[model] = self.texts(model, [wide])
                 if wide != text and model in readers.values():
                     typed[model] = self.texts(model, [text])
