@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Container, Iterable
+from typing import Container, Iterable
 
 TOKEN = re.compile(r"(?u)\b\w[\w\-]*\b")  # the word TF-IDF's token_pattern (embedders/builtin.py)
 SHOWN = 5  # words named in each part of the sentence at most (a long query stays one line)
@@ -48,13 +48,21 @@ def words_of(texts: Iterable[str]) -> frozenset[str]:
     return frozenset(word for text in texts for word in TOKEN.findall(text.lower()))
 
 
-def query_words(text: str, known: Container[str], stop: Container[str],
-                read_as: Callable[[str], list[str]] | None = None) -> QueryWords:
-    """The `text`'s words not in `known` (the collection's words, `words_of`) and not in `stop`, each once; with
-    `read_as(word)` (the words the hybrid's expansion searched for it), what each was read as."""
+def query_words(text: str, known: Container[str], vocabulary: Container[str] | None = None,
+                stop: Container[str] | None = None) -> QueryWords:
+    """The `text`'s words not in `known` (the collection's words, `words_of`) and not stop words, each once; with
+    the hybrid's word TF-IDF `vocabulary`, what its expansion (expansion.py) searched for each of them instead."""
+    from .expansion import DOMAIN_STOP, expansion_terms
+
+    if stop is None:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        stop = ENGLISH_STOP_WORDS | DOMAIN_STOP
     unknown = tuple(dict.fromkeys(word for word in TOKEN.findall(text.lower())
                                   if len(word) > 1 and word not in known and word not in stop))
-    found = {word: tuple(read_as(word)) for word in unknown} if read_as else {}
+    if vocabulary is None:
+        return QueryWords(unknown)
+    found = {word: tuple(expansion_terms(word, vocabulary)) for word in unknown if word not in vocabulary}
     return QueryWords(unknown, {word: terms for word, terms in found.items() if terms})
 
 

@@ -278,17 +278,10 @@ class SearchEngine:
 
     def _query_words(self, name: str, text: str) -> QueryWords:
         """The text's words no row's text has and, for the hybrid, what its word search read them as."""
-        from .expansion import DOMAIN_STOP, expansion_terms
-
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
         fusion = self.policy.fusion() if name == HYBRID else None
-        read_as = None
         vocabularies = (self.encoder.vocabulary(model) for model in (fusion.expanded if fusion else ()))
         vocabulary = next((terms for terms in vocabularies if terms), None)  # the word TF-IDF's (encoder.py)
-        if vocabulary is not None:
-            read_as = lambda word: [] if word in vocabulary else expansion_terms(word, vocabulary)  # noqa: E731
-        return query_words(text, self._collection_words, ENGLISH_STOP_WORDS | DOMAIN_STOP, read_as)
+        return query_words(text, self._collection_words, vocabulary)
 
     def _modality_judgement(self, image) -> tuple | None:
         """(False, 0.0, "DICOM modality XA") for a DICOM query whose Modality is no plain radiograph and no
