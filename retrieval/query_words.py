@@ -4,8 +4,8 @@ the hybrid expanded its word TF-IDF query (expansion.py), what it read each unkn
 Why: every text model answers with the nearest rows whatever the words, so "OPG" (a word no caption has) returns
 chest films ranked by letter pieces and meaning, with nothing to say so. Saying which words the collection lacks,
 and that "broken" was read as "fracture", lets the person judge the results and rephrase; search engines say it
-the same way ("Missing: …"). Words are taken as the word TF-IDF tokenizer takes them, lower-cased; stop words and
-single letters are never reported.
+the same way ("Missing: …"). Words are taken as the word TF-IDF tokenizer takes them and compared lower-cased, and
+named as typed; stop words and single letters are never reported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SHOWN = 5  # words named in each part of the sentence at most (a long query stay
 
 @dataclass(frozen=True)
 class QueryWords:
-    """`unknown`: the query's words no row's text has, in query order; `read_as`: for those the hybrid's word
+    """`unknown`: the query's words no row's text has, in query order, as first typed; `read_as`: for those the hybrid's word
     search replaced, the collection's words it searched for instead (empty where the vocabularies knew none)."""
 
     unknown: tuple[str, ...] = ()
@@ -58,11 +58,14 @@ def query_words(text: str, known: Container[str], vocabulary: Container[str] | N
         from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
         stop = ENGLISH_STOP_WORDS | DOMAIN_STOP
-    unknown = tuple(dict.fromkeys(word for word in TOKEN.findall(text.lower())
-                                  if len(word) > 1 and word not in known and word not in stop))
+    first = {}  # each word once, as first typed ("OPG", not "opg"): what the person wrote
+    for word in TOKEN.findall(text):
+        if len(word) > 1 and word.lower() not in known and word.lower() not in stop:
+            first.setdefault(word.lower(), word)
+    unknown = tuple(first.values())
     if vocabulary is None:
         return QueryWords(unknown)
-    found = {word: tuple(expansion_terms(word, vocabulary)) for word in unknown if word not in vocabulary}
+    found = {word: tuple(expansion_terms(word, vocabulary)) for word in unknown if word.lower() not in vocabulary}
     return QueryWords(unknown, {word: terms for word, terms in found.items() if terms})
 
 

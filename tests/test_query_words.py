@@ -10,10 +10,10 @@ KNOWN = words_of(["Knee radiograph, Kellgren-Lawrence grade 4", "PA chest radiog
 
 def test_the_unknown_words_are_those_no_row_has_each_once_in_query_order():
     found = query_words("Knee OPG of the knee, opg AIS x", KNOWN)
-    assert found.unknown == ("opg", "ais")  # case folded, repeated once, stop words and single letters left out
+    assert found.unknown == ("OPG", "AIS")  # once, as first typed; stop words and single letters left out
     assert found.read_as == {}
     sentence = found.sentence()
-    assert "“opg”, “ais”" in sentence and "No image's text has the words" in sentence
+    assert "“OPG”, “AIS”" in sentence and "No image's text has the words" in sentence
     assert query_words("knee kellgren-lawrence pneumonia", KNOWN).unknown == ()  # tokens as TF-IDF's
     assert QueryWords().sentence() == ""
     many = query_words(" ".join(f"zz{i}" for i in range(40)), KNOWN, vocabulary={"knee"}, stop=set())
@@ -23,10 +23,11 @@ def test_the_unknown_words_are_those_no_row_has_each_once_in_query_order():
 def test_what_an_unknown_word_was_read_as_is_said_and_only_where_the_vocabularies_gave_words():
     vocabulary = {"fractured", "fracture", "knee"}
     found = query_words("broken OPG knee", KNOWN, vocabulary)
-    assert found.unknown == ("broken", "opg") and set(found.read_as) == {"broken"}
+    assert found.unknown == ("broken", "OPG") and set(found.read_as) == {"broken"}
     assert set(found.read_as["broken"]) <= vocabulary and "fractured" in found.read_as["broken"]  # WordNet's
     sentence = found.sentence()
-    assert "“broken” → " in sentence and "No image's text has the word “opg”" in sentence
+    assert "“broken” → " in sentence and "No image's text has the word “OPG”" in sentence
+    assert query_words("Fx", KNOWN, vocabulary).read_as == {"Fx": ("fracture",)}  # an abbreviation, as typed
 
 
 def test_the_engine_names_the_words_its_collection_lacks_and_what_the_hybrid_searched_instead(subset_engine):
