@@ -184,9 +184,9 @@ def _vetoes(evidence: Evidence, chosen: np.ndarray) -> np.ndarray:
 def outer_figures(evidence: dict[str, Evidence], names: list[str], target: float,
                   fits: dict[str, Fits] | None = None) -> dict:
     """Each source in turn left out of everything (the choice of joined models, content scorer and rule, that
-    scorer's fit and thresholds, every floor), then its queries judged: the joint rule's abstention beside the content scorer's
-    alone and the floors' alone, overall, per category and per source (with what was chosen without it), and
-    the AUROC of the match scores it answered (a veto answers 0)."""
+    scorer's fit and thresholds, every floor), then its queries judged: the joint rule's abstention beside the
+    content scorer's alone and the floors' alone, overall, per category and per source (with what was chosen
+    without it), and the AUROC of the match scores it answered (a veto answers 0)."""
     fits = fits or {m: Fits(e) for m, e in evidence.items()}
     reference = next(iter(evidence.values()))
     size = len(reference.x)
@@ -217,8 +217,9 @@ def outer_figures(evidence: dict[str, Evidence], names: list[str], target: float
     category = reference.category[judged]
     return {"protocol": "outer folds: one source each, left out of the choice of joined models, content scorer and "
                         "threshold rule (made by leaving each training source out in turn), of that scorer's fit "
-                        "and thresholds and of every floor; abstain when the content scorer abstains or any model's top "
-                        "similarity is below its floor (the lowest of the training sources' in-collection queries)",
+                        "and thresholds and of every floor; abstain when the content scorer abstains or any "
+                        "model's top similarity is below its floor (the lowest of the training sources' "
+                        "in-collection queries)",
             "models": sorted(evidence), "chosen_in_outer_folds": chosen_counts,
             "auroc": None if area is None else round(area, 4), **_rates(inside, joint),
             "content_alone": _rates(inside, alone[judged]), "floors_alone": _rates(inside, vetoed[judged]),

@@ -20,8 +20,9 @@ SHOWN = 5  # words named in each part of the sentence at most (a long query stay
 
 @dataclass(frozen=True)
 class QueryWords:
-    """`unknown`: the query's words no row's text has, in query order, as first typed; `read_as`: for those the hybrid's word
-    search replaced, the collection's words it searched for instead (empty where the vocabularies knew none)."""
+    """`unknown`: the query's words no row's text has, in query order, as first typed; `read_as`: for those
+    the hybrid's word search replaced, the collection's words it searched for instead (empty where the
+    vocabularies knew none)."""
 
     unknown: tuple[str, ...] = ()
     read_as: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -43,7 +43,7 @@ def test_the_engine_names_the_words_its_collection_lacks_and_what_the_hybrid_sea
     assert set(terms) <= set(searched)  # what the note says is what the word search looked for
 
 
-def test_the_api_status_and_the_cli_carry_the_sentence(subset_index, capsys):
+def test_the_cli_prints_the_sentence(subset_index, capsys):  # the API status: tests/test_app.py
     from retrieval.cli import main
 
     assert main(["search", "--index", str(subset_index), "--text", "knee zzqxj", "--model", "tfidf",

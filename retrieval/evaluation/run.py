@@ -40,8 +40,8 @@ from .queries import TEST, TRAIN, TextQuery, in_split, load_queries, shown_path
 from .rows import Item, fingerprint, item_from_row
 from ..hybrid import HYBRID
 from ..evaluation_summary import (
-    CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, TEXT_TRAIN, EvaluationSummary,
-    ModelFigures, figure_key,
+    CROSS_SOURCE, FEEDBACK_GAIN, FEEDBACK_RESIDUAL_GAIN, IMAGE, METADATA, MODEL_FIGURES, TEXT, TEXT_TRAIN,
+    EvaluationSummary, ModelFigures, figure_key,
 )
 
 if TYPE_CHECKING:
