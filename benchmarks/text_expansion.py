@@ -1,4 +1,5 @@
-"""The hybrid with and without query expansion for its word TF-IDF component (retrieval/expansion.py) and with
+"""The hybrid with and without query expansion (retrieval/expansion.py: its word TF-IDF, then also MiniLM; with and
+without misspelt words respelled) and with
 pseudo-relevance feedback on top (hybrid.feedback_list), chosen the way docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST
 queries judged once with the fusion fitted on every train query.
 
@@ -12,10 +13,12 @@ minilm, xray-lite0 on the real collection). Writes results/text_expansion.json.
 from __future__ import annotations
 
 import argparse
+import json
+import time
 
 import numpy as np
 
-from common import save
+from common import RESULTS, save
 
 FOLDS = 5
 
@@ -24,10 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", help="run only the variants whose name contains this text")
     args = parser.parse_args()
 
     from retrieval.evaluation.index_access import IndexAccess
     from retrieval.evaluation.queries import TEST, TRAIN, load_queries
+    from retrieval import expansion
     from retrieval.expansion import sources
     from retrieval.hybrid import DEPTH, fit_fusion, fit_with_feedback
 
@@ -36,18 +41,35 @@ def main() -> None:
     components = index.fusion_components()
     categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
     labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
-    variants = {"hybrid (before)": ((), False), "hybrid, TF-IDF query expanded": (("tfidf",), False),
-                "hybrid, expanded + feedback": (("tfidf",), True)}
+    # name: (expanded components, feedback, misspelt words respelled)
+    variants = {"hybrid (before)": ((), False, False), "hybrid, TF-IDF query expanded": (("tfidf",), False, False),
+                "hybrid, expanded + feedback": (("tfidf",), True, False),
+                "hybrid, TF-IDF + MiniLM expanded, + feedback": (("tfidf", "minilm"), True, False),
+                "hybrid, TF-IDF + MiniLM expanded, + feedback, misspellings respelled": (("tfidf", "minilm"), True,
+                                                                                        True)}
+    variants = {name: v for name, v in variants.items() if not args.only or args.only in name}
+
+    def spelt(spelling, run):
+        expansion.SPELLING = spelling
+        try:
+            return run()
+        finally:
+            expansion.SPELLING = True
+
+    def lists(text, expanded, spelling):
+        return spelt(spelling, lambda: index.component_lists(text, components, DEPTH, expanded))
+
     judged = []
     for query in queries:
         judged.append({"text": query.text, "split": query.split, "labels": bool(query.labels),
                        "category": set(np.flatnonzero(query.relevant(categories, labels, "category")).tolist()),
                        "label": set(np.flatnonzero(query.relevant(categories, labels, "label")).tolist()),
-                       "lists": {name: index.component_lists(query.text, components, DEPTH, expanded)
-                                 for name, (expanded, _) in variants.items()}})
+                       "lists": {name: lists(query.text, expanded, spelling)
+                                 for name, (expanded, _, spelling) in variants.items()}})
 
     def feedback(q, name):
-        return lambda first: index.feedback_list(q["text"], first, DEPTH, variants[name][0])
+        return lambda first: spelt(variants[name][2], lambda: index.feedback_list(q["text"], first, DEPTH,
+                                                                                    variants[name][0]))
 
     def fit(items, name):
         examples = [(q["lists"][name], q["label"] if q["labels"] else q["category"]) for q in items]
@@ -65,6 +87,7 @@ def main() -> None:
                 label.append(np.mean([row in q["label"] for row in top]))
         return float(np.mean(category)), float(np.mean(label))
 
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     train = [q for q in judged if q["split"] == TRAIN]
     test = [q for q in judged if q["split"] == TEST]
     rows, payload = [], {"components": components, "vocabularies": sources(), "variants": {}}
@@ -78,9 +101,24 @@ def main() -> None:
         cv = np.mean(folds, axis=0)
         held_out = p5(test, fit(train, name), name)
         payload["variants"][name] = {"train_cv_p@5": [round(float(v), 3) for v in cv],
-                                     "test_p@5": [round(v, 3) for v in held_out]}
+                                     "test_p@5": [round(v, 3) for v in held_out], "measured": started}
         rows.append([name, f"{cv[0]:.3f} / {cv[1]:.3f}", f"{held_out[0]:.3f} / {held_out[1]:.3f}"])
+    if args.only:  # the other variants' figures stay as their own run measured them
+        kept = earlier_variants()
+        payload["variants"] = {**{n: v for n, v in kept.items() if n not in payload["variants"]},
+                               **payload["variants"]}
+        rows = [[n, *(f"{v[key][0]:.3f} / {v[key][1]:.3f}" for key in ("train_cv_p@5", "test_p@5"))]
+                for n, v in payload["variants"].items()]
     save("text_expansion", payload, ["fusion", "train CV category / label P@5", "test category / label P@5"], rows)
+
+
+def earlier_variants() -> dict:
+    """The variants of the last full run (results/text_expansion.json), each with the date it was measured."""
+    path = RESULTS / "text_expansion.json"
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    return {name: {"measured": earlier["machine"]["date"], **figures} for name, figures in earlier["variants"].items()}
 
 
 if __name__ == "__main__":

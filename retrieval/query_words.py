@@ -40,7 +40,7 @@ class QueryWords:
                          "these are the nearest images by meaning, spelling and the query's other words.")
         if read:
             parts.append(f"Not words of the collection, also searched as: {'; '.join(read)} (WordNet, medical "
-                         "abbreviations).")
+                         "abbreviations, spelling).")
         return " ".join(parts)
 
 

