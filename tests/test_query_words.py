@@ -3,6 +3,7 @@ the result, the CLI and the API's status line."""
 
 from __future__ import annotations
 
+from retrieval import expansion
 from retrieval.query_words import QueryWords, query_words, words_of
 
 KNOWN = words_of(["Knee radiograph, Kellgren-Lawrence grade 4", "PA chest radiograph . pneumonia"])
@@ -28,6 +29,8 @@ def test_what_an_unknown_word_was_read_as_is_said_and_only_where_the_vocabularie
     sentence = found.sentence()
     assert "“broken” → " in sentence and "No image's text has the word “OPG”" in sentence
     assert query_words("Fx", KNOWN, vocabulary).read_as == {"Fx": ("fracture",)}  # an abbreviation, as typed
+    if expansion.sources()["rapidfuzz"]:
+        assert query_words("fracure knee", KNOWN, vocabulary).read_as == {"fracure": ("fracture",)}  # respelled
 
 
 def test_the_engine_names_the_words_its_collection_lacks_and_what_the_hybrid_searched_instead(subset_engine):
