@@ -144,6 +144,12 @@ def cross_source_text(cross: dict) -> list[str]:
              for s in sources]
     lines += [format_table(header, rows)]
     lines += [f"  {display_name(n)}: {cross['models'][n]['from']}" for n in names]
+    nested = cross.get("default_rule_nested")
+    if nested:  # the pretrained default's figure on sources its choice never read
+        picks = ", ".join(f"fold {f['fold']}: {display_name(f['picked'])}" for f in nested["per_fold"])
+        lines.append(f"  default image model by the app's rule, run nested (chosen on the other folds only, judged "
+                     f"on the held-out one): category P@5 {_fmt(nested['nested']['category']['p@5'])}, label "
+                     f"{_fmt(nested['nested']['label']['p@5'])} (picked {picks})")
     for name in names:  # a model trained here: the variants its training compared, both protocols
         entry = cross["models"][name]
         for protocol, title in (("compared", "cross-source"), ("in_source_out_of_fold", "in-source out-of-fold")):

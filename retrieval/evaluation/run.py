@@ -288,6 +288,7 @@ def _cross_source(evaluation: Evaluation, items: list[Item], k: int = CROSS_SOUR
     was fitted on this collection is judged by the fold models of its training card (never by vectors of a
     model that saw the held-out rows); a model fitted on nothing here, by its stored vectors."""
     from ..embedders import training_card
+    from .default_choice import nested_default
     from .protocols import cross_source, cross_source_folds, no_relevant_report
 
     if len({item.source for item in items}) < 2:
@@ -301,6 +302,7 @@ def _cross_source(evaluation: Evaluation, items: list[Item], k: int = CROSS_SOUR
         "sources": {item.source: int(fold) for item, fold in zip(items, folds)},
         "no_relevant_row": no_relevant_report(items, folds), "models": {}}
     index = evaluation.index
+    stored: dict[str, np.ndarray] = {}  # the candidates of the default rule: image models fitted on nothing here
     for name in evaluation.models:
         if index.indexes(name) != "image":
             continue
@@ -320,6 +322,11 @@ def _cross_source(evaluation: Evaluation, items: list[Item], k: int = CROSS_SOUR
             "from": "stored vectors (a model fitted on none of these rows)" if not card else
                     "stored vectors of a model trained on another collection (optimistic if it saw these rows)",
             "cross_source": result.summary(items)}
+        if not card:
+            stored[name] = vectors
+    nested = nested_default(items, stored, folds)
+    if nested:
+        evaluation.cross_source["default_rule_nested"] = nested
 
 
 def _card_folds(items: list[Item], evaluation: Evaluation) -> np.ndarray | None:
