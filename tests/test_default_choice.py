@@ -59,3 +59,20 @@ def test_no_choice_no_nested_figure():
     models = _models(items)
     assert nested_default(items, {"sharp": models["sharp"]}, folds) is None  # one candidate: nothing is chosen
     assert nested_default(items, models, folds % 2) is None  # two folds: no inner fold to choose on
+
+
+def test_evaluate_prints_the_nested_figure_beside_the_cross_source_table():
+    from retrieval.evaluation.report import cross_source_text
+
+    items = _items()
+    folds = np.asarray([int(item.source.split()[-1]) for item in items])
+    models = _models(items)
+    cross = {"folds": SOURCES, "assignment": "one source per fold",
+             "sources": {item.source: int(fold) for item, fold in zip(items, folds)},
+             "models": {name: {"from": "stored vectors", "cross_source": cross_source(
+                 items, lambda train, v=v: v, folds).summary(items)} for name, v in models.items()},
+             "default_rule_nested": nested_default(items, models, folds)}
+    text = "\n".join(cross_source_text(cross))
+    nested = cross["default_rule_nested"]["nested"]["category"]["p@5"]
+    assert "default image model by the app's rule, run nested" in text and f"category P@5 {nested:.3f}" in text
+    assert f"fold {SOURCES - 1}: sharp" in text
