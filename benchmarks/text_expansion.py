@@ -41,35 +41,35 @@ def main() -> None:
     components = index.fusion_components()
     categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
     labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
-    # name: (expanded components, feedback, misspelt words respelled)
+    # name: (expanded components, feedback, misspelt words respelled[, share of an abbreviation's words known])
     variants = {"hybrid (before)": ((), False, False), "hybrid, TF-IDF query expanded": (("tfidf",), False, False),
                 "hybrid, expanded + feedback": (("tfidf",), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback": (("tfidf", "minilm"), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback, misspellings respelled": (("tfidf", "minilm"), True,
-                                                                                        True)}
+                                                                                        True),
+                "the same, abbreviation meanings the vocabulary mostly has": (("tfidf", "minilm"), True, True, 0.5)}
     variants = {name: v for name, v in variants.items() if not args.only or args.only in name}
 
-    def spelt(spelling, run):
-        expansion.SPELLING = spelling
+    def spelt(name, run):  # the variant's respelling and meaning rule while `run` runs
+        settings = variants[name]
+        expansion.SPELLING, expansion.MEANING_SHARE = settings[2], (settings[3] if len(settings) > 3 else 0.0)
         try:
             return run()
         finally:
-            expansion.SPELLING = True
+            expansion.SPELLING, expansion.MEANING_SHARE = True, 0.0
 
-    def lists(text, expanded, spelling):
-        return spelt(spelling, lambda: index.component_lists(text, components, DEPTH, expanded))
+    def lists(text, name):
+        return spelt(name, lambda: index.component_lists(text, components, DEPTH, variants[name][0]))
 
     judged = []
     for query in queries:
         judged.append({"text": query.text, "split": query.split, "labels": bool(query.labels),
                        "category": set(np.flatnonzero(query.relevant(categories, labels, "category")).tolist()),
                        "label": set(np.flatnonzero(query.relevant(categories, labels, "label")).tolist()),
-                       "lists": {name: lists(query.text, expanded, spelling)
-                                 for name, (expanded, _, spelling) in variants.items()}})
+                       "lists": {name: lists(query.text, name) for name in variants}})
 
     def feedback(q, name):
-        return lambda first: spelt(variants[name][2], lambda: index.feedback_list(q["text"], first, DEPTH,
-                                                                                    variants[name][0]))
+        return lambda first: spelt(name, lambda: index.feedback_list(q["text"], first, DEPTH, variants[name][0]))
 
     def fit(items, name):
         examples = [(q["lists"][name], q["label"] if q["labels"] else q["category"]) for q in items]
