@@ -77,8 +77,8 @@ def _mostly_known(meaning: str, vocabulary: Container[str], stop: Container[str]
 
 
 def nearest_spellings(word: str, vocabulary: Iterable[str], most: int = 3) -> list[str]:
-    """The vocabulary's words closest to `word` by Damerau-Levenshtein distance (one edit; two from LONG_WORD
-    letters on), the closest first, at most `most`; none for a short word, a number or without rapidfuzz."""
+    """The vocabulary's words at the smallest Damerau-Levenshtein distance from `word` (at most one edit; two from
+    LONG_WORD letters on), alphabetically, at most `most`; none for a short word, a number or without rapidfuzz."""
     if len(word) < SPELLING_MIN_LETTERS or not word.isalpha() or _package_dir(SPELLING_PACKAGE) is None:
         return []
     from rapidfuzz import process
@@ -93,13 +93,15 @@ def nearest_spellings(word: str, vocabulary: Iterable[str], most: int = 3) -> li
 
 def _alphabetic(vocabulary: Iterable[str]) -> list[str]:
     """The vocabulary's words of letters only (what a misspelt word is compared with); the last vocabulary's are
-    kept (an engine has one word vocabulary)."""
-    if _LAST[0] is not vocabulary:
-        _LAST[:] = [vocabulary, [word for word in vocabulary if word.isalpha() and len(word) >= 3]]
-    return _LAST[1]
+    kept (an engine has one word vocabulary), as one (vocabulary, words) pair so a thread never mixes two."""
+    global _LAST
+    last = _LAST
+    if last[0] is not vocabulary:
+        last = _LAST = (vocabulary, [word for word in vocabulary if word.isalpha() and len(word) >= 3])
+    return last[1]
 
 
-_LAST: list = [None, []]
+_LAST: tuple = (None, [])
 
 
 def warm_up() -> None:
