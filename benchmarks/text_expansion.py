@@ -32,7 +32,7 @@ def main() -> None:
 
     from retrieval.evaluation.index_access import IndexAccess
     from retrieval.evaluation.queries import TEST, TRAIN, load_queries
-    from retrieval import expansion
+    from retrieval import encoder, expansion
     from retrieval.expansion import sources
     from retrieval.hybrid import DEPTH, fit_fusion, fit_with_feedback
 
@@ -41,22 +41,25 @@ def main() -> None:
     components = index.fusion_components()
     categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
     labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
-    # name: (expanded components, feedback, misspelt words respelled[, share of an abbreviation's words known])
+    # name: (expanded components, feedback, misspelt words respelled[, share of an abbreviation's words known
+    # [, readers take the expanded query when no typed word is known]])
     variants = {"hybrid (before)": ((), False, False), "hybrid, TF-IDF query expanded": (("tfidf",), False, False),
                 "hybrid, expanded + feedback": (("tfidf",), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback": (("tfidf", "minilm"), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback, misspellings respelled": (("tfidf", "minilm"), True,
                                                                                         True),
-                "the same, abbreviation meanings the vocabulary mostly has": (("tfidf", "minilm"), True, True, 0.5)}
+                "the same, abbreviation meanings the vocabulary mostly has": (("tfidf", "minilm"), True, True, 0.5),
+                "respelled, and xray-lite0 reads the expanded query when no typed word is known":
+                    (("tfidf", "minilm"), True, True, 0.0, True)}
     variants = {name: v for name, v in variants.items() if not args.only or args.only in name}
 
-    def spelt(name, run):  # the variant's respelling and meaning rule while `run` runs
-        settings = variants[name]
-        expansion.SPELLING, expansion.MEANING_SHARE = settings[2], (settings[3] if len(settings) > 3 else 0.0)
+    def spelt(name, run):  # the variant's respelling, meaning and reader rules while `run` runs
+        settings = (*variants[name], 0.0, False)[:5]
+        expansion.SPELLING, expansion.MEANING_SHARE, encoder.READERS_TYPED_ONLY_IF_KNOWN = settings[2:5]
         try:
             return run()
         finally:
-            expansion.SPELLING, expansion.MEANING_SHARE = True, 0.0
+            expansion.SPELLING, expansion.MEANING_SHARE, encoder.READERS_TYPED_ONLY_IF_KNOWN = True, 0.0, False
 
     def lists(text, name):
         return spelt(name, lambda: index.component_lists(text, components, DEPTH, variants[name][0]))

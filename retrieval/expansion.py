@@ -68,6 +68,12 @@ def expansion_terms(text: str, vocabulary: Container[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def knows_any(text: str, vocabulary: Container[str]) -> bool:
+    """Whether the vocabulary has any of the text's words (stop words aside): "TKA" alone has none."""
+    stop = _stop_words()
+    return any(token.lower() in vocabulary and token.lower() not in stop for token in WORD.findall(text))
+
+
 def _mostly_known(meaning: str, vocabulary: Container[str], stop: Container[str]) -> bool:
     """Whether the vocabulary has at least MEANING_SHARE of an abbreviation meaning's words (stop words aside); 0
     takes every meaning, whose known words alone are added ("TKA": total knee arthroplasty gives "knee", "AIS":
@@ -219,4 +225,4 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP
 
 
-__all__ = ["expand", "expansion_terms", "nearest_spellings", "sources", "warm_up", "WordNet"]
+__all__ = ["expand", "expansion_terms", "knows_any", "nearest_spellings", "sources", "warm_up", "WordNet"]
