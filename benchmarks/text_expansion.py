@@ -32,7 +32,7 @@ def main() -> None:
 
     from retrieval.evaluation.index_access import IndexAccess
     from retrieval.evaluation.queries import TEST, TRAIN, load_queries
-    from retrieval import encoder, expansion
+    from retrieval import expansion
     from retrieval.expansion import sources
     from retrieval.hybrid import DEPTH, fit_fusion, fit_with_feedback
 
@@ -41,25 +41,23 @@ def main() -> None:
     components = index.fusion_components()
     categories = np.asarray([r["category"].lower() for r in index.records], dtype=object)
     labels = np.asarray([r["label"].lower() for r in index.records], dtype=object)
-    # name: (expanded components, feedback, misspelt words respelled[, share of an abbreviation's words known
-    # [, readers take the expanded query when no typed word is known]])
+    # name: (expanded components, feedback, misspelt words respelled)
     variants = {"hybrid (before)": ((), False, False), "hybrid, TF-IDF query expanded": (("tfidf",), False, False),
                 "hybrid, expanded + feedback": (("tfidf",), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback": (("tfidf", "minilm"), True, False),
                 "hybrid, TF-IDF + MiniLM expanded, + feedback, misspellings respelled": (("tfidf", "minilm"), True,
-                                                                                        True),
-                "the same, abbreviation meanings the vocabulary mostly has": (("tfidf", "minilm"), True, True, 0.5),
-                "respelled, and xray-lite0 reads the expanded query when no typed word is known":
-                    (("tfidf", "minilm"), True, True, 0.0, True)}
+                                                                                        True)}
+    # measured with switches since removed (results/text_expansion.json keeps their rows): "the same, abbreviation
+    # meanings the vocabulary mostly has" (commit 2857cdc), "respelled, and xray-lite0 reads the expanded query
+    # when no typed word is known" (commit 892f7a8)
     variants = {name: v for name, v in variants.items() if not args.only or args.only in name}
 
-    def spelt(name, run):  # the variant's respelling, meaning and reader rules while `run` runs
-        settings = (*variants[name], 0.0, False)[:5]
-        expansion.SPELLING, expansion.MEANING_SHARE, encoder.READERS_TYPED_ONLY_IF_KNOWN = settings[2:5]
+    def spelt(name, run):  # the variant's respelling rule while `run` runs
+        expansion.SPELLING = variants[name][2]
         try:
             return run()
         finally:
-            expansion.SPELLING, expansion.MEANING_SHARE, encoder.READERS_TYPED_ONLY_IF_KNOWN = True, 0.0, False
+            expansion.SPELLING = True
 
     def lists(text, name):
         return spelt(name, lambda: index.component_lists(text, components, DEPTH, variants[name][0]))
@@ -106,17 +104,16 @@ def main() -> None:
         payload["variants"][name] = {"train_cv_p@5": [round(float(v), 3) for v in cv],
                                      "test_p@5": [round(v, 3) for v in held_out], "measured": started}
         rows.append([name, f"{cv[0]:.3f} / {cv[1]:.3f}", f"{held_out[0]:.3f} / {held_out[1]:.3f}"])
-    if args.only:  # the other variants' figures stay as their own run measured them
-        kept = earlier_variants()
-        payload["variants"] = {**{n: v for n, v in kept.items() if n not in payload["variants"]},
-                               **payload["variants"]}
-        rows = [[n, *(f"{v[key][0]:.3f} / {v[key][1]:.3f}" for key in ("train_cv_p@5", "test_p@5"))]
-                for n, v in payload["variants"].items()]
+    # the variants not run now (--only, or measured with switches since removed) keep their own run's figures
+    kept = earlier_variants()
+    payload["variants"] = {**{n: v for n, v in kept.items() if n not in payload["variants"]}, **payload["variants"]}
+    rows = [[n, *(f"{v[key][0]:.3f} / {v[key][1]:.3f}" for key in ("train_cv_p@5", "test_p@5"))]
+            for n, v in payload["variants"].items()]
     save("text_expansion", payload, ["fusion", "train CV category / label P@5", "test category / label P@5"], rows)
 
 
 def earlier_variants() -> dict:
-    """The variants of the last full run (results/text_expansion.json), each with the date it was measured."""
+    """The variants of the last run (results/text_expansion.json), each with the date it was measured."""
     path = RESULTS / "text_expansion.json"
     if not path.is_file():
         return {}

@@ -24,9 +24,6 @@ from .embedders.base import Embedder
 from .images import ImageSource, load_image
 from .layout import IndexGeneration
 
-# A model that reads an expanded model's vectors (xray-lite0 reads MiniLM's) gets those of the text as typed, except
-# when no typed word is in the expanding vocabulary (benchmarks/text_expansion.py compares it off)
-READERS_TYPED_ONLY_IF_KNOWN = False
 WORKERS = 2  # image passes side by side: the ranking model's and the "no close match" judge's other model
 _WORKER = threading.local()  # whether this worker thread has taken its share of torch's threads
 
@@ -71,20 +68,11 @@ class QueryEncoder:
                     widened[owner] = self.expanded_text(model, text, lender)
                 wide = widened[owner]
                 vectors[model] = self.texts(model, [wide])
-                if wide != text and model in readers.values() and self._typed_for_readers(text, owner):
+                if wide != text and model in readers.values():
                     typed[model] = self.texts(model, [text])
             else:
                 vectors[model] = self.texts(model, [text])
         return {model: vectors[model] for model in models}
-
-    def _typed_for_readers(self, text: str, owner: str | None) -> bool:
-        """Whether a reading model gets the text as typed: yes, unless no word of it is in the expanding vocabulary
-        ("TKA" alone): then the expansion ("knee") is all there is to read (READERS_TYPED_ONLY_IF_KNOWN)."""
-        from .expansion import knows_any
-
-        if not READERS_TYPED_ONLY_IF_KNOWN or owner is None:
-            return True
-        return knows_any(text, self.vocabulary(owner))
 
     def expanded_text(self, model: str, text: str, lender: str | None = None) -> str:
         """The text as `model` searches for it when expanded: with the vocabularies' words for the words its own

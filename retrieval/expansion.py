@@ -31,8 +31,6 @@ WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 DOMAIN_STOP = frozenset({"x", "ray", "xray", "film", "image", "radiograph"})
 SPELLING_MIN_LETTERS, LONG_WORD = 4, 8  # shorter words are never respelled; from LONG_WORD letters on, 2 edits
 SPELLING = True  # read unknown non-words as their nearest vocabulary words (benchmarks/text_expansion.py: off)
-MEANING_SHARE = 0.0  # an abbreviation meaning counts when the vocabulary has this share of its words (0: any;
-# 0.5 was tried and not kept: docs/evaluation.md)
 _POINTERS = ("@", "@i", "&")  # hypernym, instance hypernym, similar-to (adjectives)
 _POS = {"n": "noun", "a": "adj", "s": "adj", "v": "verb", "r": "adv"}
 _SUFFIXES = {  # WordNet's morphy rules: inflected form -> base form
@@ -60,26 +58,11 @@ def expansion_terms(text: str, vocabulary: Container[str]) -> list[str]:
         related = _wordnet().related(lowered)
         meanings = _abbreviations(token)
         candidates = [part for entry in related for part in re.split(r"[_\s]+", entry)]
-        candidates += [word for meaning in meanings if _mostly_known(meaning, vocabulary, stop)
-                       for word in WORD.findall(meaning.lower())]
+        candidates += [word for meaning in meanings for word in WORD.findall(meaning.lower())]
         if not related and not meanings and SPELLING:
             candidates += nearest_spellings(lowered, vocabulary)
         found += [word.lower() for word in candidates if word.lower() in vocabulary and word.lower() not in stop]
     return list(dict.fromkeys(found))
-
-
-def knows_any(text: str, vocabulary: Container[str]) -> bool:
-    """Whether the vocabulary has any of the text's words (stop words aside): "TKA" alone has none."""
-    stop = _stop_words()
-    return any(token.lower() in vocabulary and token.lower() not in stop for token in WORD.findall(text))
-
-
-def _mostly_known(meaning: str, vocabulary: Container[str], stop: Container[str]) -> bool:
-    """Whether the vocabulary has at least MEANING_SHARE of an abbreviation meaning's words (stop words aside); 0
-    takes every meaning, whose known words alone are added ("TKA": total knee arthroplasty gives "knee", "AIS":
-    acute ischemic stroke gives "acute")."""
-    words = [word for word in WORD.findall(meaning.lower()) if word not in stop]
-    return bool(words) and sum(word in vocabulary for word in words) >= MEANING_SHARE * len(words)
 
 
 def nearest_spellings(word: str, vocabulary: Iterable[str], most: int = 3) -> list[str]:
@@ -225,4 +208,4 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP
 
 
-__all__ = ["expand", "expansion_terms", "knows_any", "nearest_spellings", "sources", "warm_up", "WordNet"]
+__all__ = ["expand", "expansion_terms", "nearest_spellings", "sources", "warm_up", "WordNet"]
