@@ -67,9 +67,11 @@ class QueryEncoder:
                 if owner not in widened:
                     widened[owner] = self.expanded_text(model, text, lender)
                 wide = widened[owner]
-                vectors[model] = self.texts(model, [wide])
-                if wide != text and model in readers.values():
-                    typed[model] = self.texts(model, [text])
+                if wide != text and model in readers.values():  # both texts in one batch: one pass, not two
+                    both = self.texts(model, [wide, text])
+                    vectors[model], typed[model] = both[:1], both[1:]
+                else:
+                    vectors[model] = self.texts(model, [wide])
             else:
                 vectors[model] = self.texts(model, [text])
         return {model: vectors[model] for model in models}
