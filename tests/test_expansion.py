@@ -116,7 +116,12 @@ def test_minilm_is_expanded_with_the_word_vocabulary_and_xray_lite0_still_reads_
     models = ["tfidf", "minilm", "xray-lite0"]
     wide = encoder.expanded_text("tfidf", "CXR")
     assert wide == "CXR chest"  # "x-ray" is not a word of these rows
+    batches = []
+    texts = encoder.texts
+    encoder.texts = lambda model, items: batches.append((model, list(items))) or texts(model, items)
     vectors = encoder.text_per_model(models, "CXR", expanded=("tfidf", "minilm"))
+    assert [items for model, items in batches if model == "minilm"] == [[wide, "CXR"]]  # one MiniLM pass, both texts
+    del encoder.texts
     typed = encoder.text_per_model(models, "CXR")
     np.testing.assert_array_equal(vectors["minilm"], encoder.texts("minilm", [wide]))  # the word model's vocabulary
     assert not np.allclose(vectors["minilm"], typed["minilm"])
