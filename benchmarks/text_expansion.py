@@ -1,7 +1,8 @@
 """The hybrid with and without query expansion (retrieval/expansion.py: its word TF-IDF, then also MiniLM; with and
-without misspelt words respelled) and with
-pseudo-relevance feedback on top (hybrid.feedback_list), chosen the way docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST
-queries judged once with the fusion fitted on every train query.
+without misspelt words respelled) and with pseudo-relevance feedback on top (hybrid.feedback_list), chosen the way
+docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries (3 seeds) first, the TEST queries
+judged once with the fusion fitted on every train query. `--only TEXT` reruns the variants whose name contains
+TEXT; every other row keeps the figures (and date) of the run that measured it.
 
     .venv/bin/python benchmarks/text_expansion.py --index DIR
 
