@@ -1,7 +1,9 @@
 """Hybrid text query latency: with and without the letter-n-gram TF-IDF component, with MiniLM encoded once per
 query (xray-lite0's text head reading the minilm component's vectors) or once per component, as before, with
 and without pseudo-relevance feedback (the fusion's first pass alone: hybrid.py), and with MiniLM's query expanded
-(shipped: a second MiniLM pass when expansion adds words) or as typed.
+(shipped: a second MiniLM pass when expansion adds words) or as typed, and the shipped hybrid with the speed-ups
+of 2026-12-07 switched off (TF-IDF searched in FAISS rather than as a sparse matrix, MiniLM's weights cast to bf16
+by autocast on every call rather than once, the feedback rows read with Arrow's take).
 
     .venv/bin/python benchmarks/hybrid_latency.py --index DIR [--queries 360]
 
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 from dataclasses import replace
+
+import numpy as np
 
 from common import machine_snapshot, save, stats_ms
 
@@ -47,6 +52,8 @@ def main() -> None:
             replace(fitted, expanded=tuple(n for n in fitted.expanded if n != "minilm")), shared),
         "hybrid with tfidf-chars, MiniLM encoded once, + feedback (shipped)": (fitted, shared),
     }
+    variants["hybrid shipped, before the 12-07 speed-ups (TF-IDF in FAISS, autocast casting MiniLM's weights per "
+             "call, feedback rows by Arrow's take)"] = (fitted, shared, "before")
     if fitted.first_pass is None:
         del variants["hybrid with tfidf-chars, MiniLM encoded once, + feedback (shipped)"]
         del variants["hybrid with tfidf-chars, MiniLM encoded once, + feedback, MiniLM's query as typed (before)"]
@@ -80,9 +87,44 @@ def main() -> None:
 def _search(engine, variant, text: str, k: int) -> None:
     from retrieval.hybrid import HYBRID
 
-    fusion, encode = variant
+    fusion, encode, *before = variant
     engine.policy.fusion, engine.encoder.text_per_model = (lambda: fusion), encode  # this variant's hybrid
-    engine.search_text(text, model=HYBRID, k=k)
+    with _speed_ups_off(engine, bool(before)):
+        engine.search_text(text, model=HYBRID, k=k)
+
+
+_BEFORE: dict = {}  # what the speed-ups replaced, made once: MiniLM's encoder with fp32 weights
+
+
+@contextmanager
+def _speed_ups_off(engine, off: bool):
+    """While `off`: TF-IDF searched in FAISS, MiniLM run under autocast over its fp32 weights, the feedback rows'
+    vectors read with the Arrow column's take (the code before 2026-12-07 00:40 UTC)."""
+    if not off:
+        yield
+        return
+    from retrieval import layout
+    from retrieval.embedders import get_embedder
+    from retrieval.embedders.builtin import MeanPooledEncoder, _minilm_location
+
+    minilm = get_embedder("minilm")
+    if "encoder" not in _BEFORE:
+        _BEFORE["encoder"] = MeanPooledEncoder(_minilm_location()[0], "cpu", minilm._model._max_length, bf16=False)
+        _BEFORE["encoder"]._bf16 = minilm._model._bf16  # autocast as before, casting the fp32 weights per call
+    store, kept_encoder, kept_rows = engine.store, minilm._model, layout.row_vectors
+    kept_sparse = dict(store._sparse)
+    store._sparse = {name: None for name in ("tfidf", "tfidf-chars")}
+    minilm._model, layout.row_vectors = _BEFORE["encoder"], _taken_rows
+    try:
+        yield
+    finally:
+        store._sparse, minilm._model, layout.row_vectors = kept_sparse, kept_encoder, kept_rows
+
+
+def _taken_rows(dataset, model, rows):
+    """vector_columns.row_vectors before: the Arrow column's take, which joins every chunk first."""
+    taken = dataset.data.column(model).take([int(r) for r in rows]).combine_chunks()
+    return taken.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(rows), -1)
 
 
 if __name__ == "__main__":

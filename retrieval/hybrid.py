@@ -142,18 +142,17 @@ def candidate_features(lists: Mapping[str, Found], components: Sequence[str]) ->
     """(rows, features): the union of the components' lists, and per component (FEATURES) the row's score, its gap
     to the component's best score and its z-score among the list's scores. A row a component did not return takes
     that list's last (lowest) score."""
-    rows = np.asarray(sorted({row for name in components for row, _ in lists.get(name, ())}), dtype=np.int64)
+    found_rows = {name: np.asarray([row for row, _ in lists.get(name) or ()], dtype=np.int64) for name in components}
+    rows = np.unique(np.concatenate([np.zeros(0, np.int64), *found_rows.values()]))
     width = len(FEATURES)
     features = np.zeros((len(rows), width * len(components)), dtype=np.float64)
-    position = {int(row): i for i, row in enumerate(rows)}
     for c, name in enumerate(components):
         found = lists.get(name) or []
         if not found:
             continue
         scores = np.asarray([score for _, score in found], dtype=np.float64)
         column = np.full(len(rows), scores.min(), dtype=np.float64)
-        for row, score in found:
-            column[position[row]] = score
+        column[np.searchsorted(rows, found_rows[name])] = scores
         features[:, width * c] = column
         features[:, width * c + 1] = column - scores.max()
         features[:, width * c + 2] = (column - scores.mean()) / (scores.std() + 1e-6)

@@ -24,10 +24,19 @@ def row_vectors(dataset, model: str, rows: Sequence[int]) -> np.ndarray:
     rows = [int(row) for row in rows]
     if dataset._indices is not None:  # a selection of another dataset: its row numbers are not the table's
         return np.asarray(dataset[rows][model], dtype=np.float32)
-    # straight from the Arrow column: indexing the dataset decodes every column of the rows (6.8 ms for 10 rows
-    # of TF-IDF), select_columns deep-copies the attached FAISS indexes (0.23 s), with_format costs ~0.25 s
-    taken = dataset.data.column(model).take(rows).combine_chunks()
-    return taken.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(rows), -1)
+    # straight from each row's chunk of the Arrow column: indexing the dataset decodes every column of the rows
+    # (6.8 ms for 10 rows of TF-IDF), select_columns deep-copies the attached FAISS indexes (0.23 s), with_format
+    # costs ~0.25 s, and the column's `take` joins all its chunks first (6.2 ms; this: 0.13 ms)
+    column = dataset.data.column(model)
+    starts = np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+    if rows and not 0 <= min(rows) <= max(rows) < starts[-1]:
+        raise IndexError(f"Rows {rows} are outside the {int(starts[-1])} rows of {model!r}.")
+    chunks = np.searchsorted(starts, rows, side="right") - 1
+    pieces = [column.chunk(int(c)).slice(int(row - starts[c]), 1).flatten().to_numpy(zero_copy_only=False)
+              for row, c in zip(rows, chunks)]
+    if not pieces:
+        return np.zeros((0, vector_dim(dataset, model)), np.float32)
+    return np.stack(pieces).astype(np.float32, copy=False)
 
 
 def vector_dim(dataset, model: str) -> int:

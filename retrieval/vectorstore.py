@@ -7,6 +7,7 @@ is made by a factory with one signature, `(generation, dataset, models) -> Vecto
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Callable, Sequence
 
@@ -15,6 +16,8 @@ import numpy as np
 from .filters import Filters, RowFilter, with_category
 from .layout import IndexGeneration
 from .vector_columns import row_vectors
+
+SPARSE = 0.05  # a model whose vectors have at most this share of non-zero values is searched as a sparse matrix
 
 
 class VectorStore(ABC):
@@ -38,12 +41,16 @@ class FaissStore(VectorStore):
     """The embedded default: FAISS indexes attached to the Dataset's vector columns (flat inner product).
 
     Filters run inside FAISS through an ID selector over the rows they allow (precomputed per field value), so
-    k results come back whenever k rows qualify.
+    k results come back whenever k rows qualify. A model whose vectors are nearly all zeros (TF-IDF: about 1 %
+    of 4,588 dimensions) is searched as a scipy sparse matrix instead, made from its FAISS index on the first
+    query: the same inner products, 0.3 instead of 3-5 ms a query (a hybrid query searches three such lists).
     """
 
     def __init__(self, generation: IndexGeneration, dataset, models: list[str]):
         self._dataset = dataset
         self._rows = RowFilter.of_dataset(dataset)
+        self._sparse: dict[str, object] = {}  # model -> its CSR matrix, or None for a dense model (FAISS)
+        self._lock = threading.Lock()
         for name in models:
             generation.attach_faiss(dataset, name)
 
@@ -52,16 +59,46 @@ class FaissStore(VectorStore):
 
         params = None
         allowed = self._rows.allowed(with_category(filters, category), exclude)
-        if allowed is not None:
-            if allowed.size == 0:
-                return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        if allowed is not None and allowed.size == 0:
+            return []
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(-1))
+        matrix = self._sparse_matrix(model)
+        if matrix is not None:
+            return _top(matrix @ query, allowed, k)
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
         scores, rows = self._dataset.search(model, query, k=k, params=params)
         return [(int(row), float(score)) for score, row in zip(scores, rows) if row >= 0]
 
+    def _sparse_matrix(self, model: str):
+        """The model's vectors as a CSR matrix when at most SPARSE of a sample's values are non-zero, else None."""
+        if model not in self._sparse:
+            with self._lock:
+                if model not in self._sparse:
+                    index = self._dataset.get_index(model).faiss_index
+                    sample = index.reconstruct_n(0, min(index.ntotal, 256))
+                    matrix = None
+                    if sample.size and np.count_nonzero(sample) <= SPARSE * sample.size:
+                        from scipy.sparse import csr_matrix
+
+                        matrix = csr_matrix(index.reconstruct_n(0, index.ntotal))
+                    self._sparse[model] = matrix
+        return self._sparse[model]
+
     def vector(self, model, row):
         return row_vectors(self._dataset, model, [row])[0]
+
+
+def _top(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+    """The k best (row, score) among `allowed` rows (every row when None), best first, ties by row."""
+    rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, dtype=np.int64)
+    scores = scores if allowed is None else scores[rows]
+    k = min(k, len(rows))
+    if k <= 0:
+        return []
+    best = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+    best = best[np.lexsort((rows[best], -scores[best]))]
+    return [(int(rows[i]), float(scores[i])) for i in best]
 
 
 def faiss_store(generation: IndexGeneration, dataset, models: list[str]) -> FaissStore:

@@ -169,6 +169,23 @@ def test_minilm_loads_without_sentence_transformers_and_gives_its_vectors():
     assert np.min(np.sum(get_embedder("minilm").embed_texts(texts) * reference, axis=1)) > 0.99
 
 
+@pytest.mark.usefixtures("real_models")
+def test_minilm_s_linear_weights_cast_once_give_autocast_s_vectors_bit_for_bit():
+    import torch
+
+    from retrieval.embedders.builtin import MeanPooledEncoder, _minilm_location
+
+    location = _minilm_location()[0]
+    kept = MeanPooledEncoder(location, "cpu", 256, bf16=True)
+    autocast = MeanPooledEncoder(location, "cpu", 256, bf16=False)
+    autocast._bf16 = True  # autocast over the fp32 weights, as before: it casts them on every call
+    assert {m.weight.dtype for m in kept._model.modules() if isinstance(m, torch.nn.Linear)} == {torch.bfloat16}
+    assert {m.weight.dtype for m in autocast._model.modules() if isinstance(m, torch.nn.Linear)} == {torch.float32}
+    texts = ["hip fracture", "no acute cardiopulmonary disease", "severe knee osteoarthritis, grade 4", "a"]
+    for batch in (texts, texts[:1]):  # a batch as the build runs, one text as a query does
+        assert np.array_equal(kept.encode(batch, batch_size=16), autocast.encode(batch, batch_size=16))
+
+
 def test_a_sentence_model_of_another_kind_goes_through_sentence_transformers(tmp_path, monkeypatch):
     from retrieval.embedders import builtin
 

