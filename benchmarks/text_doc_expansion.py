@@ -79,7 +79,19 @@ def variant_specs(conditions: dict, used: frozenset) -> dict[str, dict]:
         "query: words in a negation's reach not expanded": {"affirmed": True},
         "query expanded for MiniLM too, word TF-IDF marking negated words (no_fracture) in rows and query": {
             "queries": ("minilm",), "negation": True},
+        "the same, MiniLM reading rows and query without the words in a negation's reach": {
+            "queries": ("minilm",), "negation": True, "unread": ("minilm",)},
+        "the same, letter TF-IDF reading rows and query without the words in a negation's reach": {
+            "queries": ("minilm",), "negation": True, "unread": ("tfidf-chars",)},
     }
+
+
+def unnegated(text: str) -> str:
+    """The text without the words in a negation's reach (negation.py), for a component that cannot read negation:
+    "hip, not fractured, no fracture" -> "hip , not , no"."""
+    from retrieval.negation import PREFIX, mark_negation
+
+    return " ".join(word for word in mark_negation(text).split() if not word.startswith(PREFIX))
 
 
 def hyphen_parts(text: str) -> str:
@@ -205,6 +217,8 @@ def main() -> None:
         expanded_texts = texts_for(spec)
         per = {c: (expanded_texts if c in spec.get("components", ("tfidf", "tfidf-chars", "minilm")) else base)
                for c in ("tfidf", "tfidf-chars", "minilm")}
+        unread = spec.get("unread", ())
+        per = {c: [unnegated(t) for t in texts] if c in unread else texts for c, texts in per.items()}
         word, chars = TfidfEmbedder(), CharTfidfEmbedder()
         word.marks_negation = bool(spec.get("negation"))  # shipped since this variant won; off for the others
         word.__init__()
@@ -233,7 +247,11 @@ def main() -> None:
                 wq = wq / (np.linalg.norm(wq) + 1e-12)
             query_word.append(wq)
             cq = chars.embed_texts([wide if "tfidf-chars" in expanded_queries else q["text"]])
+            if "tfidf-chars" in unread:
+                cq = chars.embed_texts([unnegated(wide if "tfidf-chars" in expanded_queries else q["text"])])
             mq = minilm([wide])[0] if "minilm" in expanded_queries else query_vectors[q["text"]]["minilm"]
+            if "minilm" in unread:
+                mq = minilm([unnegated(wide if "minilm" in expanded_queries else q["text"])])[0]
             lists.append({"tfidf": top(word_docs, wq), "tfidf-chars": top(char_docs, cq),
                           "minilm": top(minilm_docs, mq),
                           "xray-lite0": pixels(mq) if spec.get("pixels_expanded") else pixel_lists[q["text"]]})
