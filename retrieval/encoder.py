@@ -93,6 +93,10 @@ class QueryEncoder:
         """The terms a fitted word model (TF-IDF) knows; empty for a model without a vocabulary."""
         return self._run(model, lambda embedder: getattr(embedder, "vocabulary", {}), as_array=False)
 
+    def marks_negation(self, model: str) -> bool:
+        """Whether `model`, as this index fitted it, reads negated words as other terms (word TF-IDF, negation.py)."""
+        return bool(self._run(model, lambda embedder: getattr(embedder, "marks_negation", False), as_array=False))
+
     def image(self, model: str, image: ImageSource) -> np.ndarray:
         """(1, dim) unit vector of an image (PIL image, path or bytes), decoded as the build decoded it."""
         return self.images([model], image)[model]

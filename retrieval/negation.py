@@ -25,15 +25,26 @@ _CLAUSE_END = frozenset({",", ";", ":", ".", "(", ")", "but"})
 def mark_negation(text: str) -> str:
     """`text` lower-cased, each word in a negation's reach prefixed with PREFIX; punctuation kept as its own token
     so the vectorizer still splits there."""
+    return " ".join(PREFIX + token if negated else token for token, negated in _tokens(text))
+
+
+def negated_words(text: str) -> list[str]:
+    """The words of `text` in a negation's reach, lower-cased, each once in order (what a query's status names)."""
+    return list(dict.fromkeys(token for token, negated in _tokens(text) if negated))
+
+
+def _tokens(text: str) -> list[tuple[str, bool]]:
+    """(token, whether it is in a negation's reach), lower-cased, punctuation as tokens of its own."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     out, reach = [], 0
     for token in _TOKEN.findall(text.lower()):
+        negated = False
         if token in _CLAUSE_END:
             reach = 0
         elif token in CUES:
             reach = MAX_REACH
         elif reach and token not in ENGLISH_STOP_WORDS:
-            token, reach = PREFIX + token, reach - 1
-        out.append(token)
-    return " ".join(out)
+            negated, reach = True, reach - 1
+        out.append((token, negated))
+    return out

@@ -1,5 +1,6 @@
-"""What the collection's own words make of a text query: the query words that no row's metadata text has, and, where
-the hybrid expanded its word TF-IDF query (expansion.py), what it read each unknown word as.
+"""What the collection's own words make of a text query: the query words that no row's metadata text has, where
+the hybrid expanded its word TF-IDF query (expansion.py) what it read each unknown word as, and the words the word
+search read as negated (negation.py).
 
 Why: every text model answers with the nearest rows whatever the words, so "OPG" (a word no caption has) returns
 chest films ranked by letter pieces and meaning, with nothing to say so. Saying which words the collection lacks,
@@ -22,15 +23,20 @@ SHOWN = 5  # words named in each part of the sentence at most (a long query stay
 class QueryWords:
     """`unknown`: the query's words no row's text has, in query order, as first typed; `read_as`: for those
     the hybrid's word search replaced, the collection's words it searched for instead (empty where the
-    vocabularies knew none)."""
+    vocabularies knew none); `negated`: the words the word search read as negated ("fracture" in "knee without
+    fracture": it matches rows that say "no fracture", negation.py), lower-cased."""
 
     unknown: tuple[str, ...] = ()
     read_as: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    negated: tuple[str, ...] = ()
 
     def sentence(self) -> str:
-        """One plain line for the status, the CLI and the API ("" when every word is the collection's)."""
+        """One plain line for the status, the CLI and the API ("" when every word is the collection's and none
+        is negated)."""
+        negated = (f"Read as negated by the keyword search: {', '.join(f'“{w}”' for w in self.negated[:SHOWN])}."
+                   if self.negated else "")
         if not self.unknown:
-            return ""
+            return negated
         read = [f"“{word}” → {', '.join(self.read_as[word][:4])}" for word in self.unknown
                 if self.read_as.get(word)][:SHOWN]
         missing = [f"“{word}”" for word in self.unknown if not self.read_as.get(word)][:SHOWN]
@@ -41,7 +47,7 @@ class QueryWords:
         if read:
             parts.append(f"Not words of the collection, also searched as: {'; '.join(read)} (WordNet, medical "
                          "abbreviations, spelling).")
-        return " ".join(parts)
+        return " ".join(parts + [negated] if negated else parts)
 
 
 def words_of(texts: Iterable[str]) -> frozenset[str]:
@@ -50,9 +56,12 @@ def words_of(texts: Iterable[str]) -> frozenset[str]:
 
 
 def query_words(text: str, known: Container[str], vocabulary: Container[str] | None = None,
-                stop: Container[str] | None = None) -> QueryWords:
+                stop: Container[str] | None = None, negation: bool = False) -> QueryWords:
     """The `text`'s words not in `known` (the collection's words, `words_of`) and not stop words, each once; with
-    the hybrid's word TF-IDF `vocabulary`, what its expansion (expansion.py) searched for each of them instead."""
+    the hybrid's word TF-IDF `vocabulary`, what its expansion (expansion.py) searched for each of them instead;
+    with `negation` (the word search marks negated words), the words in a negation's reach."""
+    from .negation import negated_words
+
     from .expansion import DOMAIN_STOP, expansion_terms
 
     if stop is None:
@@ -64,10 +73,11 @@ def query_words(text: str, known: Container[str], vocabulary: Container[str] | N
         if len(word) > 1 and word.lower() not in known and word.lower() not in stop:
             first.setdefault(word.lower(), word)
     unknown = tuple(first.values())
+    negated = tuple(negated_words(text)) if negation else ()
     if vocabulary is None:
-        return QueryWords(unknown)
+        return QueryWords(unknown, negated=negated)
     found = {word: tuple(expansion_terms(word, vocabulary)) for word in unknown if word.lower() not in vocabulary}
-    return QueryWords(unknown, {word: terms for word, terms in found.items() if terms})
+    return QueryWords(unknown, {word: terms for word, terms in found.items() if terms}, negated)
 
 
 __all__ = ["QueryWords", "query_words", "words_of"]

@@ -281,7 +281,8 @@ class SearchEngine:
         fusion = self.policy.fusion() if name == HYBRID else None
         vocabularies = (self.encoder.vocabulary(model) for model in (fusion.expanded if fusion else ()))
         vocabulary = next((terms for terms in vocabularies if terms), None)  # the word TF-IDF's (encoder.py)
-        return query_words(text, self._collection_words, vocabulary)
+        negation = any(self.encoder.marks_negation(model) for model in (fusion.searched if fusion else [name]))
+        return query_words(text, self._collection_words, vocabulary, negation=negation)
 
     def _modality_judgement(self, image) -> tuple | None:
         """(False, 0.0, "DICOM modality XA") for a DICOM query whose Modality is no plain radiograph and no

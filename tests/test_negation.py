@@ -38,7 +38,7 @@ ROWS = ([{"file_name": f"fracture/hip{i}.png", "category": "fracture", "label": 
 
 @pytest.fixture
 def fracture_engine(tmp_path):
-    build_test_index(ROWS, tmp_path / "index", ["tfidf"])
+    build_test_index(ROWS, tmp_path / "index", ["tfidf", "tfidf-chars"])
     return SearchEngine(tmp_path / "index")
 
 
@@ -47,6 +47,9 @@ def test_a_fracture_query_finds_the_fractured_rows_and_a_negated_one_the_others(
     assert [hit.label for hit in found] == ["fractured"] * 3
     found = fracture_engine.search_text("hip without fracture", model="tfidf", k=3, min_score=-1.0)
     assert [hit.label for hit in found] == ["not-fractured"] * 3
+    assert found.query_words.negated == ("fracture",) and "negated" in found.query_words.sentence()
+    letters = fracture_engine.search_text("hip without fracture", model="tfidf-chars", k=3, min_score=-1.0)
+    assert letters.query_words.negated == ()  # letter pieces read "fracture" as it is: nothing to say
 
 
 TEXTS = ["hip radiograph, fractured", "hip radiograph, not fractured, no fracture"]
@@ -59,6 +62,7 @@ def test_the_marking_is_saved_with_the_state_and_a_state_saved_without_it_is_rea
     assert json.loads((tmp_path / "now" / "tfidf.json").read_text())["negation"] is True
     restored = embedder_spec("tfidf").factory()
     restored.load_state(tmp_path / "now")
+    assert restored.marks_negation
     np.testing.assert_allclose(restored.embed_texts(["hip fracture"]), marked.embed_texts(["hip fracture"]))
 
     before = embedder_spec("tfidf").factory()
@@ -71,6 +75,7 @@ def test_the_marking_is_saved_with_the_state_and_a_state_saved_without_it_is_rea
     (tmp_path / "before" / "tfidf.json").write_text(json.dumps(state))
     old = embedder_spec("tfidf").factory()
     old.load_state(tmp_path / "before")
+    assert not old.marks_negation  # what the status line asks (encoder.marks_negation)
     assert "no_fracture" not in old.vocabulary and "no_fracture" in marked.vocabulary
     np.testing.assert_allclose(old.embed_texts(["hip fracture"]), before.embed_texts(["hip fracture"]))
 

@@ -33,6 +33,16 @@ def test_what_an_unknown_word_was_read_as_is_said_and_only_where_the_vocabularie
         assert query_words("fracure knee", KNOWN, vocabulary).read_as == {"fracure": ("fracture",)}  # respelled
 
 
+def test_words_the_keyword_search_reads_as_negated_are_named_only_where_it_reads_negation():
+    found = query_words("knee without fracture, no effusion", KNOWN, negation=True)
+    assert found.negated == ("fracture", "effusion") and found.unknown == ("fracture", "effusion")
+    assert found.sentence().endswith("Read as negated by the keyword search: “fracture”, “effusion”.")
+    known = query_words("knee without kellgren-lawrence grade", KNOWN, negation=True)
+    assert known.unknown == () and known.sentence() == (
+        "Read as negated by the keyword search: “kellgren-lawrence”, “grade”.")
+    assert query_words("knee without fracture", KNOWN).negated == ()  # a search that does not mark negation
+
+
 def test_the_engine_names_the_words_its_collection_lacks_and_what_the_hybrid_searched_instead(subset_engine):
     assert subset_engine.search_text("knee radiograph", model="tfidf").query_words.unknown == ()
     plain = subset_engine.search_text("knee zzqxj", model="minilm")

@@ -73,7 +73,8 @@ class TfidfEmbedder(Embedder):
     def load_state(self, directory: Path) -> None:
         state = json.loads((directory / "tfidf.json").read_text())
         params = {**state["params"], "ngram_range": tuple(state["params"]["ngram_range"])}
-        vectorizer = self._make(params, bool(state.get("negation", False)))
+        self.marks_negation = bool(state.get("negation", False))  # as the index's rows were embedded
+        vectorizer = self._make(params, self.marks_negation)
         vectorizer.vocabulary_ = state["vocabulary"]
         vectorizer.idf_ = np.asarray(state["idf"], dtype=np.float64)
         self._vectorizer = vectorizer
