@@ -71,12 +71,16 @@ class FaissStore(VectorStore):
         return [(int(row), float(score)) for score, row in zip(scores, rows) if row >= 0]
 
     def _sparse_matrix(self, model: str):
-        """The model's vectors as a CSR matrix when at most SPARSE of a sample's values are non-zero, else None."""
+        """The model's vectors as a CSR matrix when its index is flat (exact: an approximate index answers as it
+        was tuned to, ann.py) and at most SPARSE of a sample's values are non-zero, else None."""
+        import faiss
+
         if model not in self._sparse:
             with self._lock:
                 if model not in self._sparse:
                     index = self._dataset.get_index(model).faiss_index
-                    sample = index.reconstruct_n(0, min(index.ntotal, 256))
+                    flat = isinstance(index, faiss.IndexFlat)
+                    sample = index.reconstruct_n(0, min(index.ntotal, 256)) if flat else np.zeros(0)
                     matrix = None
                     if sample.size and np.count_nonzero(sample) <= SPARSE * sample.size:
                         from scipy.sparse import csr_matrix
