@@ -83,7 +83,32 @@ def variant_specs(conditions: dict, used: frozenset) -> dict[str, dict]:
             "queries": ("minilm",), "negation": True, "unread": ("minilm",)},
         "the same, letter TF-IDF reading rows and query without the words in a negation's reach": {
             "queries": ("minilm",), "negation": True, "unread": ("tfidf-chars",)},
+        "word TF-IDF marking negated and uncertain words (no_fracture, unc_osteoarthritis) in rows and query": {
+            "queries": ("minilm",), "uncertainty": True},
     }
+
+
+UNCERTAIN = frozenset({"doubtful", "possible", "possibly", "questionable", "suspected", "suspicious", "probable",
+                       "probably", "equivocal", "uncertain"})  # ConText's uncertainty cues, fixed before measuring
+
+
+def mark_context(text: str) -> str:
+    """negation.mark_negation, and the same reach after an uncertainty cue marked "unc_" (ConText, Harkema et al.
+    2009): "doubtful knee osteoarthritis" -> "doubtful unc_knee unc_osteoarthritis"."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from retrieval.negation import _CLAUSE_END, _TOKEN, CUES, MAX_REACH
+
+    out, reach, prefix = [], 0, ""
+    for token in _TOKEN.findall(text.lower()):
+        if token in _CLAUSE_END:
+            reach = 0
+        elif token in CUES or token in UNCERTAIN:
+            reach, prefix = MAX_REACH, "no_" if token in CUES else "unc_"
+        elif reach and token not in ENGLISH_STOP_WORDS:
+            token, reach = prefix + token, reach - 1
+        out.append(token)
+    return " ".join(out)
 
 
 def unnegated(text: str) -> str:
@@ -222,6 +247,9 @@ def main() -> None:
         word, chars = TfidfEmbedder(), CharTfidfEmbedder()
         word.marks_negation = bool(spec.get("negation"))  # shipped since this variant won; off for the others
         word.__init__()
+        if spec.get("uncertainty"):
+            word.params = {**word.params, "preprocessor": mark_context}
+            word.__init__()
         if spec.get("hyphens") == "parts":
             word.params = {**word.params, "token_pattern": r"(?u)\b\w+\b"}
             word.__init__()
