@@ -99,7 +99,7 @@ _BEFORE: dict = {}  # what the speed-ups replaced, made once: MiniLM's encoder w
 @contextmanager
 def _speed_ups_off(engine, off: bool):
     """While `off`: TF-IDF searched in FAISS, MiniLM run under autocast over its fp32 weights, the feedback rows'
-    vectors read with the Arrow column's take (the code before 2026-12-07 00:40 UTC)."""
+    vectors read with the Arrow column's take (the code before 2026-12-07 00:47 UTC)."""
     if not off:
         yield
         return

@@ -60,9 +60,8 @@ def query_words(text: str, known: Container[str], vocabulary: Container[str] | N
     """The `text`'s words not in `known` (the collection's words, `words_of`) and not stop words, each once; with
     the hybrid's word TF-IDF `vocabulary`, what its expansion (expansion.py) searched for each of them instead;
     with `negation` (the word search marks negated words), the words in a negation's reach."""
-    from .negation import negated_words
-
     from .expansion import DOMAIN_STOP, expansion_terms
+    from .negation import negated_words
 
     if stop is None:
         from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS

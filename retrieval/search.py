@@ -75,6 +75,7 @@ class SearchEngine:
         for name in dict.fromkeys([*first, *policy.models_for(TEXT, fused=False), *policy.models_for(IMAGE)]):
             try:
                 self.encoder.load(name)
+                self.store.prepare(name)
             except Exception:  # noqa: BLE001 - the query that needs the model reports why
                 pass
         fusion = policy.fusion()
@@ -281,7 +282,8 @@ class SearchEngine:
         fusion = self.policy.fusion() if name == HYBRID else None
         vocabularies = (self.encoder.vocabulary(model) for model in (fusion.expanded if fusion else ()))
         vocabulary = next((terms for terms in vocabularies if terms), None)  # the word TF-IDF's (encoder.py)
-        negation = any(self.encoder.marks_negation(model) for model in (fusion.searched if fusion else [name]))
+        searched = fusion.searched if fusion else [] if name == HYBRID else [name]
+        negation = any(self.encoder.marks_negation(model) for model in searched)
         return query_words(text, self._collection_words, vocabulary, negation=negation)
 
     def _modality_judgement(self, image) -> tuple | None:

@@ -36,6 +36,9 @@ class VectorStore(ABC):
     def vector(self, model: str, row: int) -> np.ndarray:
         """The stored vector of a row (for "more like this")."""
 
+    def prepare(self, model: str) -> None:
+        """Make `model`'s searches ready now, so the first query does not wait (the engine's warm-up calls it)."""
+
 
 VectorStoreFactory = Callable[[IndexGeneration, object, list], VectorStore]
 
@@ -73,6 +76,9 @@ class FaissStore(VectorStore):
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
         scores, rows = self._dataset.search(model, query, k=k, params=params)
         return [(int(row), float(score)) for score, row in zip(scores, rows) if row >= 0]
+
+    def prepare(self, model):
+        self._sparse_matrix(model)  # 70-120 ms for TF-IDF's on the collection
 
     def _sparse_matrix(self, model: str):
         """The model's vectors as a CSR matrix when its index is flat (exact: an approximate index answers as it

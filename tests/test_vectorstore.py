@@ -12,14 +12,17 @@ WORDS = ["fracture", "knee", "chest", "scoliosis", "caries", "normal", "lateral"
          *(f"term{i}" for i in range(300))]
 
 
+def collection_rows():  # the same rows for every index here
+    rng = np.random.default_rng(0)
+    return [{"file_name": f"{part}/r{i}.png", "category": part, "label": "", "view": ["PA", "lateral"][i % 2],
+             "caption": " ".join([*rng.choice(WORDS[:10], size=2), *rng.choice(WORDS[10:], size=4)]), "kind": "disc"}
+            for part in ("chest", "knee", "spine") for i in range(12)]
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, module_fake_models):
-    rng = np.random.default_rng(0)
-    rows = [{"file_name": f"{part}/r{i}.png", "category": part, "label": "",
-             "caption": " ".join(rng.choice(WORDS[:10], size=2)) + " " + " ".join(rng.choice(WORDS[10:], size=4)), "view": ["PA", "lateral"][i % 2], "kind": "disc"}
-            for part in ("chest", "knee", "spine") for i in range(12)]
     index = tmp_path_factory.mktemp("store") / "index"
-    build_test_index(rows, index, ["tfidf", "brightness"])
+    build_test_index(collection_rows(), index, ["tfidf", "brightness"])
     return SearchEngine(index)
 
 
@@ -49,6 +52,14 @@ def test_tfidf_is_searched_as_a_sparse_matrix_with_faiss_s_rows_and_scores(engin
         assert all(a[1] > b[1] or (a[1] == b[1] and a[0] < b[0]) for a, b in zip(found, found[1:]))
     assert store._sparse["tfidf"] is not None and store._sparse["tfidf"].nnz < 0.5 * np.prod(
         store._sparse["tfidf"].shape)
+
+
+def test_the_engine_s_warm_up_makes_the_sparse_matrix_before_the_first_query(tmp_path, module_fake_models):
+    build_test_index(collection_rows(), tmp_path / "index", ["tfidf"])
+    warm = SearchEngine(tmp_path / "index")
+    assert "tfidf" not in warm.store._sparse
+    warm.warm_up()
+    assert warm.store._sparse["tfidf"] is not None
 
 
 def test_a_dense_model_stays_in_faiss_and_an_empty_filter_finds_nothing(engine):

@@ -66,7 +66,7 @@ class TfidfEmbedder(Embedder):
         directory.mkdir(parents=True, exist_ok=True)
         vocabulary = {term: int(i) for term, i in self._vectorizer.vocabulary_.items()}
         state = {"params": {**self.params, "ngram_range": list(self.params["ngram_range"])},
-                 "negation": self._vectorizer.preprocessor is not None,
+                 "negation": self.marks_negation,
                  "vocabulary": vocabulary, "idf": self._vectorizer.idf_.tolist()}
         (directory / "tfidf.json").write_text(json.dumps(state))
 
