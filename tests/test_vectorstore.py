@@ -54,6 +54,18 @@ def test_tfidf_is_searched_as_a_sparse_matrix_with_faiss_s_rows_and_scores(engin
         store._sparse["tfidf"].shape)
 
 
+def test_the_sparse_matrix_made_block_by_block_holds_every_row(engine, monkeypatch):
+    from retrieval import vectorstore
+
+    monkeypatch.setattr(vectorstore, "BLOCK", 7)  # 36 rows: six blocks, the last one short
+    fresh = SearchEngine(engine.index_dir)
+    query = fresh.encoder.texts("tfidf", ["severe hip fracture"])[0]
+    found = fresh.store.search("tfidf", query, 36)
+    assert fresh.store._sparse["tfidf"].shape[0] == 36
+    np.testing.assert_allclose([s for _, s in found], [s for _, s in faiss_answer(fresh, "tfidf", query, 36)],
+                               atol=1e-6)
+
+
 def test_the_engine_s_warm_up_makes_the_sparse_matrix_before_the_first_query(tmp_path, module_fake_models):
     build_test_index(collection_rows(), tmp_path / "index", ["tfidf"])
     warm = SearchEngine(tmp_path / "index")
