@@ -205,7 +205,9 @@ def _package_dir(name: str) -> Path | None:
 def _stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP
+    from .negation import CUES  # "negative", "non": grammar of the query, never read as words to look up
+
+    return frozenset(ENGLISH_STOP_WORDS) | DOMAIN_STOP | CUES
 
 
 __all__ = ["expand", "expansion_terms", "nearest_spellings", "sources", "warm_up", "WordNet"]

@@ -60,13 +60,11 @@ def query_words(text: str, known: Container[str], vocabulary: Container[str] | N
     """The `text`'s words not in `known` (the collection's words, `words_of`) and not stop words, each once; with
     the hybrid's word TF-IDF `vocabulary`, what its expansion (expansion.py) searched for each of them instead;
     with `negation` (the word search marks negated words), the words in a negation's reach."""
-    from .expansion import DOMAIN_STOP, expansion_terms
+    from .expansion import _stop_words, expansion_terms
     from .negation import negated_words
 
     if stop is None:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-        stop = ENGLISH_STOP_WORDS | DOMAIN_STOP
+        stop = _stop_words()
     first = {}  # each word once, as first typed ("OPG", not "opg"): what the person wrote
     for word in TOKEN.findall(text):
         if len(word) > 1 and word.lower() not in known and word.lower() not in stop:

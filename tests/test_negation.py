@@ -24,6 +24,17 @@ def test_words_in_a_negations_reach_are_marked_up_to_three_words_and_the_clauses
     assert mark_negation(text) == marked
 
 
+def test_a_negation_word_is_never_looked_up_nor_named_as_a_word_the_collection_lacks():
+    """WordNet would read "negative" as "positive": the cue is the query's grammar, not a word to search for."""
+    from retrieval.expansion import expansion_terms
+    from retrieval.query_words import query_words
+
+    vocabulary = {"fracture", "positive", "leg"}
+    assert expansion_terms("leg, negative for fracture", vocabulary) == []
+    found = query_words("leg, negative for fracture", {"leg", "fracture"}, vocabulary, negation=True)
+    assert found.unknown == () and found.read_as == {} and found.negated == ("fracture",)
+
+
 def test_hyphenated_codes_and_text_without_a_negation_are_left_as_they_are():
     assert mark_negation("non-odontogenic lesion, not-fractured") == "non-odontogenic lesion , not-fractured"
     assert mark_negation("hip fracture") == "hip fracture"
