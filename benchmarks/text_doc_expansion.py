@@ -85,7 +85,30 @@ def variant_specs(conditions: dict, used: frozenset) -> dict[str, dict]:
             "queries": ("minilm",), "negation": True, "unread": ("tfidf-chars",)},
         "word TF-IDF marking negated and uncertain words (no_fracture, unc_osteoarthritis) in rows and query": {
             "queries": ("minilm",), "uncertainty": True},
+        "shipped + each list's reciprocal rank 1 / (60 + rank) as a fourth fusion feature (RRF's constant)": {
+            "queries": ("minilm",), "negation": True, "rank_feature": True},
+        "shipped + a second feedback list from MiniLM's row vectors (the same rows and mix)": {
+            "queries": ("minilm",), "negation": True, "dense_feedback": True},
     }
+
+
+RRF_K = 60  # reciprocal-rank fusion's usual constant (Cormack et al. 2009), fixed before measuring
+
+
+def with_rank_feature(plain):
+    """hybrid.candidate_features with a fourth feature per component: 1 / (RRF_K + rank) in its list (a row
+    outside the list: rank = the list's length + 1)."""
+    def features(lists, components):
+        rows, three = plain(lists, components)
+        out = np.zeros((len(rows), 4 * len(components)))
+        for c, name in enumerate(components):
+            found = [row for row, _ in lists.get(name) or ()]
+            ranks = np.full(len(rows), len(found) + 1, dtype=np.float64)
+            ranks[np.searchsorted(rows, np.asarray(found, dtype=np.int64))] = np.arange(1, len(found) + 1)
+            out[:, 4 * c:4 * c + 3] = three[:, 3 * c:3 * c + 3]
+            out[:, 4 * c + 3] = 1.0 / (RRF_K + ranks)
+        return rows, out
+    return features
 
 
 UNCERTAIN = frozenset({"doubtful", "possible", "possibly", "questionable", "suspected", "suspicious", "probable",
@@ -183,7 +206,8 @@ def main() -> None:
     from retrieval.evaluation.index_access import IndexAccess
     from retrieval.evaluation.queries import TEST, TRAIN, load_queries
     from retrieval.expansion import WORD, expand
-    from retrieval.hybrid import DEPTH, FEEDBACK_MIX, FEEDBACK_ROWS, fit_with_feedback
+    from retrieval import hybrid
+    from retrieval.hybrid import DEPTH, FEEDBACK_MIX, FEEDBACK_ROWS, fit_fusion, fit_with_feedback
 
     index = IndexAccess.open(args.index)
     engine = index._engine
@@ -261,7 +285,7 @@ def main() -> None:
         word_docs, char_docs, minilm_docs = word.embed_texts(per["tfidf"]), chars.embed_texts(per["tfidf-chars"]), \
             minilm(per["minilm"])
         vocabulary = word.vocabulary
-        lists, query_word = [], []
+        lists, query_word, query_minilm = [], [], []
         expanded_queries = spec.get("queries", ())
         for q in judged:
             wide = (expand_one_meaning if spec.get("one_meaning") else expand_affirmed if spec.get("affirmed")
@@ -274,12 +298,14 @@ def main() -> None:
                 wq = word.embed_texts([q["text"]]) + spec["beta"] * (word.embed_texts([extra]) if extra else 0)
                 wq = wq / (np.linalg.norm(wq) + 1e-12)
             query_word.append(wq)
+            query_minilm.append(None)
             cq = chars.embed_texts([wide if "tfidf-chars" in expanded_queries else q["text"]])
             if "tfidf-chars" in unread:
                 cq = chars.embed_texts([unnegated(wide if "tfidf-chars" in expanded_queries else q["text"])])
             mq = minilm([wide])[0] if "minilm" in expanded_queries else query_vectors[q["text"]]["minilm"]
             if "minilm" in unread:
                 mq = minilm([unnegated(wide if "minilm" in expanded_queries else q["text"])])[0]
+            query_minilm[-1] = mq
             lists.append({"tfidf": top(word_docs, wq), "tfidf-chars": top(char_docs, cq),
                           "minilm": top(minilm_docs, mq),
                           "xray-lite0": pixels(mq) if spec.get("pixels_expanded") else pixel_lists[q["text"]]})
@@ -295,21 +321,49 @@ def main() -> None:
             mixed /= np.linalg.norm(mixed) + 1e-12
             return top(word_docs, mixed)
 
+        def dense_feedback(i, first):  # the same, over MiniLM's row vectors and the query's MiniLM vector
+            chosen_rows = [(row, score) for row, score in first[:FEEDBACK_ROWS] if score > 0]
+            if not chosen_rows:
+                return []
+            weights = np.asarray([s for _, s in chosen_rows])
+            centroid = (weights / weights.sum()) @ minilm_docs[[r for r, _ in chosen_rows]]
+            centroid /= np.linalg.norm(centroid) + 1e-12
+            mixed = (1 - FEEDBACK_MIX) * np.asarray(query_minilm[i]).reshape(-1) + FEEDBACK_MIX * centroid
+            mixed /= np.linalg.norm(mixed) + 1e-12
+            return top(minilm_docs, mixed)
+
+        def second_lists(i, first):
+            return {**lists[i], "feedback": feedback(i, first), "feedback-minilm": dense_feedback(i, first)}
+
         def fit(items):
             examples = [(lists[i], judged[i]["label"] if judged[i]["labels"] else judged[i]["category"])
                         for i in items]
+            if spec.get("dense_feedback"):  # fit_with_feedback's two fits, with both feedback lists
+                first = fit_fusion(examples, components, expanded=("tfidf",))
+                second = [(second_lists(i, first.fuse(lists[i])), relevant)
+                          for i, (_, relevant) in zip(items, examples)]
+                return first, fit_fusion(second, [*components, "feedback", "feedback-minilm"], expanded=("tfidf",))
             return fit_with_feedback(examples, components, lambda k, first: feedback(items[k], first),
                                      expanded=("tfidf",))
+
+        def ranking(i, fusion):
+            if isinstance(fusion, tuple):
+                first, final = fusion
+                return final.fuse(second_lists(i, first.fuse(lists[i])))
+            return fusion.rank(lists[i], lambda first: feedback(i, first))
 
         def p5(items, fusion):
             category, label = [], []
             for i in items:
-                ranked = [row for row, _ in fusion.rank(lists[i], lambda first: feedback(i, first))[:5]]
+                ranked = [row for row, _ in ranking(i, fusion)[:5]]
                 category.append(np.mean([row in judged[i]["category"] for row in ranked]))
                 if judged[i]["labels"]:
                     label.append(np.mean([row in judged[i]["label"] for row in ranked]))
             return float(np.mean(category)), float(np.mean(label))
 
+        plain_features, plain_names = hybrid.candidate_features, hybrid.FEATURES
+        if spec.get("rank_feature"):  # fit_fusion, Fusion.fuse and Fusion's padding read these module globals
+            hybrid.candidate_features, hybrid.FEATURES = with_rank_feature(plain_features), (*plain_names, "rrf")
         folds = []
         for seed in range(args.seeds):
             fold = np.random.default_rng(seed).permutation(len(train)) % FOLDS
@@ -318,6 +372,7 @@ def main() -> None:
                 folds.append(p5([i for i, f in zip(train, fold) if f == k], fusion))
         cv = np.mean(folds, axis=0)
         held_out = p5(test, fit(train))
+        hybrid.candidate_features, hybrid.FEATURES = plain_features, plain_names
         sample = next((t for t, r in zip(expanded_texts, records) if r["label"] == "kl-2"), "")
         payload["variants"][name] = {"spec": {k: sorted(v) if isinstance(v, (tuple, frozenset)) else v
                                               for k, v in spec.items() if k != "used"},
