@@ -114,7 +114,7 @@ class Fusion:
             return []
         scores = self.score(features)
         order = np.lexsort((rows, -scores))
-        return [(int(rows[i]), float(scores[i])) for i in order]
+        return list(zip(rows[order].tolist(), scores[order].tolist()))
 
     def to_dict(self) -> dict:
         return {"method": METHOD, "depth": self.depth, "bias": self.bias,

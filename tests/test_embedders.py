@@ -186,6 +186,21 @@ def test_minilm_s_linear_weights_cast_once_give_autocast_s_vectors_bit_for_bit()
         assert np.array_equal(kept.encode(batch, batch_size=16), autocast.encode(batch, batch_size=16))
 
 
+@pytest.mark.usefixtures("real_models")
+@pytest.mark.parametrize("bf16", [True, False])
+def test_minilm_s_traced_transformer_gives_the_eager_model_s_vectors_bit_for_bit(bf16):
+    from retrieval.embedders.builtin import MeanPooledEncoder, _minilm_location
+
+    traced = MeanPooledEncoder(_minilm_location()[0], "cpu", 256, bf16=bf16)
+    eager = MeanPooledEncoder(_minilm_location()[0], "cpu", 256, bf16=bf16)
+    eager._trace = (eager._model, bf16, None)  # as where tracing fails: the model runs eagerly
+    assert traced.traced and not eager.traced
+    texts = ["hip fracture", "no acute cardiopulmonary disease", "severe knee osteoarthritis, grade 4", "a",
+             "chest x-ray " * 200]  # the long one is truncated
+    for batch, size in ((texts, 16), (texts, 2), (texts[:1], 16), (["no padding here", "no padding now"], 16)):
+        assert np.array_equal(traced.encode(batch, batch_size=size), eager.encode(batch, batch_size=size))
+
+
 def test_a_sentence_model_of_another_kind_goes_through_sentence_transformers(tmp_path, monkeypatch):
     from retrieval.embedders import builtin
 
@@ -239,6 +254,30 @@ def test_bf16_after_the_first_block_keeps_each_embedding_beside_fp32(collection)
     cosine = torch.nn.functional.cosine_similarity(fp32, mixed, dim=1)
     # here 0.9992 at worst (0.998 over the whole collection); bf16 from the stem on falls to 0.9948 on these images
     assert float(cosine.min()) > 0.997
+
+
+@pytest.mark.usefixtures("real_models")
+@pytest.mark.parametrize("bf16", [True, False])
+def test_an_embedder_s_traced_backbone_gives_the_eager_maps_bit_for_bit(collection, bf16):
+    """The trace is made on the first batch's size and answers for any other (a query is 1 image, a build 8)."""
+    import torch
+
+    from retrieval.embedders import efficientnet as backbone
+
+    model, batch = backbone.load_backbone(), _real_batch(collection)
+    backbone.keep_bf16_weights(model)
+    with torch.inference_mode():
+        for stages in (True, False):
+            for part in (batch[:1], batch, batch[1:3]):
+                traced, eager = backbone.inference_maps(model, part, bf16, stages), \
+                    backbone.activation_maps(model, part, bf16, stages)
+                assert torch.equal(traced["head"], eager["head"]) and len(traced["stages"]) == len(eager["stages"])
+                assert all(torch.equal(a, b) for a, b in zip(traced["stages"], eager["stages"]))
+        assert torch.equal(backbone.inference_pooled(model, batch, bf16), backbone.pooled_features(model, batch, bf16))
+    assert all(trace is not None for trace in model.__dict__["_traces"].values())  # traced here, not eager
+    model.__dict__["_traces"] = {(bf16, True): None}  # where tracing fails: the eager maps
+    with torch.inference_mode():
+        assert torch.equal(backbone.inference_pooled(model, batch, bf16), backbone.pooled_features(model, batch, bf16))
 
 
 def test_importing_the_registry_reads_no_model_folder():

@@ -74,7 +74,7 @@ class XRayLite0Embedder(Embedder):
             views = [clean_view(gray, self._mode, efficientnet.input_size(backbone)) for gray in grays]
             if mirrored:
                 views = [np.ascontiguousarray(view[:, ::-1]) for view in views]
-            features = efficientnet.pooled_features(model, to_batch(views), self._bf16)
+            features = efficientnet.inference_pooled(model, to_batch(views), self._bf16)
             parts.append(select_features(features.float(), self._features, backbone))
         return parts[0] if len(parts) == 1 else self._torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
 
@@ -107,7 +107,7 @@ class XRayLite0Embedder(Embedder):
                 parts = []
                 for backbone, model in self._models.items():
                     batch = to_batch([clean_view(gray, self._mode, efficientnet.input_size(backbone)) for gray in grays])
-                    grids = efficientnet.activation_maps(model, batch, self._bf16)
+                    grids = efficientnet.inference_maps(model, batch, self._bf16)
                     parts.append(adaptive_avg_pool2d(_slices_per_location(grids, self._features), GRID))
                 stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
                 located = _head_per_location(self._image_head, stacked)
