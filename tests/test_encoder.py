@@ -141,3 +141,16 @@ def test_the_encoder_s_workers_share_the_cores_and_leave_every_other_thread_alon
     thread = threading.Thread(target=lambda: elsewhere.append(torch.get_num_threads()))
     thread.start(), thread.join()
     assert elsewhere == [before]  # and so is a thread started later (as the app's request threads are)
+
+
+def test_loading_a_model_runs_it_on_a_query_sized_input_so_the_first_query_does_not_wait(
+        grey_index, monkeypatch):  # noqa: F811
+    """A traced pass (embedders/tracing.py) is traced on its first call and optimised on its second: the engine's
+    warm-up makes both calls, at a query's size, before any query comes."""
+    from retrieval.encoder import WARM_PASSES
+
+    engine, embedder = SearchEngine(grey_index[0]), get_embedder("grey")
+    embedded, original = [], embedder.embed_images
+    monkeypatch.setattr(embedder, "embed_images", lambda images: embedded.append(len(images)) or original(images))
+    engine.encoder.load("grey")
+    assert WARM_PASSES >= 2 and embedded == [1] * WARM_PASSES
