@@ -35,7 +35,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import COLLECTION, REPO, machine_snapshot, save
+from common import COLLECTION, REPO, interval, machine_snapshot, save
 
 SEED, OUTER_FOLDS, INNER_FOLDS = 0, 5, 3
 CARD = REPO / "assets" / "models" / "xray-lite0" / "training_card.json"
@@ -51,8 +51,7 @@ def _cell(row: dict, level: str) -> str:
 def _ci(block: dict | None) -> str:
     if not block or "mean_over_sources" not in block:
         return "–"
-    m = block["mean_over_sources"]
-    return f"{m['gain']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}]"
+    return interval(block["mean_over_sources"])
 
 
 def main() -> None:
