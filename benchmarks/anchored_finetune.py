@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import COLLECTION, REPO, machine_snapshot, save
+from common import COLLECTION, REPO, interval, machine_snapshot, save
 
 # --- the recipe, fixed in advance ------------------------------------------------------------------------------
 # ALPHA (L2-SP strength on the SUM of squared deviations, the L2-SP paper's usual 0.01) and LR_TAIL (20x below the
@@ -76,10 +76,6 @@ class _Cache:
 
     def one(self, mode: str, kind: str, view: int = -1):
         return self.passes[(kind, view)][1]
-
-
-def _ci(block: dict) -> str:
-    return f"{block['gain']:+.3f} [{block['ci95'][0]:+.3f}, {block['ci95'][1]:+.3f}]"
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -161,7 +157,7 @@ def main() -> None:
     rows = [[names[n], summaries[n][CATEGORY]["p@5"], summaries[n][CATEGORY]["p@5_mean_over_sources"],
              summaries[n][LABEL]["p@5"], summaries[n][LABEL]["p@5_mean_over_sources"]] for n in names]
     for key, block in gains.items():
-        rows.append([f"gain {key} (95 % CI)"] + [_ci(block[level][kind]) for level in (CATEGORY, LABEL)
+        rows.append([f"gain {key} (95 % CI)"] + [interval(block[level][kind]) for level in (CATEGORY, LABEL)
                                                   for kind in ("pooled", "mean_over_sources")])
     payload = {
         "recipe": {"alpha_l2sp": anchored.ALPHA, "lr_head": variants.head_config(lite0_head).lr,

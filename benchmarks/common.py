@@ -96,6 +96,11 @@ def markdown(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def interval(block: dict) -> str:
+    """A bootstrap gain block ({'gain', 'ci95'}) as '+0.012 [-0.003, +0.027]'."""
+    return f"{block['gain']:+.3f} [{block['ci95'][0]:+.3f}, {block['ci95'][1]:+.3f}]"
+
+
 def save(name: str, payload: dict, header: list[str], rows: list[list]) -> Path:
     """Print the table (plain and Markdown) and write benchmarks/results/<name>.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import COLLECTION, REPO, machine_snapshot, save
+from common import COLLECTION, REPO, interval, machine_snapshot, save
 
 SIDE, CROP = 224, 0.8
 SEED, OUTER_FOLDS = 0, 5
@@ -75,10 +75,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _ci(block: dict) -> str:
-    return f"{block['gain']:+.3f} [{block['ci95'][0]:+.3f}, {block['ci95'][1]:+.3f}]"
-
-
 def main() -> None:
     from retrieval.embedders.xray_network import select_features
     from retrieval.evaluation import protocols
@@ -121,7 +117,7 @@ def main() -> None:
                      for level in levels)] for name in [*inputs, "frozen"]]
     for key, block in gains.items():
         rows.append([f"gain {key} (95 % CI, mean over sources)",
-                     *(_ci(block[level]["mean_over_sources"]) if level in block else "–" for level in levels)])
+                     *(interval(block[level]["mean_over_sources"]) if level in block else "–" for level in levels)])
     payload = {
         "recipe": {"view": f"border crop + stretch, {round(SIDE / CROP)} px; four corners and centre at {SIDE} px",
                    "features": variants.FEATURES, "centred_on": "each outer fold's training rows",

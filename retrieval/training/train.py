@@ -58,6 +58,41 @@ def feature_folder(out_dir: Path, data_hash: str, seed: int) -> Path:
     return out_dir.parent / f".{out_dir.name}.features-{data_hash[:12]}-{seed}"
 
 
+def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed: int = 0, grid=None,
+                    augmented_views: int = 2, outer_folds: int = OUTER_FOLDS, folds: int = 3,
+                    bootstrap_reps: int = selection.BOOTSTRAP_REPS, timing_repeats: int = 12, progress: bool = True,
+                    log: Callable = print) -> dict:
+    """Backbone passes (cached in `work`), then nested cross-source selection among `variants` (each clamped to
+    `augmented_views` views): {variants, feats, fitter_of, frozen, nested, ms, table (every variant's outer figures,
+    gains with intervals, costs)}. Only the backbones the variants use are run."""
+    from ..embedders import efficientnet
+    from .features import FeatureCache
+
+    started = time.time()
+    chosen_variants = [replace(v, views=min(v.views, augmented_views)) for v in variants]
+    caches = {b: FeatureCache(grays, seed, work, b, progress, log) for b in (efficientnet.BACKBONE, efficientnet.LITE2)}
+    feats = variant_table.VariantFeatures(caches)
+    frozen = _unit(select_features(caches[efficientnet.BACKBONE].one("squash", "clean"), FROZEN_BASELINE.features))
+    # every pass up front (the folds below then only fit): tails first, as a maps pass keeps its pooled features too
+    for variant in sorted(chosen_variants, key=lambda v: not v.tail):
+        if variant.tail:
+            feats.maps(variant)
+        feats.clean(variant), feats.augmented(variant)
+        if variant.flip:
+            feats.clean(variant, "flip")
+    log(f"features ready ({time.time() - started:.0f} s)")
+
+    # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
+    fitter_of = {v.name: variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants}
+    nested = selection.nested_selection(items, list(fitter_of.values()), frozen, outer_folds, folds, seed, log=log,
+                                        progress=progress)
+    ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
+                                INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
+    table = _variant_table(nested, chosen_variants, ms, bootstrap_reps, seed)
+    return {"variants": chosen_variants, "feats": feats, "fitter_of": fitter_of, "frozen": frozen, "nested": nested,
+            "ms": ms, "table": table}
+
+
 def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, seed: int = 0,
                 progress: bool = True, log: Callable = print, *, augmented_views: int = 2,
                 in_source_folds: int = 5, text_epochs: int | None = None, outer_folds: int = OUTER_FOLDS,
@@ -72,7 +107,6 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     import torch
 
     from ..embedders import efficientnet
-    from .features import FeatureCache
     from .text_head import embed_text_queries, fit_text_head
 
     started = time.time()
@@ -90,26 +124,12 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     log(f"{len(items)} rows, {len({i.source for i in items})} sources, fingerprint {data_hash[:12]}")
     grays = load_working_copies(items, progress=progress)
     work = feature_folder(out_dir, data_hash, seed)
-    chosen_variants = [replace(v, views=min(v.views, augmented_views)) for v in (variants or variant_table.VARIANTS)]
-    caches = {b: FeatureCache(grays, seed, work, b, progress, log) for b in (efficientnet.BACKBONE, efficientnet.LITE2)}
-    feats = variant_table.VariantFeatures(caches)
-    frozen = _unit(select_features(caches[efficientnet.BACKBONE].one("squash", "clean"), FROZEN_BASELINE.features))
-    # every pass up front (the folds below then only fit): tails first, as a maps pass keeps its pooled features too
-    for variant in sorted(chosen_variants, key=lambda v: not v.tail):
-        if variant.tail:
-            feats.maps(variant)
-        feats.clean(variant), feats.augmented(variant)
-        if variant.flip:
-            feats.clean(variant, "flip")
-    log(f"features ready ({time.time() - started:.0f} s)")
-
-    # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
-    fitter_of = {v.name: variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants}
+    run = select_variants(items, grays, work, variants or variant_table.VARIANTS, seed=seed, grid=grid,
+                          augmented_views=augmented_views, outer_folds=outer_folds, folds=folds,
+                          bootstrap_reps=bootstrap_reps, timing_repeats=timing_repeats, progress=progress, log=log)
+    chosen_variants, feats, fitter_of, frozen, nested, ms, table = (
+        run[k] for k in ("variants", "feats", "fitter_of", "frozen", "nested", "ms", "table"))
     fitters = list(fitter_of.values())
-    nested = selection.nested_selection(items, fitters, frozen, outer_folds, folds, seed, log=log, progress=progress)
-    ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
-                                INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
-    table = _variant_table(nested, chosen_variants, ms, bootstrap_reps, seed)
     intervals = table["selected"]["gain_over_frozen"]
     is_default, why = selection.default_decision(intervals)
     log(f"outer folds: selected pipeline {table['selected']['category']['mean_over_sources']}/"

