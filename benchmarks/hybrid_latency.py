@@ -100,10 +100,12 @@ def _eager_minilm(eager: bool):
     """While `eager`: the registered MiniLM encoder runs its transformer eagerly (as where tracing fails)."""
     from retrieval.embedders import get_embedder
 
+    if not eager:
+        yield
+        return
     encoder = get_embedder("minilm")._model
     kept = encoder._trace
-    if eager:
-        encoder._trace = (encoder._model, encoder._bf16, None)
+    encoder._trace = (encoder._model, encoder._bf16, None)
     try:
         yield
     finally:
