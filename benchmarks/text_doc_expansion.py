@@ -310,27 +310,22 @@ def main() -> None:
                           "minilm": top(minilm_docs, mq),
                           "xray-lite0": pixels(mq) if spec.get("pixels_expanded") else pixel_lists[q["text"]]})
 
-        def feedback(i, first):
+        def rocchio(first, docs, query):  # hybrid.feedback_list over these rows' vectors
             chosen_rows = [(row, score) for row, score in first[:FEEDBACK_ROWS] if score > 0]
             if not chosen_rows:
                 return []
             weights = np.asarray([s for _, s in chosen_rows])
-            centroid = (weights / weights.sum()) @ word_docs[[r for r, _ in chosen_rows]]
+            centroid = (weights / weights.sum()) @ docs[[r for r, _ in chosen_rows]]
             centroid /= np.linalg.norm(centroid) + 1e-12
-            mixed = (1 - FEEDBACK_MIX) * query_word[i].reshape(-1) + FEEDBACK_MIX * centroid
+            mixed = (1 - FEEDBACK_MIX) * np.asarray(query).reshape(-1) + FEEDBACK_MIX * centroid
             mixed /= np.linalg.norm(mixed) + 1e-12
-            return top(word_docs, mixed)
+            return top(docs, mixed)
+
+        def feedback(i, first):
+            return rocchio(first, word_docs, query_word[i])
 
         def dense_feedback(i, first):  # the same, over MiniLM's row vectors and the query's MiniLM vector
-            chosen_rows = [(row, score) for row, score in first[:FEEDBACK_ROWS] if score > 0]
-            if not chosen_rows:
-                return []
-            weights = np.asarray([s for _, s in chosen_rows])
-            centroid = (weights / weights.sum()) @ minilm_docs[[r for r, _ in chosen_rows]]
-            centroid /= np.linalg.norm(centroid) + 1e-12
-            mixed = (1 - FEEDBACK_MIX) * np.asarray(query_minilm[i]).reshape(-1) + FEEDBACK_MIX * centroid
-            mixed /= np.linalg.norm(mixed) + 1e-12
-            return top(minilm_docs, mixed)
+            return rocchio(first, minilm_docs, query_minilm[i])
 
         def second_lists(i, first):
             return {**lists[i], "feedback": feedback(i, first), "feedback-minilm": dense_feedback(i, first)}
