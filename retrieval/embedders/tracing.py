@@ -1,9 +1,9 @@
 """Inference passes as frozen TorchScript traces: the same kernels on the same weights, so the same outputs bit
 for bit, without the Python of each pass (module calls, and transformers' wrappers around a text model's layers).
 
-Why: at batch 1 that Python was about a third of a MiniLM query (7.0 → 4.6 ms here) and a fifth of an
-EfficientNet-Lite0 image pass (14.8 → 11.5 ms of CPU on one thread), docs/performance.md. Only for models whose
-weights are final: a trace holds the weights it saw, so training code never goes through here.
+Why: at batch 1 that Python was about a third of a hybrid query's MiniLM pass (8.1 → 5.6 ms here) and a fifth of
+an EfficientNet-Lite0 query image's (8.7 → 7.0 ms; benchmarks/traced_passes.py, docs/performance.md). Only for
+models whose weights are final: a trace holds the weights it saw, so training code never goes through here.
 
 torch marks TorchScript deprecated in favour of torch.export, whose graph ran MiniLM no faster than the eager
 model here; torch is pinned (requirements.txt), and where tracing fails (a torch without it, a model it cannot
