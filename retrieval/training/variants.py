@@ -9,7 +9,7 @@ the whole image squashed to 224 px) is not a candidate: it is what every gain is
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +36,7 @@ class Variant:
     flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
     tail: bool = False  # also fine-tune Lite0's last block and head conv, L2-SP anchored (training/anchored.py)
     centred_too: bool = False  # ensemble: [unit(head(x)), unit(x - mean)] / sqrt(2), cosines averaged
+    cross_source_positives: bool = False  # SupCon positives of a class in >1 training source: other sources only
     epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
     description: str = ""
 
@@ -65,12 +66,20 @@ VARIANTS = (
 HEAD_AND_CENTRED = Variant("lite0-head+centred", (LITE0,), 256, "basic", 3, centred_too=True,
                            description="score-level ensemble: the mean of lite0-head's cosine and lite0-centred's "
                                        "(unit vectors side by side, each x sqrt(0.5)), one centring mean")
+# Not in VARIANTS (an experiment, benchmarks/cross_source_positives.py): a parent with one change, SupCon positives
+# of a (category, label) class present in several training sources taken from the OTHER sources only. A recipe flag
+# of training alone: fit_final / embed_final and the embedder ship them as their parents.
+_CARD = {v.name: v for v in VARIANTS}
+HEAD_XSRC = replace(_CARD["lite0-head"], name="lite0-head-xsrc", cross_source_positives=True,
+                    description=_CARD["lite0-head"].description + "; cross-source SupCon positives")
+ANCHORED_XSRC = replace(_CARD["lite0-anchored"], name="lite0-anchored-xsrc", cross_source_positives=True,
+                        description=_CARD["lite0-anchored"].description + "; cross-source SupCon positives")
 
 
 def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
     """The head recipe of a variant (the first xray-lite0's, with its epochs chosen inside)."""
     return HeadConfig(features=FEATURES, preprocessing=PREPROCESSING, head_dim=variant.head_dim, epochs=epochs,
-                      cross_source_positives=False, instance_weight=0.5)
+                      cross_source_positives=variant.cross_source_positives, instance_weight=0.5)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
