@@ -43,26 +43,19 @@ from common import RESULTS, machine_snapshot, save
 NAME = "cross_source_positives"
 
 
-def _best(scores: dict, prefix: str | None = None) -> tuple[str, float]:
-    """(key, score) of the highest inner score (among keys of variant `prefix` only, when given)."""
-    pool = {k: v for k, v in scores.items() if prefix is None or k.split("/")[0] == prefix}
-    key = max(pool, key=pool.get)
-    return key, pool[key]
-
-
 def _decision(new: list[str], choices: list[dict], final: dict, card: dict) -> dict:
     """Would the card's selection pick a new variant? Per outer fold and for the final choice."""
     card_folds = card["selection"]["per_outer_fold"]
     per_fold = []
     for mine, theirs in zip(choices, card_folds):
         assert mine["held_out_sources"] == theirs["held_out_sources"], "not the card's outer folds"
-        top_key, top = _best(theirs["inner_scores"])
+        top_key, top = nv.best(theirs["inner_scores"])
         per_fold.append({"fold": mine["fold"], "card_best": [top_key, top], **{
-            name: {"best": list(_best(mine["inner_scores"], name)),
-                   "wins": _best(mine["inner_scores"], name)[1] > top} for name in new}})
-    top_key, top = _best(card["selection"]["final_choice_scores"])
-    final_block = {"card_best": [top_key, top], **{name: {"best": list(_best(final, name)),
-                                                          "wins": _best(final, name)[1] > top} for name in new}}
+            name: {"best": list(nv.best(mine["inner_scores"], name)),
+                   "wins": nv.best(mine["inner_scores"], name)[1] > top} for name in new}})
+    top_key, top = nv.best(card["selection"]["final_choice_scores"])
+    final_block = {"card_best": [top_key, top], **{name: {"best": list(nv.best(final, name)),
+                                                          "wins": nv.best(final, name)[1] > top} for name in new}}
     return {"per_outer_fold": per_fold, "final_choice": final_block}
 
 

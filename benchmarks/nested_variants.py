@@ -57,7 +57,8 @@ def add_anatomy_gains(items, nested, table: dict, names) -> None:
         table[name]["gain_over_frozen"][anatomy] = paired_gain(items, nested, name, "reference")[anatomy]
 
 
-def _cell(row: dict, level: str) -> str:
+def cell(row: dict, level: str) -> str:
+    """A variant's outer P@5 at one level as 'mean over sources / pooled' ('–' where not measured)."""
     block = row.get(level) or {}
     if block.get("mean_over_sources") is None:
         return "–"
@@ -78,7 +79,7 @@ def rows(table: dict, order) -> list[list]:
         gains = row.get("gain_over_frozen", {})
         chosen = row.get("settings_chosen") or row.get("picked") or ["–"]
         out.append([name if name != "reference" else "frozen efficientnet-lite0 (reference)",
-                    *(_cell(row, level) for level in levels()), *(ci(gains.get(level)) for level in levels()),
+                    *(cell(row, level) for level in levels()), *(ci(gains.get(level)) for level in levels()),
                     ", ".join("/".join(c) if isinstance(c, list) else str(c) for c in chosen)])
     return out
 
@@ -88,7 +89,8 @@ def gain_rows(gains: dict) -> list[list]:
     return [[f"gain {key}", "", "", "", *(ci(block[level]) for level in levels()), ""] for key, block in gains.items()]
 
 
-def protocol(candidates, nested, card: dict, same_data: bool) -> dict:
+def protocol(candidates, nested, card: dict, same_data: bool, **more) -> dict:
+    """The protocol block of a nested benchmark's JSON: folds, criterion, bootstrap, candidates, card checks."""
     from retrieval.training import selection
 
     fold_sources = {str(c["fold"]): c["held_out_sources"] for c in nested.choices}
@@ -97,7 +99,14 @@ def protocol(candidates, nested, card: dict, same_data: bool) -> dict:
             "criterion": "selection.score: category + label P@5, each a mean over held-out sources",
             "bootstrap": {"reps": selection.BOOTSTRAP_REPS, "seed": SEED, "over": "outer held-out sources"},
             "candidates": [v.name for v in candidates], "fold_sources": fold_sources,
-            "same_data_as_card": same_data, "same_outer_folds_as_card": card_folds == fold_sources}
+            "same_data_as_card": same_data, "same_outer_folds_as_card": card_folds == fold_sources, **more}
+
+
+def best(scores: dict, variant: str | None = None) -> tuple[str, float] | None:
+    """(key, score) of the highest of {'variant/setting': score} (of `variant`'s settings only, when given), or
+    None when there is none."""
+    pool = {k: v for k, v in scores.items() if variant is None or k.split("/")[0] == variant}
+    return max(pool.items(), key=lambda kv: kv[1]) if pool else None
 
 
 def plain(payload: dict) -> dict:

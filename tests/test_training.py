@@ -162,16 +162,17 @@ def test_source_folds_keep_sources_whole_and_spread_categories(collection):
 
 
 # --- the anchored variant: a fine-tuned tail ships in the folder and the embedder runs it ------------------------
-@pytest.fixture(scope="module")
-def anchored_dir(subset, real_models, tmp_path_factory) -> Path:
-    """One epoch of an anchored variant alone (so it is the one that ships)."""
+@pytest.fixture(scope="module", params=["l2sp", "lora"])
+def anchored_dir(request, subset, real_models, tmp_path_factory) -> Path:
+    """One epoch of an anchored variant alone (so it is the one that ships): L2-SP, or low-rank adapters (merged
+    into the tail before it is stored)."""
     from retrieval.training import train_model
     from retrieval.training.variants import LITE0, Variant
 
     out = tmp_path_factory.mktemp("anchored") / "xray-lite0"
     train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=lambda *a: None, augmented_views=1,
                 in_source_folds=2, keep_features=False, bootstrap_reps=200, outer_folds=3, timing_repeats=1,
-                variants=[Variant("test-anchored", (LITE0,), 16, "basic", 1, tail=True)])
+                variants=[Variant("test-anchored", (LITE0,), 16, "basic", 1, tail=True, lora=request.param == "lora")])
     return out
 
 
@@ -219,6 +220,9 @@ def test_an_anchored_model_ships_its_tail_and_the_embedder_runs_it(subset, ancho
     moved = [k for k, v in tail.items() if k.startswith("block.") and
              not torch.allclose(v.float(), frozen._blocks[-1].state_dict()[k[6:]].half().float())]
     assert moved  # the last block was trained, not only copied
+    if "lora_rank" in report["hyperparameters"]["tail"]:  # adapters: the depthwise conv and the biases stay frozen
+        assert all(torch.equal(tail[k], frozen._blocks[-1].state_dict()[k[6:]].half()) for k in tail
+                   if k.startswith("block.") and ("_depthwise_conv" in k or k.endswith(".bias")))
     items = read_items(subset)[::9][:4]
     feats = VariantFeatures({LITE0: FeatureCache(load_working_copies(items, progress=False), 0, None, LITE0,
                                                  progress=False)})

@@ -7,7 +7,8 @@ is the middle way (benchmarks/anchored_finetune.py measured one fixed recipe; he
 selection chooses or not, its epochs chosen by the inner folds). Cheap: the frozen part runs once per view (the
 192-channel 7x7 maps before the last block, cached by features.FeatureCache.maps), every fit trains on those.
 Training runs bf16 autocast where inference does (efficientnet.bf16_here): 1.6x faster here, and the query-time
-tail runs bf16 too.
+tail runs bf16 too. `adapters=True`: the tail's own weights stay frozen and low-rank adapters on its 1x1 convs are
+trained instead of L2-SP (training/lora.py); they are merged before the tail is returned, so it ships the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..embedders import efficientnet
 from ..embedders.xray_network import select_features
+from . import lora
 from .heads import HeadConfig, class_keys, fit_image_head, _losses
 
 ALPHA = 0.01  # L2-SP on the SUM of squared deviations (the L2-SP paper's usual 0.01), fixed in advance
@@ -49,6 +51,18 @@ def make_tail(model, features: str):
     return Tail()
 
 
+def recipe(adapters: bool = False) -> dict:
+    """The tail's hyper-parameters as the training card states them."""
+    if adapters:
+        return {"lora_rank": lora.RANK, "lora_alpha": lora.ALPHA, "lr_adapters": lora.LR,
+                "trained": "low-rank adapters on Lite0's last block's expand and project convs and the 1x1 head conv "
+                           "(batch norms folded; the tail's own weights frozen), merged into the weights, bf16 "
+                           "autocast where inference runs bf16"}
+    return {"alpha_l2sp": ALPHA, "lr_tail": LR_TAIL,
+            "trained": "Lite0's last MBConv block and 1x1 head conv (batch norms folded), bf16 autocast where "
+                       "inference runs bf16"}
+
+
 def tail_weights() -> int:
     """How many weights the tail stores (Lite0: 1,013,696, about 2 MB in fp16)."""
     return sum(p.numel() for p in make_tail(efficientnet.load_backbone(), "gap").parameters())
@@ -74,11 +88,12 @@ def embed(tail, head, maps: np.ndarray, stages: np.ndarray, batch: int = 256) ->
 
 def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stages_views: np.ndarray,
                  x_clean: np.ndarray, config: HeadConfig, features: str, seed: int = 0,
-                 on_epoch: Callable | None = None, bf16: bool | None = None):
+                 on_epoch: Callable | None = None, bf16: bool | None = None, adapters: bool = False):
     """(tail, head) fitted on `rows` only: the head's loss (heads._losses, source-balanced batches, two random
-    views of each image among the clean one and the augmented ones) with the tail trained too, L2-SP anchored.
+    views of each image among the clean one and the augmented ones) with the tail trained too, L2-SP anchored
+    (`adapters`: frozen, with low-rank adapters trained instead; the returned tail has them merged).
     `x_clean`: (n, W) the frozen head input of the clean view (centring + PCA initialisation of the head).
-    `on_epoch(epoch, tail, head)` after each epoch (eval mode inside the call)."""
+    `on_epoch(epoch, tail, head)` after each epoch (eval mode inside the call; adapters not merged)."""
     import torch
     from dataclasses import replace
 
@@ -90,6 +105,7 @@ def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stag
     tail = make_tail(backbone, features)
     anchor = [p.detach().clone() for p in tail.parameters()]
     torch.manual_seed(seed)
+    trained = lora.adapt(tail) if adapters else list(tail.parameters())
     rng = np.random.default_rng(seed)
     _, key_ids = np.unique(class_keys([items[r] for r in rows]), return_inverse=True)
     _, source_ids = np.unique(np.asarray([items[r].source for r in rows], dtype=object), return_inverse=True)
@@ -100,7 +116,8 @@ def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stag
     key_t, src_t = torch.from_numpy(key_ids), torch.from_numpy(source_ids)
     optimiser = torch.optim.AdamW([{"params": [head.linear.weight], "lr": config.lr,
                                     "weight_decay": config.weight_decay},
-                                   {"params": list(tail.parameters()), "lr": LR_TAIL, "weight_decay": 0.0}])
+                                   {"params": trained, "lr": lora.LR if adapters else LR_TAIL,
+                                    "weight_decay": 0.0}])
     batch = min(config.batch, len(rows))
     per_epoch = max(1, int(np.ceil(len(rows) / config.batch)))
     tail.train(), head.train()
@@ -114,7 +131,8 @@ def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stag
             x = tail(maps, stages)
         z = head(x.float())
         loss = _losses(z, key_t[pick].repeat(2), src_t[pick].repeat(2), multi, config)
-        loss = loss + ALPHA * sum((p - p0).pow(2).sum() for p, p0 in zip(tail.parameters(), anchor))
+        if not adapters:
+            loss = loss + ALPHA * sum((p - p0).pow(2).sum() for p, p0 in zip(tail.parameters(), anchor))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -122,11 +140,12 @@ def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stag
             tail.eval(), head.eval()
             on_epoch((step + 1) // per_epoch, tail, head)
             tail.train(), head.train()
-    return tail.eval().requires_grad_(False), head.eval()
+    return (lora.merged(tail) if adapters else tail.eval().requires_grad_(False)), head.eval()
 
 
 def fitter(name: str, backbone, items, maps_views: np.ndarray, stages_views: np.ndarray, x_clean: np.ndarray,
-           config_of: Callable[[int], HeadConfig], features: str, seed: int = 0, grid: Sequence[int] = EPOCH_GRID):
+           config_of: Callable[[int], HeadConfig], features: str, seed: int = 0, grid: Sequence[int] = EPOCH_GRID,
+           adapters: bool = False):
     """fit(train_rows) -> {(name, 'e<epochs>'): unit vectors of every row} for each epoch of `grid`, from one run.
     Remembered per set of rows: train.py asks again for the same folds (the text head's cross-source folds are
     the final choice's inner folds); each answer is (rows x 256) floats per setting."""
@@ -142,7 +161,7 @@ def fitter(name: str, backbone, items, maps_views: np.ndarray, stages_views: np.
                     out[(name, f"e{epoch}")] = embed(tail, head, maps_views[:, 0], stages_views[:, 0])
 
             fit_anchored(backbone, items, rows, maps_views, stages_views, x_clean, config_of(max(grid)), features,
-                         seed, keep)
+                         seed, keep, adapters=adapters)
             memo[key] = out
         return memo[key]
 

