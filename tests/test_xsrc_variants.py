@@ -67,7 +67,7 @@ def test_the_flag_changes_the_head_s_training():
 def test_the_anchored_fit_receives_the_flag_and_both_ship_like_their_parents(monkeypatch):
     seen = []
 
-    def spy(backbone, items, rows, maps, stages, x, config, features, seed=0, on_epoch=None):
+    def spy(backbone, items, rows, maps, stages, x, config, features, seed=0, on_epoch=None, **more):
         seen.append(config.cross_source_positives)
         return "tail", "head"
 
