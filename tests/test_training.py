@@ -245,3 +245,19 @@ def test_unknown_tail_tensors_are_refused():
 
     with pytest.raises(RuntimeError, match="Unknown tail tensors"):
         apply_tail(efficientnet.load_backbone(), {"stem.weight": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_augmented_passes_run_bf16_only_where_the_cpu_computes_it(monkeypatch, native: bool):
+    """Emulated bf16 is about ten times slower than fp32 (an AVX2-only CPU): training's augmented passes take bf16
+    only where inference does; clean passes are fp32 everywhere."""
+    from retrieval.embedders import efficientnet
+    from retrieval.training import features
+
+    asked = {}
+    monkeypatch.setattr(efficientnet, "bf16_here", lambda: native)
+    monkeypatch.setattr(features, "extract", lambda model, views, batch, bf16, **kw: bf16)
+    gray = np.random.default_rng(0).integers(0, 255, (96, 80), dtype=np.uint8)
+    for kind in ("clean", "basic", "acquisition"):
+        asked[kind] = features.view_features(None, [gray], "norm", -1 if kind == "clean" else 0, 0, kind=kind)
+    assert asked == {"clean": False, "basic": native, "acquisition": native}

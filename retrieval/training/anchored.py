@@ -103,7 +103,7 @@ def fit_anchored(backbone, items, rows: np.ndarray, maps_views: np.ndarray, stag
                           select=lambda f: f)  # centring and PCA initialisation, no steps
     head.linear.weight.requires_grad_(True)
     tail = make_tail(backbone, features)
-    anchor = [p.detach().clone() for p in tail.parameters()]
+    anchor = [] if adapters else [p.detach().clone() for p in tail.parameters()]  # L2-SP's reference
     torch.manual_seed(seed)
     trained = lora.adapt(tail) if adapters else list(tail.parameters())
     rng = np.random.default_rng(seed)

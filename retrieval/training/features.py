@@ -1,7 +1,8 @@
 """Run a frozen backbone once over each pass of every image — the clean view (fp32: what bf16 inference is judged
 against), its horizontal flip (test-time flip), and N augmented views ('basic' or 'acquisition' style; bf16 after
-the first block, training only) — batch 8, one resumable file per pass in the work folder, so every head fit and
-every rerun afterwards takes seconds. For the anchored variant a pass also keeps the maps its tail trains on."""
+the first block where the CPU computes bf16 natively, training only) — batch 8, one resumable file per pass in the
+work folder, so every head fit and every rerun afterwards takes seconds. For the anchored variant a pass also keeps
+the maps its tail trains on."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def view_features(model, grays: Sequence[np.ndarray], mode: str, view: int, seed
     'clean' when view < 0, else 'basic'), augmented view number `view` (`maps`: see `extract`)."""
     kind = kind or ("clean" if view < 0 else "basic")
     views = _views(grays, mode, kind, view, seed, efficientnet.input_size(backbone))
-    bf16 = kind not in ("clean", "flip") if bf16 is None else bf16  # heads fit on fp32 clean views
+    if bf16 is None:  # heads fit on fp32 clean views; augmented views bf16 only where the CPU computes it natively
+        bf16 = kind not in ("clean", "flip") and efficientnet.bf16_here()  # (emulated bf16 is ~10x slower)
     return extract(model, views, BATCH, bf16=bf16, progress=progress, desc=f"{backbone} {mode} {kind} {view}",
                    width=efficientnet.feature_dim(backbone), maps=maps)
 

@@ -43,8 +43,6 @@ def _wrap(conv, rank: int, alpha: float):
 
         def merged(self):
             """The frozen conv with the adapter folded into its weight: W + scale * B A."""
-            import torch
-
             plain = copy.deepcopy(self.conv)
             with torch.no_grad():
                 delta = (self.scale * (self.b.double() @ self.a.double())).to(plain.weight.dtype)
