@@ -44,7 +44,7 @@ FIRST_LOOK = {"grid": {"database": [0, 2, 3, 5], "query": [0, 1, 2, 3, 5], "alph
               "outer": {"category": [0.702, 0.710], "label": [0.327, 0.299], "anatomy": [0.728, 0.761]},
               "gain_category": [0.0219, -0.0044, 0.0511], "gain_label": [0.0652, -0.0099, 0.1557],
               "chosen": ["db3q1a1", "db5q2a1", "db5q2a1", "db5q1a1", "db5q1a1"],
-              "note": "mean over sources / pooled; gains: mean over sources [95 % CI]; measured 2026-12-07 07:10 UTC"}
+              "note": "mean over sources / pooled; gains: mean over sources [95 % CI]; measured 2026-12-07 06:35 UTC"}
 
 
 def _log(*parts) -> None:
