@@ -108,6 +108,18 @@ def test_a_failing_pass_fails_the_query_with_its_own_error(two_model_index, monk
 
 # --- the real models ----------------------------------------------------------------------------------------
 
+def assert_same_answer(a, b) -> None:
+    """The same rows in the same order, the same judgement; scores and vectors equal up to fp32 rounding: on a CPU
+    without native bf16 the real models run fp32, whose kernels may sum in another order when two passes share the
+    cores (differences of about 1e-7)."""
+    assert [hit.row for hit in a.hits] == [hit.row for hit in b.hits]
+    np.testing.assert_allclose([hit.score for hit in a.hits], [hit.score for hit in b.hits], rtol=0, atol=1e-5)
+    assert (a.model, a.in_collection, a.judged_by, list(a.suggestion)) == (b.model, b.in_collection, b.judged_by,
+                                                                           list(b.suggestion))
+    np.testing.assert_allclose(list(a.suggestion.values()), list(b.suggestion.values()), rtol=0, atol=1e-4)
+    assert abs((a.match_score or 0) - (b.match_score or 0)) <= 1e-3
+
+
 def test_with_the_real_models_side_by_side_gives_the_same_vectors_and_results(subset_index, real_subset):
     import csv
 
@@ -119,11 +131,11 @@ def test_with_the_real_models_side_by_side_gives_the_same_vectors_and_results(su
         for model in ("efficientnet-lite0", "xray-lite0"):  # whichever model ranks
             side_by_side, in_a_row = both_ways(engine, query, model=model, k=10)
             assert side_by_side.judged_by == "efficientnet-lite0+xray-lite0"
-            assert side_by_side == in_a_row
+            assert_same_answer(side_by_side, in_a_row)
     engine.encoder.concurrent = True
     vectors = engine.encoder.images(["efficientnet-lite0", "xray-lite0"], films[0])
-    for model, vector in vectors.items():
-        assert np.array_equal(vector, engine.encoder.image(model, films[0]))  # one pass alone, in this thread
+    for model, vector in vectors.items():  # one pass alone, in this thread
+        np.testing.assert_allclose(vector, engine.encoder.image(model, films[0]), rtol=0, atol=1e-6)
 
 
 def test_the_encoder_s_workers_share_the_cores_and_leave_every_other_thread_alone(subset_index):
