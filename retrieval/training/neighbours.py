@@ -14,6 +14,7 @@ neighbour: only the nested folds can say which, so (db, q, alpha) are settings t
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Iterable
 
 import numpy as np
@@ -49,23 +50,22 @@ def setting(db: int, q: int, alpha: float) -> str:
 def expand(vectors: np.ndarray, index_rows: np.ndarray, grid: Iterable[tuple] = GRID) -> dict[str, np.ndarray]:
     """{setting: (n, d) unit vectors}: the `index_rows` database-augmented, every other row query-expanded against
     them. Only `index_rows` are ever read as neighbours."""
-    grid = list(grid)
+    by_pair: dict[tuple, list[int]] = defaultdict(list)  # (db, alpha) -> query sizes: one augmentation each
+    for db, q, alpha in grid:
+        by_pair[(db, alpha)].append(q)
     index = vectors[index_rows]
     queries = np.setdiff1d(np.arange(len(vectors)), index_rows)
-    db_top, db_cos = _nearest(index @ index.T, max([db for db, _, _ in grid] + [1]))
+    db_top, db_cos = _nearest(index @ index.T, max([db for db, _ in by_pair] + [1]))
     out = {}
-    for db, alpha in dict.fromkeys((db, a) for db, _, a in grid):
+    for (db, alpha), sizes in by_pair.items():
         augmented = _unit(_weighted(index, db_top[:, :db], db_cos[:, :db], alpha)) if db > 1 else index
-        q_top, q_cos = _nearest(vectors[queries] @ augmented.T, max([q for d, q, a in grid if (d, a) == (db, alpha)]
-                                                                    + [1]))
-        for d, q, a in grid:
-            if (d, a) != (db, alpha):
-                continue
+        q_top, q_cos = _nearest(vectors[queries] @ augmented.T, max(sizes + [1]))
+        for q in sizes:
             result = vectors.copy()
             result[index_rows] = augmented
             if q:  # the query itself weighs 1 (its cosine with itself), as in alpha-QE
-                result[queries] = _unit(vectors[queries] + _weighted(augmented, q_top[:, :q], q_cos[:, :q], a))
-            out[setting(d, q, a)] = result
+                result[queries] = _unit(vectors[queries] + _weighted(augmented, q_top[:, :q], q_cos[:, :q], alpha))
+            out[setting(db, q, alpha)] = result
     return out
 
 
