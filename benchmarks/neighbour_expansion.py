@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--collection", type=Path, default=COLLECTION, help="a small one: a smoke test of the script")
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
+    if not names or set(names) - set(BASES):
+        parser.error(f"--variants: one or more of {', '.join(BASES)}, comma-separated; got {args.variants!r}")
     started = time.time()
     machine_snapshot()
     items = read_items(args.collection)
