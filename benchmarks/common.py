@@ -16,6 +16,9 @@ sys.path.insert(0, str(REPO))  # scripts run as `python benchmarks/NAME.py` from
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Benchmarks measure and swap MiniLM's transformers module (embedding_throughput, hybrid_latency, ...): it loads through
+# transformers, never from a saved trace; cold_start.py names a trace cache for each app it starts.
+os.environ.setdefault("XRAY_TRACE_CACHE", "off")
 
 
 def machine() -> dict:

@@ -22,7 +22,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .errors import BadImage, CollectionError
-from .files import DICOM_EXTENSIONS, MAX_PIXELS, read_bytes
+from .files import MAX_PIXELS, is_dicom, read_bytes  # noqa: F401 (is_dicom: dicom.is_dicom too)
 
 # pydicom warns about a value that breaks its VR, and logs the value: it may name a patient. Our own checks
 # (`code`, `age_band`, the description scrub) decide what a value is worth, so pydicom's reading validation is off.
@@ -95,11 +95,6 @@ class DicomImage:
 
     image: Image.Image  # mode "L", 8-bit, display-ready
     metadata: dict[str, str] = field(default_factory=dict)  # category, view, caption, modality, body_part
-
-
-def is_dicom(data: bytes, name: str | None = None) -> bool:
-    """Cheap test: the Part-10 "DICM" magic at offset 128, or a .dcm/.dicom name (tried with force=True)."""
-    return data[128:132] == b"DICM" or bool(name and name.lower().endswith(DICOM_EXTENSIONS))
 
 
 def modality_of(source) -> str | None:

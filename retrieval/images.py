@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import BadImage
 
 from .files import (  # noqa: F401  (re-exported: the limits of what is decoded)
-    DICOM_EXTENSIONS, IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, SUPPORTED_FORMATS, WORK_SIDE, read_bytes,
+    DICOM_EXTENSIONS, IMAGE_EXTENSIONS, MAX_FILE_BYTES, MAX_PIXELS, SUPPORTED_FORMATS, WORK_SIDE, is_dicom, read_bytes,
 )
 
 # PIL's own bomb guard: it warns above this and raises above twice this. Ours is stricter (see _check_size).
@@ -49,9 +49,9 @@ def load_image(source: ImageSource, name: str | None = None, max_side: int = WOR
 
 def decode_bytes(data: bytes, name: str, max_side: int = WORK_SIDE) -> Image.Image:
     """Decode image bytes (any PIL format or DICOM) to a normalised grayscale image."""
-    from . import dicom  # local: pydicom is only needed when a DICOM file shows up
+    if is_dicom(data, name):
+        from . import dicom  # local: pydicom is only needed when a DICOM file shows up
 
-    if dicom.is_dicom(data, name):
         return _normalise(dicom.read_dicom(data, name=name).image, name, max_side)
     try:
         image = Image.open(io.BytesIO(data))

@@ -6,6 +6,7 @@ Read afresh on each call, so a test or a launcher can change the environment bet
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -17,6 +18,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "XRAY_COLLECTION": ("", "collection folder or Hugging Face dataset id to build or refresh the index from "
                             "before serving"),
     "XRAY_MODEL_DIR": ("", "folder of model weights, one sub-folder per model name (offline use of hub models)"),
+    "XRAY_TRACE_CACHE": ("", "folder of text models' saved traces, for a faster restart (default "
+                             "~/.cache/xray-search/traces; off: keep none)"),
     "XRAY_STORE": ("faiss", "where vectors are searched: faiss (in the process) or milvus"),
     "XRAY_MILVUS_URI": ("", "Milvus Lite file (*.db) or server (http://host:19530); required for milvus"),
     "XRAY_MILVUS_INDEX": ("FLAT", "Milvus index type: FLAT, HNSW or IVF_FLAT"),
@@ -34,6 +37,7 @@ class Settings:
     index: str
     collection: str | None
     model_dir: str | None
+    trace_cache: Path | None  # None: off (embedders/saved_traces.py)
     store: str
     milvus_uri: str | None
     milvus_index: str
@@ -57,11 +61,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise RetrievalError(f"XRAY_STORE={store!r} is not a vector store; choose from {list(STORES)}.")
     return Settings(
         index=get("XRAY_INDEX"), collection=get("XRAY_COLLECTION") or None, model_dir=get("XRAY_MODEL_DIR") or None,
+        trace_cache=_trace_cache(get("XRAY_TRACE_CACHE"), environ),
         store=store, milvus_uri=get("XRAY_MILVUS_URI") or None, milvus_index=get("XRAY_MILVUS_INDEX").upper(),
         milvus_token=get("XRAY_MILVUS_TOKEN"), milvus_db=get("XRAY_MILVUS_DB"),
         milvus_collection=get("XRAY_MILVUS_COLLECTION") or None, milvus_sync=get("XRAY_MILVUS_SYNC").lower() in _TRUE,
         host="0.0.0.0" if environ.get("SPACE_ID") else "127.0.0.1", port=_port(environ.get("GRADIO_SERVER_PORT")),
     )
+
+
+def _trace_cache(value: str, environ: Mapping[str, str]) -> Path | None:
+    """A folder, `off` (None), or empty for the user's cache folder (XDG_CACHE_HOME, else ~/.cache)."""
+    if value.lower() in ("off", "0", "none", "false", "no"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xray-search" / "traces"
 
 
 def _port(value: str | None) -> int:

