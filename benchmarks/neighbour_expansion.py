@@ -3,6 +3,11 @@ Lite0, `lite0-centred` and `lite0-anchored`, judged by the nested cross-source p
 asked whether the card's selection would pick them. EXPERIMENT, not shipped.
 
     .venv/bin/python benchmarks/neighbour_expansion.py [--work /tmp/nx/features] [--variants lite0-centred,...]
+                                                     [--method expansion|csls]
+
+`--method csls` judges the other training-free re-ranker over the index the same way: a hub penalty (CSLS,
+retrieval/training/hubness.py: each index row's score lowered by its mean cosine to its K nearest index rows, times
+a weight; K and the weight chosen by the inner folds). It writes results/hub_penalty.json, with `-hub` twins.
 
 The question: training-free re-ranking over the index (each index vector averaged with its nearest index vectors;
 each query moved toward its nearest index vectors) is the standard companion of a retrieval embedding. Does it
@@ -47,6 +52,43 @@ FIRST_LOOK = {"grid": {"database": [0, 2, 3, 5], "query": [0, 1, 2, 3, 5], "alph
               "note": "mean over sources / pooled; gains: mean over sources [95 % CI]; measured 2026-12-07 06:35 UTC"}
 
 
+def _expansion() -> SimpleNamespace:
+    from retrieval.training import neighbours
+
+    return SimpleNamespace(
+        fitter=neighbours.expanded_fitter, suffix=neighbours.SUFFIX, result="neighbour_expansion",
+        question="does training-free DBA / alpha-QE over the index move unseen sources, on frozen Lite0 or on the "
+                 "card's variants, and would the card's nested selection pick it?",
+        design={"grid": {"database": list(neighbours.DATABASE), "query": list(neighbours.QUERY),
+                         "alpha": list(neighbours.ALPHA), "points": len(neighbours.GRID)},
+                "flip": False, "reference": "Radenovic, Tolias & Chum 2018 (TPAMI), DBA and alpha-QE",
+                "first_look": FIRST_LOOK})
+
+
+def _csls() -> SimpleNamespace:
+    from retrieval.training import hubness
+
+    return SimpleNamespace(
+        fitter=hubness.penalised_fitter, suffix=hubness.SUFFIX, result="hub_penalty",
+        question="does a hub penalty over the index (CSLS) move unseen sources, on frozen Lite0 or on the card's "
+                 "variants, and would the card's nested selection pick it?",
+        design={"grid": {"neighbours": list(hubness.NEIGHBOURS), "weight": list(hubness.WEIGHT),
+                         "points": len(hubness.GRID)},
+                "flip": False, "reference": "Conneau, Lample, Ranzato, Denoyer & Jegou 2018 (ICLR), CSLS",
+                "first_look": CSLS_FIRST_LOOK})
+
+
+METHODS = {"expansion": _expansion, "csls": _csls}
+# Before the protocol ran: leave-one-source-out on the built index's efficientnet-lite0 vectors (no selection,
+# every setting judged on the held-out sources; category / label P@5, mean over sources), to decide whether to run it.
+CSLS_FIRST_LOOK = {"protocol": "leave-one-source-out, efficientnet-lite0 vectors of the index, no selection",
+                   "plain": [0.675, 0.244],
+                   "k5": {"w0.25": [0.691, 0.301], "w0.5": [0.692, 0.340], "w1": [0.651, 0.374]},
+                   "k10": {"w0.25": [0.691, 0.300], "w0.5": [0.691, 0.338], "w1": [0.650, 0.375]},
+                   "k20": {"w0.25": [0.692, 0.297], "w0.5": [0.691, 0.334], "w1": [0.647, 0.367]},
+                   "note": "measured 2026-12-07 09:50 UTC"}
+
+
 def _log(*parts) -> None:
     print(time.strftime("%H:%M:%S"), *parts, flush=True)
 
@@ -86,14 +128,16 @@ def main() -> None:
     import numpy as np
 
     from retrieval.evaluation.rows import fingerprint
-    from retrieval.training import neighbours, selection
+    from retrieval.training import selection
     from retrieval.training.data import load_working_copies, read_items
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/nx/features"))
     parser.add_argument("--variants", default=",".join(BASES), help=f"bases, comma-separated, of {BASES}")
     parser.add_argument("--collection", type=Path, default=COLLECTION, help="a small one: a smoke test of the script")
+    parser.add_argument("--method", choices=sorted(METHODS), default="expansion")
     args = parser.parse_args()
+    method = METHODS[args.method]()
     names = [n for n in args.variants.split(",") if n]
     if not names or set(names) - set(BASES):
         parser.error(f"--variants: one or more of {', '.join(BASES)}, comma-separated; got {args.variants!r}")
@@ -105,8 +149,8 @@ def main() -> None:
     _log(f"{len(items)} rows; same data as the card: {same_data}; bases {names}")
     grays = load_working_copies(items, progress=False)
     plain, frozen = fitters_of(names, grays, items, args.work)
-    fitters = [neighbours.expanded_fitter(plain[n]) for n in names]
-    expanded = [n + neighbours.SUFFIX for n in names]
+    fitters = [method.fitter(plain[n]) for n in names]
+    expanded = [n + method.suffix for n in names]
 
     # (b) the final choice on every row, as train_model makes it ---------------------------------------------
     began = time.time()
@@ -120,7 +164,7 @@ def main() -> None:
 
     # (a) nested selection: 5 outer folds report, 3 inner folds choose each variant's setting ----------------
     nested = selection.nested_selection(items, fitters, frozen, OUTER_FOLDS, INNER_FOLDS, SEED, log=_log)
-    with (args.work.parent / "nested.pkl").open("wb") as handle:  # what the figures below are computed from
+    with (args.work.parent / f"nested-{args.method}.pkl").open("wb") as handle:  # what the figures below are computed from
         pickle.dump({"nested": nested, "final": final}, handle)
     table = {name: row(nested, name) for name in nested.outer}
     decisions = {}
@@ -133,21 +177,16 @@ def main() -> None:
             decisions[name].append({"fold": choice["fold"], "best": [key, value], "card_best": [card_key, card_value],
                                     "same_sources_as_card": choice["held_out_sources"] == theirs["held_out_sources"],
                                     "would_be_picked": value > card_value})
-    for name in names:  # paired: what the expansion adds to its own base, on the same queries
-        table[name + neighbours.SUFFIX]["gain_over_base"] = nv.paired_gain(items, nested, name + neighbours.SUFFIX,
-                                                                           name)
+    for name in names:  # paired: what the re-ranker adds to its own base, on the same queries
+        table[name + method.suffix]["gain_over_base"] = nv.paired_gain(items, nested, name + method.suffix, name)
     card_table = card.get("selection", {}).get("variants", {})
     same_reference = all(nv.cell(table["reference"], level) == nv.cell(card_table.get("reference", {}), level)
                          for level in nv.levels())
-    order = [n for name in names for n in (name, name + neighbours.SUFFIX)] + ["selected", "reference"]
+    order = [n for name in names for n in (name, name + method.suffix)] + ["selected", "reference"]
     rows = nv.rows(table, order)
     payload = {
-        "question": "does training-free DBA / alpha-QE over the index move unseen sources, on frozen Lite0 or on the "
-                    "card's variants, and would the card's nested selection pick it?",
-        "design": {"bases": names, "grid": {"database": list(neighbours.DATABASE), "query": list(neighbours.QUERY),
-                                            "alpha": list(neighbours.ALPHA), "points": len(neighbours.GRID)},
-                   "flip": False, "reference": "Radenovic, Tolias & Chum 2018 (TPAMI), DBA and alpha-QE",
-                   "first_look": FIRST_LOOK},
+        "question": method.question,
+        "design": {"bases": names, **method.design},
         "protocol": nv.protocol([SimpleNamespace(name=n) for n in [*names, *expanded]], nested, card, same_data,
                                 reference_reproduces_card=same_reference, feature_cache=str(args.work)),
         "variants": table,
@@ -155,7 +194,7 @@ def main() -> None:
                      "picked_in_outer_folds": {n: sum(d["would_be_picked"] for d in decisions[n]) for n in expanded},
                      "final_choice": final},
         "per_outer_fold": nested.choices, "wall_seconds_total": round(time.time() - started, 1)}
-    save("neighbour_expansion", nv.plain(payload), nv.header(), rows)
+    save(method.result, nv.plain(payload), nv.header(), rows)
     for name in expanded:
         picks = [d["would_be_picked"] for d in decisions[name]]
         print(f"{name}: picked in outer folds {picks}; final {final['best'][name]} vs card {final['card_best']}")

@@ -69,6 +69,14 @@ def test_a_damaged_trace_is_ignored_and_replaced(cache):
 
 
 @pytest.mark.usefixtures("real_models")
+def test_only_the_trace_the_name_describes_is_saved(cache):
+    encoder = minilm(bf16=False)
+    encoder._bf16 = True  # switched after loading (a benchmark does): no longer what the name says
+    encoder.encode(TEXTS[:2], batch_size=16)
+    assert encoder.traced and list(cache.glob("*.pt")) == []
+
+
+@pytest.mark.usefixtures("real_models")
 def test_off_keeps_no_trace(tmp_path, monkeypatch):
     monkeypatch.setenv("XRAY_TRACE_CACHE", "off")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -170,6 +170,7 @@ class MeanPooledEncoder:
                 if isinstance(module, torch.nn.Linear):
                     module.to(torch.bfloat16)
         self.dim = int(self._model.config.hidden_size)
+        self._keyed = (self._model, bf16)  # what the saved trace's name describes: only its trace is ever saved
 
     @property
     def from_saved_trace(self) -> bool:
@@ -222,7 +223,7 @@ class MeanPooledEncoder:
         if self._trace is None or self._trace[0] is not self._model or self._trace[1] != self._bf16:
             trace = _trace_transformer(self._model, self._tokenizer, self._device, self._bf16)
             self._trace = (self._model, self._bf16, trace)
-            if trace is not None and self._device == "cpu":
+            if trace is not None and self._device == "cpu" and self._keyed == (self._model, self._bf16):
                 from . import saved_traces
 
                 inputs = list(self._tokenizer(["a"]))  # the trace's inputs, in the order it was traced with
