@@ -19,6 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .selection import with_twins
+
 SUFFIX = "-hub"
 NEIGHBOURS = (5, 10, 20, 40)  # K: index rows whose mean cosine is a row's crowding
 WEIGHT = (0.0, 0.25, 0.5, 0.75, 1.0)  # 0: the plain ranking; 0.5: CSLS as published
@@ -54,15 +56,7 @@ def penalised_fitter(fit, grid: Iterable[tuple] = GRID):
     """A selection fitter that answers for `fit`'s keys and, per key and grid point, (variant + SUFFIX,
     'setting/k..w..'): the same vectors, their index rows penalised by their crowding among the training rows."""
     grid = tuple(grid)
-
-    def fitted(rows: np.ndarray) -> dict:
-        out = dict(fit(rows))
-        for (variant, plain_setting), vectors in list(out.items()):
-            for point, scored in penalised(vectors, rows, grid).items():
-                out[(variant + SUFFIX, f"{plain_setting}/{point}")] = scored
-        return out
-
-    return fitted
+    return with_twins(fit, SUFFIX, lambda vectors, rows: penalised(vectors, rows, grid))
 
 
 __all__ = ["GRID", "SUFFIX", "crowding", "penalised", "penalised_fitter", "setting"]

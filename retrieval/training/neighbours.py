@@ -19,6 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .selection import with_twins
+
 SUFFIX = "-nx"
 DATABASE = (0, 3, 5, 8, 12, 20)  # neighbours of an index row averaged into it (0: none; itself included)
 QUERY = (0, 1, 2, 3)  # index neighbours added to a query
@@ -73,12 +75,4 @@ def expanded_fitter(fit, grid: Iterable[tuple] = GRID):
     """A selection fitter that answers for `fit`'s keys and, per key and grid point, (variant + SUFFIX,
     'setting/db..q..a..'): the same vectors expanded over the training rows it was given."""
     grid = tuple(grid)
-
-    def fitted(rows: np.ndarray) -> dict:
-        out = dict(fit(rows))
-        for (variant, plain_setting), vectors in list(out.items()):
-            for point, expanded in expand(vectors, rows, grid).items():
-                out[(variant + SUFFIX, f"{plain_setting}/{point}")] = expanded
-        return out
-
-    return fitted
+    return with_twins(fit, SUFFIX, lambda vectors, rows: expand(vectors, rows, grid))

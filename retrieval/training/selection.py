@@ -32,6 +32,21 @@ Fitter = Callable[[np.ndarray], dict]
 BOOTSTRAP_REPS = 2000
 
 
+def with_twins(fit: Fitter, suffix: str, rework: Callable[[np.ndarray, np.ndarray], dict]) -> Fitter:
+    """A fitter that answers for `fit`'s keys and, per key and per {point: vectors} of `rework(vectors, rows)`,
+    (variant + suffix, 'setting/point'): the same vectors reworked from the training rows it was given (a
+    training-free re-ranker over the index, judged beside its base by the same folds)."""
+
+    def fitted(rows: np.ndarray) -> dict:
+        out = dict(fit(rows))
+        for (variant, plain_setting), vectors in list(out.items()):
+            for point, reworked in rework(vectors, rows).items():
+                out[(variant + suffix, f"{plain_setting}/{point}")] = reworked
+        return out
+
+    return fitted
+
+
 def score(summary: dict) -> float:
     """The selection criterion: category + label P@5, each averaged over held-out sources."""
     return float((summary[CATEGORY]["p@5_mean_over_sources"] or 0) + (summary[LABEL]["p@5_mean_over_sources"] or 0))
