@@ -7,7 +7,8 @@ asked whether the card's selection would pick them. EXPERIMENT, not shipped.
 
 `--method csls` judges the other training-free re-ranker over the index the same way: a hub penalty (CSLS,
 retrieval/training/hubness.py: each index row's score lowered by its mean cosine to its K nearest index rows, times
-a weight; K and the weight chosen by the inner folds). It writes results/hub_penalty.json, with `-hub` twins.
+a weight; K and the weight chosen by the inner folds). It writes results/hub_penalty.json, with `-hub` twins (a run
+over some bases only: results/hub_penalty-<bases>.json).
 
 The question: training-free re-ranking over the index (each index vector averaged with its nearest index vectors;
 each query moved toward its nearest index vectors) is the standard companion of a retrieval embedding. Does it
@@ -194,7 +195,10 @@ def main() -> None:
                      "picked_in_outer_folds": {n: sum(d["would_be_picked"] for d in decisions[n]) for n in expanded},
                      "final_choice": final},
         "per_outer_fold": nested.choices, "wall_seconds_total": round(time.time() - started, 1)}
-    save(method.result, nv.plain(payload), nv.header(), rows)
+    # a run over some of the bases keeps its own file (the bases' figures do not depend on each other; `selected`
+    # picks among the run's candidates)
+    result = method.result if names == list(BASES) else "-".join([method.result, *names])
+    save(result, nv.plain(payload), nv.header(), rows)
     for name in expanded:
         picks = [d["would_be_picked"] for d in decisions[name]]
         print(f"{name}: picked in outer folds {picks}; final {final['best'][name]} vs card {final['card_best']}")
