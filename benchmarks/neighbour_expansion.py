@@ -165,7 +165,8 @@ def main() -> None:
 
     # (a) nested selection: 5 outer folds report, 3 inner folds choose each variant's setting ----------------
     nested = selection.nested_selection(items, fitters, frozen, OUTER_FOLDS, INNER_FOLDS, SEED, log=_log)
-    with (args.work.parent / f"nested-{args.method}.pkl").open("wb") as handle:  # what the figures below are computed from
+    # what the figures below are computed from
+    with (args.work.parent / f"nested-{args.method}.pkl").open("wb") as handle:
         pickle.dump({"nested": nested, "final": final}, handle)
     table = {name: row(nested, name) for name in nested.outer}
     decisions = {}

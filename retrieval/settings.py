@@ -6,8 +6,8 @@ Read afresh on each call, so a test or a launcher can change the environment bet
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from .errors import RetrievalError
