@@ -121,7 +121,10 @@ def save(name: str, forward, tokenizer, inputs: list[str], max_length: int, dim:
     family = name.rsplit("-", 1)[0]
     for other in folder.glob(f"{family}-*.pt"):
         if other != path and other.stem.rsplit("-", 1)[0] == family:
-            other.unlink(missing_ok=True)
+            try:
+                other.unlink(missing_ok=True)
+            except OSError:  # another user's file: it stays, and is never read for this model
+                pass
     return path
 
 
