@@ -121,7 +121,7 @@ def test_stored_vectors_do_not_change(name, collection):
     pinned = np.load(PINNED)
     version = model_version(name) if availability(name).ready else f"{name}: not available here"
     if f"{version}/images" not in pinned.files:
-        pytest.skip(f"no pin for {version}; pinned: {sorted({key.rsplit('/', 1)[0] for key in pinned.files})}")
+        pytest.skip(f"no pin for {version}; pinned: {sorted({key.rsplit('/', 1)[0] for key in pinned.files if '/' in key})}")
     embedder = get_embedder(name)
     images = embedder.embed_images([load_image(collection / path) for path in pinned["paths"]])
     assert np.abs(images - pinned[f"{version}/images"]).max() < 1e-6
