@@ -95,3 +95,63 @@ def test_letter_n_grams_are_not_marked():
     chars = embedder_spec("tfidf-chars").factory()
     chars.fit(TEXTS)
     assert not any("no_" in term for term in chars.vocabulary)
+
+
+# --- the hybrid's contradiction feature: a row that denies what the query asks for -----------------------------
+
+def test_a_row_denies_only_the_words_it_names_in_a_negations_reach_and_nowhere_else():
+    from retrieval.negation import affirmed_words, denied_words
+
+    row = "fracture . not fractured, no fracture (not-fractured) . hand . Hand radiograph, not fractured"
+    assert denied_words(row) == {"fractured"}  # "fracture" is also its category, named outside any reach
+    assert denied_words("Chest radiograph, no lung nodule; 64-year-old male") == {"lung", "nodule"}
+    assert denied_words("hand radiograph, fractured") == frozenset()
+    assert affirmed_words("hand with a broken bone fractured") == {"hand", "broken", "bone", "fractured"}
+    assert affirmed_words("hand x-ray, no fracture") == {"hand", "x-ray"}
+
+
+def test_denials_mark_the_candidate_rows_that_deny_a_finding_the_query_asks_for():
+    from retrieval.negation import Denials
+
+    texts = ["hand radiograph, fractured", "hand radiograph, not fractured", "knee, no osteoarthritis",
+             "knee osteoarthritis", "chest, no lung nodule", "knee (measured, not read from the film)"]
+    denials = Denials(texts, ["fractured", "not-fractured", "kl-0", "osteoarthritis", "nodule", "normal", ""])
+    assert denials.conflicts({"broken", "hand", "fractured"})(np.array([0, 1, 2, 3])).tolist() == [0, 1, 0, 0]
+    assert denials.conflicts({"knee", "osteoarthritis"})(np.array([3, 2])).tolist() == [0, 1]
+    assert denials.conflicts({"hand"})(np.array([0, 1])).tolist() == [0, 0]  # asks for nothing denied
+    # a negation's reach covers more than the finding: only the collection's label words count as denied
+    assert denials.conflicts({"lung"})(np.array([4])).tolist() == [0]
+    assert denials.conflicts({"nodule"})(np.array([4])).tolist() == [1]
+    assert denials.conflicts({"knee", "film"})(np.array([5])).tolist() == [0]
+
+
+def test_the_engine_reads_a_negated_query_word_and_its_expansion_as_asked_for_by_nothing(fracture_engine):
+    """"hip, no break": "break" and what it is read as ("fracture") are in the negation's reach, so a row that
+    says "not fractured" contradicts nothing the query asks for."""
+    rows = np.arange(len(fracture_engine))
+    assert fracture_engine.conflicts("hip, no break", ("tfidf",))(rows).sum() == 0
+    assert fracture_engine.conflicts("hip fractured", ("tfidf",))(rows).tolist() == [0.0] * 3 + [1.0] * 3
+
+
+def test_the_hybrid_reads_the_rows_denials_when_its_fusion_weighs_them(tmp_path):
+    """Letter TF-IDF reads "not fractured" as "fractured": a fusion that leans on it alone lists the intact hips
+    beside the fractured ones; with a contradiction weight the engine passes each row's denials and the rows that
+    deny what the query asks fall below the others."""
+    from retrieval.hybrid import HYBRID, Fusion
+
+    rows = [{**row, "caption": row["caption"] + (", not fractured, no fracture" if "not" in row["caption"] else "")}
+            for row in ROWS]
+    build_test_index(rows, tmp_path / "index", ["tfidf", "tfidf-chars"])
+    engine = SearchEngine(tmp_path / "index")
+    scores = {}
+    for conflict in (None, -8.0):
+        fusion = Fusion({"tfidf-chars": (8.0, 0.0, 0.0), "tfidf": (0.0, 0.0, 0.0)}, bias=-4.0, conflict=conflict)
+        engine.generation.write_fusion(fusion.to_dict())
+        engine = SearchEngine(tmp_path / "index")
+        found = engine.search_text("hip fractured", model=HYBRID, k=6, min_score=0.0)
+        scores[conflict] = {hit.id: (hit.label, hit.score) for hit in found}
+    assert {label for label, _ in scores[None].values()} == {"fractured", "not-fractured"}
+    denied = [item for item, (label, _) in scores[-8.0].items() if label == "not-fractured"]
+    assert denied and all(scores[-8.0][item][1] < 0.5 * scores[None][item][1] for item in denied)
+    ranked = sorted(scores[-8.0].values(), key=lambda pair: -pair[1])
+    assert [label for label, _ in ranked[:3]] == ["fractured"] * 3
