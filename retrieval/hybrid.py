@@ -17,11 +17,6 @@ Query expansion: the components named in a fusion's `expanded` (today TF-IDF wor
 the query with the words that independently made vocabularies give for the words the word TF-IDF vocabulary lacks
 (expansion.py); the fit records which were expanded, so a fusion fitted without it is served without it.
 
-Contradiction: a fusion with a `conflict` weight also reads, per candidate row, whether the row denies a word the
-query affirms (negation.py: "hand with a broken bone", read as "fractured", against a row "not fractured"), one
-feature beside the components' since MiniLM reads a negated word much as the word itself. Fitted with the rest; a
-fusion fitted before it has no `conflict` and is served without it.
-
 Pseudo-relevance feedback (RM3-style): a fusion with a `first_pass` fuses one more list, FEEDBACK: the first pass's
 fused top FEEDBACK_ROWS rows' TF-IDF vectors, averaged by fused score and mixed with the query's TF-IDF vector,
 searched like a component (`feedback_list`). Both fits come from the train queries (`fit_with_feedback`).
@@ -60,15 +55,13 @@ FEEDBACK_MODEL, FEEDBACK_ROWS, FEEDBACK_MIX = "tfidf", 10, 0.5
 Found = list[tuple[int, float]]
 Nearest = Callable[[str, np.ndarray, int], Found]  # (model, query vector, n) -> the n nearest (row, score)
 RowVectors = Callable[[str, list[int]], np.ndarray]  # (model, rows) -> their stored vectors, (len(rows), dim)
-Conflicts = Callable[[np.ndarray], np.ndarray]  # rows -> (len(rows),) 1.0 where the row denies what the query asks
 
 
 @dataclass(frozen=True)
 class Fusion:
     """The fitted fusion: per component a weight per feature (FEATURES; missing ones are 0), a bias, the
-    candidate depth, provenance, the components whose query was expanded when it was fitted, with feedback
-    (FEEDBACK among the weights) the fusion whose ranking gives the feedback rows, and the contradiction
-    feature's weight (None: fitted without it)."""
+    candidate depth, provenance, the components whose query was expanded when it was fitted, and with feedback
+    (FEEDBACK among the weights) the fusion whose ranking gives the feedback rows."""
 
     weights: dict[str, tuple[float, ...]]
     bias: float
@@ -76,7 +69,6 @@ class Fusion:
     fitted_on: dict = field(default_factory=dict)
     expanded: tuple[str, ...] = ()
     first_pass: "Fusion | None" = None
-    conflict: float | None = None
 
     def __post_init__(self) -> None:
         padded = {name: tuple(float(v) for v in w) + (0.0,) * (len(FEATURES) - len(w))
@@ -102,32 +94,25 @@ class Fusion:
         if len(kept) - (FEEDBACK in kept) < 2:
             return None
         return Fusion(kept, self.bias, self.depth, self.fitted_on, tuple(n for n in self.expanded if n in kept),
-                      first if FEEDBACK in kept else None, self.conflict)
+                      first if FEEDBACK in kept else None)
 
-    def score(self, features: np.ndarray, conflicts: np.ndarray | None = None) -> np.ndarray:
-        """(n,) fused scores in [0, 1] from `features` (n, FEATURES * components), as `candidate_features`, and
-        the rows' contradiction feature (none given: no row contradicts)."""
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """(n,) fused scores in [0, 1] from `features` (n, FEATURES * components), as `candidate_features`."""
         coefficients = np.asarray([w for name in self.weights for w in self.weights[name]], dtype=np.float64)
-        logits = np.asarray(features, dtype=np.float64) @ coefficients + self.bias
-        if self.conflict is not None and conflicts is not None:
-            logits = logits + self.conflict * np.asarray(conflicts, dtype=np.float64)
-        return _sigmoid(logits)
+        return _sigmoid(np.asarray(features, dtype=np.float64) @ coefficients + self.bias)
 
-    def rank(self, lists: Mapping[str, Found], feedback: Callable[[Found], Found],
-             conflicts: Conflicts | None = None) -> Found:
+    def rank(self, lists: Mapping[str, Found], feedback: Callable[[Found], Found]) -> Found:
         """`fuse`, after adding the FEEDBACK list when the fusion has one: `feedback(first pass's ranking)`."""
         if self.first_pass is not None and FEEDBACK in self.weights:
-            lists = {**lists, FEEDBACK: feedback(self.first_pass.fuse(lists, conflicts))}
-        return self.fuse(lists, conflicts)
+            lists = {**lists, FEEDBACK: feedback(self.first_pass.fuse(lists))}
+        return self.fuse(lists)
 
-    def fuse(self, lists: Mapping[str, Found], conflicts: Conflicts | None = None) -> Found:
-        """Every candidate row with its fused score, best first (ties: lower row first); `conflicts` gives the
-        contradiction feature of the candidate rows (read only when the fusion has a `conflict` weight)."""
+    def fuse(self, lists: Mapping[str, Found]) -> Found:
+        """Every candidate row with its fused score, best first (ties: lower row first)."""
         rows, features = candidate_features(lists, self.components)
         if not len(rows):
             return []
-        scores = self.score(features, conflicts(rows) if conflicts is not None and self.conflict is not None
-                            else None)
+        scores = self.score(features)
         order = np.lexsort((rows, -scores))
         return list(zip(rows[order].tolist(), scores[order].tolist()))
 
@@ -135,7 +120,6 @@ class Fusion:
         return {"method": METHOD, "depth": self.depth, "bias": self.bias,
                 "weights": {name: dict(zip(FEATURES, w)) for name, w in self.weights.items()},
                 "expanded": list(self.expanded), "fitted_on": self.fitted_on,
-                **({"conflict": self.conflict} if self.conflict is not None else {}),
                 **({"first_pass": self.first_pass.to_dict()} if self.first_pass else {})}
 
     @classmethod
@@ -148,10 +132,8 @@ class Fusion:
             first = cls.from_dict(payload["first_pass"]) if payload.get("first_pass") else None
             if isinstance(expanded, str) or (payload.get("first_pass") and first is None):
                 return None
-            conflict = payload.get("conflict")
             return cls(weights, float(payload["bias"]), int(payload.get("depth", DEPTH)),
-                       dict(payload.get("fitted_on") or {}), tuple(str(name) for name in expanded), first,
-                       None if conflict is None else float(conflict))
+                       dict(payload.get("fitted_on") or {}), tuple(str(name) for name in expanded), first)
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
@@ -183,19 +165,15 @@ def component_lists(vectors: Mapping[str, np.ndarray], nearest: Nearest, depth: 
 
 
 def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], components: Sequence[str],
-               depth: int = DEPTH, fitted_on: dict | None = None, expanded: Sequence[str] = (),
-               conflicts: Sequence[Conflicts] | None = None) -> Fusion:
+               depth: int = DEPTH, fitted_on: dict | None = None, expanded: Sequence[str] = ()) -> Fusion:
     """Fit the fusion on training queries only: `examples` are (each component's list, the relevant rows) per
-    query, the lists of the `expanded` components searched for the expanded query; with `conflicts` (one per
-    example) the contradiction feature is fitted too. Every candidate of every query is one example, relevant or
-    not."""
+    query, the lists of the `expanded` components searched for the expanded query. Every candidate of every query
+    is one example, relevant or not."""
     from sklearn.linear_model import LogisticRegression
 
     blocks, targets = [], []
-    for position, (lists, relevant) in enumerate(examples):
+    for lists, relevant in examples:
         rows, features = candidate_features(lists, components)
-        if conflicts is not None:
-            features = np.column_stack([features, np.asarray(conflicts[position](rows), dtype=np.float64)])
         blocks.append(features)
         targets.append(np.isin(rows, list(relevant)))
     if not blocks:
@@ -209,22 +187,19 @@ def fit_fusion(examples: Sequence[tuple[Mapping[str, Found], set[int]]], compone
     weights = {name: tuple(round(float(v), 4) for v in coefficients[width * c:width * (c + 1)])
                for c, name in enumerate(components)}
     provenance = {"examples": int(len(y)), "relevant": int(y.sum()), **(fitted_on or {})}
-    conflict = round(float(coefficients[-1]), 4) if conflicts is not None else None
     return Fusion(weights, round(float(model.intercept_[0]), 4), depth, provenance,
-                  tuple(name for name in expanded if name in components), conflict=conflict)
+                  tuple(name for name in expanded if name in components))
 
 
 def fit_with_feedback(examples: Sequence[tuple[Mapping[str, Found], set[int]]], components: Sequence[str],
                       feedback: Callable[[int, Found], Found], depth: int = DEPTH, fitted_on: dict | None = None,
-                      expanded: Sequence[str] = (), conflicts: Sequence[Conflicts] | None = None) -> Fusion:
+                      expanded: Sequence[str] = ()) -> Fusion:
     """Two fits on the same training queries: the first pass over `components`, then, with each query's FEEDBACK
-    list (`feedback(position in examples, first pass's ranking)`), the fusion over the components and FEEDBACK
-    (`conflicts`: as `fit_fusion`, for both)."""
-    first = fit_fusion(examples, components, depth, fitted_on, expanded, conflicts)
-    second = [({**lists, FEEDBACK: feedback(i, first.fuse(lists, conflicts[i] if conflicts else None))}, relevant)
+    list (`feedback(position in examples, first pass's ranking)`), the fusion over the components and FEEDBACK."""
+    first = fit_fusion(examples, components, depth, fitted_on, expanded)
+    second = [({**lists, FEEDBACK: feedback(i, first.fuse(lists))}, relevant)
               for i, (lists, relevant) in enumerate(examples)]
-    return replace(fit_fusion(second, [*components, FEEDBACK], depth, fitted_on, expanded, conflicts),
-                   first_pass=first)
+    return replace(fit_fusion(second, [*components, FEEDBACK], depth, fitted_on, expanded), first_pass=first)
 
 
 def feedback_list(first: Found, query: np.ndarray | None, row_vectors: RowVectors, nearest: Nearest,
@@ -277,6 +252,5 @@ DEFAULT_FUSION = _shipped_fusion()
 
 
 __all__ = ["HYBRID", "DESCRIPTION", "DEPTH", "FEATURES", "EXPANDED", "MIN_SCORE", "Fusion", "DEFAULT_FUSION", "SHIPPED_FUSION",
-           "Conflicts",
            "FEEDBACK", "candidate_features", "component_lists", "feedback_list", "fit_fusion", "fit_with_feedback",
            "ship_fusion"]

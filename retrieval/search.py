@@ -25,11 +25,10 @@ from .explorer import Explorer
 from .filters import Filters
 from .feedback import rocchio
 from .hub import resolve_index
-from .hybrid import FEEDBACK_MODEL, HYBRID, Conflicts, component_lists, feedback_list
+from .hybrid import FEEDBACK_MODEL, HYBRID, component_lists, feedback_list
 from .images import ImageSource
 from .joint_novelty import load_joint
 from .layout import IndexFolder, IndexGeneration
-from .negation import Denials, affirmed_words
 from .novelty import load_novelty
 from .query_words import QueryWords, query_words, words_of
 from .options import K_DEFAULT, K_MAX, MAX_JUDGED, MAX_QUERY_CHARS, TEXT_WEIGHT_DEFAULT, QueryOptions
@@ -117,7 +116,7 @@ class SearchEngine:
             raise BadQuery(f"The query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}.")
         name = self.policy.resolve(model or self.policy.default_model(TEXT), TEXT)
         options = self._options(name, k, category, min_score, filters)
-        return SearchResult(self._search(name, self._embed_text(name, text), options, text=text), name,
+        return SearchResult(self._search(name, self._embed_text(name, text), options), name,
                             query_words=self._query_words(name, text))
 
     def search_image(self, image: ImageSource, model: str | None = None, k: int = K_DEFAULT,
@@ -219,7 +218,7 @@ class SearchEngine:
             return self.encoder.text_per_model(fusion.searched, text, expanded=fusion.expanded)
         return self.encoder.texts(name, [text])
 
-    def _search(self, name: str, vector, options: QueryOptions, exclude=None, text: str | None = None) -> list[Hit]:
+    def _search(self, name: str, vector, options: QueryOptions, exclude=None) -> list[Hit]:
         k, metadata = options.k, self.policy.indexes(name) != IMAGE  # metadata texts repeat (hybrid fuses them)
         fetch = 2 * k if metadata else k
         nearest = lambda model, query, n: self.store.search(model, query, n,  # noqa: E731
@@ -228,10 +227,8 @@ class SearchEngine:
             fusion = self.policy.fusion()
             feedback = lambda first: feedback_list(first, vector.get(FEEDBACK_MODEL), self.row_vectors,  # noqa: E731
                                                    nearest, fusion.depth)
-            conflicts = (self.conflicts(text, fusion.expanded) if text is not None and fusion.conflict is not None
-                         else None)
             search = lambda n: fusion.rank(component_lists(vector, nearest, max(n, fusion.depth)),  # noqa: E731
-                                           feedback, conflicts)[:n]
+                                           feedback)[:n]
         else:
             search = lambda n: nearest(name, vector[0], n)  # noqa: E731
         found = nearest_with_ties(search, fetch, len(self))
@@ -274,21 +271,6 @@ class SearchEngine:
         else:
             judgement = self._scorer(models[0]).judge(*queries[models[0]])
         return judgement.in_collection, round(judgement.match_score, 4), joint.name if joint else models[0]
-
-    def conflicts(self, text: str, expanded: tuple[str, ...] = ()) -> Conflicts:
-        """The hybrid's contradiction feature for a text query (negation.py): the words it affirms, with what the
-        first of the `expanded` components' vocabularies reads them as (expansion.py; never a negated word's)."""
-        from .expansion import expansion_terms
-
-        asked = affirmed_words(text)
-        vocabulary = self.encoder.vocabulary(expanded[0]) if expanded else None
-        if vocabulary:
-            asked |= set(expansion_terms(" ".join(sorted(asked)), vocabulary))
-        return self._denials.conflicts(asked)
-
-    @cached_property
-    def _denials(self) -> Denials:
-        return Denials(self.catalogue.texts, set(self.catalogue.column("label")))
 
     @cached_property
     def _collection_words(self) -> frozenset[str]:

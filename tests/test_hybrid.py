@@ -203,27 +203,3 @@ def test_after_evaluation_the_hybrid_leads_and_the_train_queries_weigh_label_as_
         name: {"text_train_category_p@5": category, "text_train_label_p@5": label + 0.06 * (name == "keywords")}
         for name, (category, label) in train.items()}})
     assert hybrid_engine.policy.default_model("text", fused=False) == "keywords"  # now 0.765 beats 0.75
-
-
-def test_a_fusion_with_a_contradiction_weight_ranks_a_row_that_denies_the_query_below_and_reads_back():
-    lists = {"a": [(7, 0.9), (3, 0.8), (5, 0.1)], "b": [(7, 0.7), (5, 0.6), (3, 0.2)]}
-    denies_seven = lambda rows: (np.asarray(rows) == 7).astype(float)  # noqa: E731
-    weighed = Fusion(EVEN.weights, EVEN.bias, conflict=-6.0)
-    assert [row for row, _ in weighed.fuse(lists, denies_seven)] == [3, 5, 7]
-    assert EVEN.fuse(lists, denies_seven) == EVEN.fuse(lists)  # fitted without it: the feature is not read
-    assert Fusion.from_dict(json.loads(json.dumps(weighed.to_dict()))) == weighed
-    assert Fusion.from_dict(EVEN.to_dict()).conflict is None
-
-
-def test_the_contradiction_weight_is_fitted_negative_when_rows_that_deny_the_query_are_not_relevant():
-    rng = np.random.default_rng(1)
-    examples, conflicts = [], []
-    for _ in range(30):
-        rows = rng.permutation(100)
-        relevant, denying = set(rows[:10].tolist()), set(rows[10:20].tolist())
-        order = sorted(range(100), key=lambda row: (row not in relevant and row not in denying, rng.random()))
-        examples.append(({"a": [(row, 1 - i / 100) for i, row in enumerate(order)],
-                          "b": [(row, 1 - i / 100) for i, row in enumerate(rng.permutation(100).tolist())]}, relevant))
-        conflicts.append(lambda found, denying=denying: np.isin(found, list(denying)).astype(float))
-    assert fit_fusion(examples, ["a", "b"]).conflict is None
-    assert fit_fusion(examples, ["a", "b"], conflicts=conflicts).conflict < -1.0

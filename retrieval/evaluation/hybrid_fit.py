@@ -21,20 +21,19 @@ def fit_hybrid(index: IndexAccess, queries: list[TextQuery], categories: np.ndar
     if len(components) < 2 or not train:
         return None
     expanded = tuple(name for name in EXPANDED if name in components)
-    examples, conflicts = [], []
+    examples = []
     for position in train:
         query = queries[position]
         relevant = query.relevant(categories, labels, LABEL if query.labels else CATEGORY)
         lists = index.component_lists(query.text, components, depth, expanded)
         examples.append((lists, set(np.flatnonzero(relevant))))
-        conflicts.append(index.conflicts(query.text, expanded))
     fitted_on = {"queries_file": queries_file, "split": TRAIN, "queries": len(train), "rows": len(categories)}
     if FEEDBACK_MODEL in components:  # the first pass's top rows feed back (hybrid.py)
         texts = [queries[position].text for position in train]
         fusion = fit_with_feedback(examples, components, lambda i, first: index.feedback_list(
-            texts[i], first, depth, expanded), depth, fitted_on, expanded, conflicts)
+            texts[i], first, depth, expanded), depth, fitted_on, expanded)
     else:
-        fusion = fit_fusion(examples, components, depth, fitted_on, expanded, conflicts)
+        fusion = fit_fusion(examples, components, depth, fitted_on, expanded)
     index.generation.write_fusion(fusion.to_dict())
     return fusion
 

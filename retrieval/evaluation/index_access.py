@@ -4,7 +4,7 @@ used here and nowhere else, so the engine can change shape behind one small clas
 Engine members used: the constructor `SearchEngine(index_dir)`, `index_dir`, `generation`, `vectors(name)`,
 `search_text(text, model=, k=, min_score=)` (its hits' `row`); its policy's `models`, `models_for("text", fused=)`
 and `indexes(name)`; its catalogue's `ids`, `record(id)` and `image(id)`; its encoder's `text_per_model(models,
-text, expanded=)`, `row_vectors(model, rows)`, its `conflicts(text, expanded)` and its store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
+text, expanded=)`, `row_vectors(model, rows)` and its store's `search(model, vector, n)` (each text model's own candidates, for fitting the hybrid). From the generation
 (layout.IndexGeneration): `name`, `load_dataset()` (the stored `phash` column), `write_evaluation(...)` via
 summary.py and `write_fusion(...)`.
 """
@@ -75,10 +75,6 @@ class IndexAccess:
         engine = self._engine
         vectors = engine.encoder.text_per_model(components, text, expanded=expanded)
         return component_lists(vectors, lambda name, vector, n: engine.store.search(name, vector, n), depth)
-
-    def conflicts(self, text: str, expanded: tuple[str, ...] = ()):
-        """The hybrid's contradiction feature for a text query: rows -> 1.0 where a row denies what it asks."""
-        return self._engine.conflicts(text, expanded)
 
     def feedback_list(self, text: str, first: list[tuple[int, float]], depth: int,
                       expanded: tuple[str, ...] = ()) -> list[tuple[int, float]]:
