@@ -121,6 +121,30 @@ def test_the_query_file_covers_every_category_and_label_of_the_collection(collec
     assert {(row["category"], row["label"]) for row in rows if row["label"]} <= asked
 
 
+@pytest.mark.parametrize("name", ["text_queries_fresh.json", "text_queries_fresh_b.json",
+                                  "text_queries_fresh_c.json"])
+def test_a_fresh_query_set_only_judges_and_shares_no_query_with_the_packaged_file(name, collection):
+    """The fresh sets were written after the hybrid's choices to measure it on queries nothing was chosen on:
+    every query is a test query, none repeats a packaged query or another fresh set's, and each asks for labels
+    the collection has."""
+    import re
+
+    from retrieval.evaluation.queries import QUERIES_FILE
+
+    def words(text):
+        return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+    _, fresh = load_queries(QUERIES_FILE.with_name(name))
+    others = [q for other in QUERIES_FILE.parent.glob("*.json") if other.name != name
+              for q in load_queries(other)[1]]
+    assert {q.split for q in fresh} == {TEST} and len(fresh) >= 60
+    assert not {words(q.text) for q in fresh} & {words(q.text) for q in others}
+    with (collection / "metadata.csv").open(newline="") as handle:
+        held = {(row["category"], row["label"]) for row in csv.DictReader(handle)}
+    assert {(q.category, label) for q in fresh for label in q.labels} <= held
+    assert {q.category for q in fresh} == {category for category, _ in held}
+
+
 def test_a_version_1_file_still_reads_and_a_version_2_query_needs_a_split(tmp_path):
     old = tmp_path / "v1.json"
     old.write_text(json.dumps({"version": 1, "queries": [{"text": "knee", "category": "knee"}]}))
