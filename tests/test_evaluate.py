@@ -309,3 +309,18 @@ def test_a_summary_written_by_an_older_program_or_damaged_still_reads(tmp_path):
     assert "broken" not in summary.models and summary.figure("flag", "text_category_p@5") is None
     generation.evaluation_path.write_text("{ not json")
     assert EvaluationSummary.read(generation).models == {}
+
+
+def test_the_text_report_says_whether_the_hybrid_was_fitted_here_or_served_as_the_index_had_it():
+    from retrieval.evaluation.report import hybrid_text
+
+    level = {"p@5": 0.5}
+    model = {"searches": "fusion", CATEGORY: level, LABEL: level, "all_queries": {CATEGORY: level, LABEL: level}}
+    fitted = {"queries": 10, "judged_on": "test", "judged_queries": 4, "models": {"hybrid": model},
+              "fusion": {"method": "m", "bias": 0.0, "weights": {"a": {"score": 1.0}},
+                         "fitted_on": {"queries": 6, "split": "train"}}}
+    fresh = {"queries": 7, "judged_on": "all", "judged_queries": 7, "models": {"hybrid": model},
+             "fusion": "default (no training queries)"}
+    assert "on the 4 test queries (the hybrid's fusion fitted on the train queries only)" in hybrid_text(fitted)[0]
+    assert hybrid_text(fresh)[0].startswith("Text models side by side, P@5 on all 7 queries (the hybrid with the "
+                                            "fusion the index serves: the file has no train queries to fit one)")

@@ -78,16 +78,18 @@ def hybrid_text(text: dict) -> list[str]:
     models = text["models"]
     rows = [[display_name(name), result["searches"], *(_fmt(result[level]["p@5"]) for level in LEVELS),
              *(_fmt(result["all_queries"][level]["p@5"]) for level in LEVELS)] for name, result in models.items()]
-    judged = text.get("judged_on", "all")
-    lines = [f"Text models side by side, P@5 on the {text.get('judged_queries', text['queries'])} {judged} queries "
-             f"(the hybrid's fusion fitted on the train queries only), and on all {text['queries']}:",
+    judged, fusion = text.get("judged_on", "all"), text.get("fusion")
+    counted = (f"all {text['queries']} queries" if judged == "all"
+               else f"the {text.get('judged_queries', text['queries'])} {judged} queries")
+    fitted = ("the hybrid's fusion fitted on the train queries only" if isinstance(fusion, dict)
+              else "the hybrid with the fusion the index serves: the file has no train queries to fit one")
+    lines = [f"Text models side by side, P@5 on {counted} ({fitted}), and on all {text['queries']}:",
              format_table(["model", "searches", f"category ({judged})", f"label ({judged})", "category (all)",
                            "label (all)"], rows)]
     hindsight = text.get("best_model_per_query")
     if hindsight:
         lines.append(f"  best single model per query, known only in hindsight (the ceiling of fusing these models): "
                      f"category {_fmt(hindsight['category_p@5'])}, label {_fmt(hindsight['label_p@5'])}")
-    fusion = text.get("fusion")
     if isinstance(fusion, dict):
         weights = ", ".join(f"{name} " + "/".join(f"{value:+.2f}" for value in w.values())
                             for name, w in fusion["weights"].items())
