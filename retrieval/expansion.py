@@ -35,7 +35,6 @@ WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 DOMAIN_STOP = frozenset({"x", "ray", "xray", "film", "image", "radiograph"})
 SPELLING_MIN_LETTERS, LONG_WORD = 4, 8  # shorter words are never respelled; from LONG_WORD letters on, 2 edits
 SPELLING = True  # read unknown non-words as their nearest vocabulary words (benchmarks/text_expansion.py: off)
-COLLOCATIONS = False  # also look up two adjacent words as one WordNet entry (benchmarks/text_collocations.py)
 _POINTERS = ("@", "@i", "&")  # hypernym, instance hypernym, similar-to (adjectives)
 _POS = {"n": "noun", "a": "adj", "s": "adj", "v": "verb", "r": "adv"}
 _SUFFIXES = {  # WordNet's morphy rules: inflected form -> base form
@@ -67,22 +66,7 @@ def expansion_terms(text: str, vocabulary: Container[str]) -> list[str]:
         if not related and not meanings and SPELLING:
             candidates += nearest_spellings(lowered, vocabulary)
         found += [word.lower() for word in candidates if word.lower() in vocabulary and word.lower() not in stop]
-    if COLLOCATIONS:
-        found += _collocation_terms([token.lower() for token in WORD.findall(text)], vocabulary, stop)
     return list(dict.fromkeys(found))
-
-
-def _collocation_terms(tokens: list[str], vocabulary: Container[str], stop: Container[str]) -> list[str]:
-    """Vocabulary words WordNet gives for two adjacent query words read as one entry ("white lungs" ->
-    white_lung, "chicken pox" -> chickenpox), where either word is unknown to the vocabulary."""
-    found = []
-    for first, second in zip(tokens, tokens[1:]):
-        if first in stop or second in stop or (first in vocabulary and second in vocabulary):
-            continue
-        for entry in (f"{first}_{second}", f"{first}{second}"):
-            related = [part for word in _wordnet().related(entry) for part in re.split(r"[_\s]+", word)]
-            found += [word for word in related if word in vocabulary and word not in stop]
-    return found
 
 
 def nearest_spellings(word: str, vocabulary: Iterable[str], most: int = 3) -> list[str]:
