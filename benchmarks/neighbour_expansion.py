@@ -3,7 +3,7 @@ Lite0, `lite0-centred` and `lite0-anchored`, judged by the nested cross-source p
 asked whether the card's selection would pick them. EXPERIMENT, not shipped.
 
     .venv/bin/python benchmarks/neighbour_expansion.py [--work /tmp/nx/features] [--variants lite0-centred,...]
-                                                     [--method expansion|csls]
+                                                     [--method expansion|csls|nap]
 
 `--method csls` judges the other training-free re-ranker over the index the same way: a hub penalty (CSLS,
 retrieval/training/hubness.py: each index row's score lowered by its mean cosine to its K nearest index rows, times
@@ -57,7 +57,7 @@ def _expansion() -> SimpleNamespace:
     from retrieval.training import neighbours
 
     return SimpleNamespace(
-        fitter=neighbours.expanded_fitter, suffix=neighbours.SUFFIX, result="neighbour_expansion",
+        fitter=lambda fit, items: neighbours.expanded_fitter(fit), suffix=neighbours.SUFFIX, result="neighbour_expansion",
         question="does training-free DBA / alpha-QE over the index move unseen sources, on frozen Lite0 or on the "
                  "card's variants, and would the card's nested selection pick it?",
         design={"grid": {"database": list(neighbours.DATABASE), "query": list(neighbours.QUERY),
@@ -70,7 +70,7 @@ def _csls() -> SimpleNamespace:
     from retrieval.training import hubness
 
     return SimpleNamespace(
-        fitter=hubness.penalised_fitter, suffix=hubness.SUFFIX, result="hub_penalty",
+        fitter=lambda fit, items: hubness.penalised_fitter(fit), suffix=hubness.SUFFIX, result="hub_penalty",
         question="does a hub penalty over the index (CSLS) move unseen sources, on frozen Lite0 or on the card's "
                  "variants, and would the card's nested selection pick it?",
         design={"grid": {"neighbours": list(hubness.NEIGHBOURS), "weight": list(hubness.WEIGHT),
@@ -79,7 +79,21 @@ def _csls() -> SimpleNamespace:
                 "first_look": CSLS_FIRST_LOOK})
 
 
-METHODS = {"expansion": _expansion, "csls": _csls}
+def _nap() -> SimpleNamespace:
+    from retrieval.training import nuisance
+
+    return SimpleNamespace(
+        fitter=nuisance.projected_fitter, suffix=nuisance.SUFFIX, result="nuisance_projection",
+        question="does projecting the directions along which one finding differs between training sources out of "
+                 "the vectors (NAP) move unseen sources, on frozen Lite0 or on the card's variants, and would the "
+                 "card's nested selection pick it?",
+        design={"grid": {"ranks": list(nuisance.RANKS)}, "groups": "(category, label), from two sources or more",
+                "flip": False,
+                "reference": "Solomonoff, Campbell & Boardman 2005 (ICASSP), nuisance attribute projection",
+                "first_look": None})
+
+
+METHODS = {"expansion": _expansion, "csls": _csls, "nap": _nap}
 # Before the protocol ran: leave-one-source-out on the built index's efficientnet-lite0 vectors (no selection,
 # every setting judged on the held-out sources; category / label P@5, mean over sources), to decide whether to run it.
 CSLS_FIRST_LOOK = {"protocol": "leave-one-source-out, efficientnet-lite0 vectors of the index, no selection",
@@ -150,7 +164,7 @@ def main() -> None:
     _log(f"{len(items)} rows; same data as the card: {same_data}; bases {names}")
     grays = load_working_copies(items, progress=False)
     plain, frozen = fitters_of(names, grays, items, args.work)
-    fitters = [method.fitter(plain[n]) for n in names]
+    fitters = [method.fitter(plain[n], items) for n in names]
     expanded = [n + method.suffix for n in names]
 
     # (b) the final choice on every row, as train_model makes it ---------------------------------------------
