@@ -17,7 +17,9 @@ DEPTH), so the only change is the value a missing row gets. Fixed before measuri
 
 Fresh sets (retrieval/queries/text_queries_fresh*.json): A and B are development data (their misses were read; B's
 "infiltrate" query is where this came from), shown for information; C judges (its misses have not been read).
-P@5 of the raw fused top 5. Writes results/fusion_exact_scores.json.
+P@5 of the raw fused top 5. Writes results/fusion_exact_scores.json (`--result NAME`: results/NAME.json; with
+`--variants none` the script judges the shipped fusion's recipe on another index, such as one whose row texts
+changed).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True)
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--result", default="fusion_exact_scores", help="the results file's name (another index)")
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -160,7 +164,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows, payload = [], {"components": components, "train_queries": len(train), "seeds": args.seeds,
                          "store_vs_full_score_max_difference": float(worst[0]), "variants": {}}
-    for variant in VARIANTS:
+    for variant in [v for v in VARIANTS if v in args.variants.split(",")]:
         folds = []
         for seed in range(args.seeds):
             fold = np.random.default_rng(seed).permutation(len(train)) % FOLDS
@@ -175,7 +179,8 @@ def main() -> None:
                                         "measured": started}
         rows.append([variant, f"{cv[0]:.3f} / {cv[1]:.3f}", *(f"{f[0]:.3f} / {f[1]:.3f}" for f in held.values())])
         print(rows[-1], flush=True)
-    save("fusion_exact_scores", payload, ["missing rows' scores", "train CV category / label P@5",
+    payload["index"] = str(args.index)
+    save(args.result, payload, ["missing rows' scores", "train CV category / label P@5",
                                           *(f"{s} category / label P@5" for s in sets)], rows)
 
 
