@@ -19,8 +19,7 @@ from .labels import label_words
 from .schema import ARCHIVE_FIELDS, FIELDS, REQUIRED_FIELDS, TEXT_FIELDS
 
 METADATA_FILE = "metadata.csv"
-ROW_TEXT_VERSION = 4  # bump when row_text changes: an index built with another text re-embeds it (3: body part,
-# 4: bone-density grades in words)
+ROW_TEXT_VERSION = 3  # bump when row_text changes: an index built with another text re-embeds it (3: body part)
 ALLOWED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS
 # Categories the product knows; others are accepted with a warning (a typo like "chets" shows up there).
 KNOWN_CATEGORIES = (

@@ -15,11 +15,6 @@ _WORDS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
     ("*", "normal"): ("normal, no finding", ("normal", "no abnormality", "healthy")),
     ("*", "fractured"): ("fractured, fracture present", ("fracture", "broken bone", "bone fracture")),
     ("*", "not-fractured"): ("not fractured, no fracture", ("no fracture", "intact bone")),
-    # the WHO's bone-density grades, as the knee source grades them (by T-score, measured, not read from the film)
-    ("*", "osteopenia"): ("osteopenia, low bone density (T-score between -1 and -2.5)",
-                          ("osteopenia", "low bone density", "low bone mineral density")),
-    ("*", "osteoporosis"): ("osteoporosis, very low bone density (T-score -2.5 or lower)",
-                            ("osteoporosis", "very low bone density", "T-score -2.5 or lower")),
     ("chest", "covid-19"): ("COVID-19 pneumonia", ("covid-19", "coronavirus pneumonia", "sars-cov-2 infection")),
     ("chest", "pneumonia"): ("pneumonia", ("pneumonia", "lung infection", "consolidation")),
     ("chest", "nodule"): ("lung nodule", ("pulmonary nodule", "lung nodule", "nodule in the lung")),
