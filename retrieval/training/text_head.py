@@ -86,11 +86,9 @@ def build_text_table(items: Sequence[Item], rows: np.ndarray):
 
 def fit_text_head(image_vectors: np.ndarray, items: Sequence[Item], rows: np.ndarray, dim: int,
                   epochs: int = 60, batch: int = 256, lr: float = 2e-3, temperature: float = 0.05,
-                  hidden: int = 512, seed: int = 0, text_vectors: dict | None = None,
-                  views: dict | None = None):
+                  hidden: int = 512, seed: int = 0, text_vectors: dict | None = None):
     """Train the text head against LOCKED image vectors of `rows`. A text's positives in a batch are the
-    images it describes (same category, and same label for label-level texts). `views`: per text, MiniLM
-    vectors of other forms of it (k, 384); each step reads one of the text's forms at random."""
+    images it describes (same category, and same label for label-level texts)."""
     import torch
 
     rows = np.asarray(rows)
@@ -101,7 +99,6 @@ def fit_text_head(image_vectors: np.ndarray, items: Sequence[Item], rows: np.nda
         for t, v in zip(missing, encode_texts(missing)):
             cache[t] = v
     text_x = torch.from_numpy(np.stack([cache[t] for t in texts]))
-    forms = [np.vstack([cache[t][None], *([views[t]] if views and t in views else [])]) for t in texts]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     head = make_text_head(dim, hidden)
@@ -142,10 +139,7 @@ def fit_text_head(image_vectors: np.ndarray, items: Sequence[Item], rows: np.nda
         positive = np.where(text_is_cat[chosen][:, None], text_cat_table[chosen][:, cat_ids[pick]],
                             text_key_table[chosen][:, key_ids[pick]])
         positive_t = torch.from_numpy(positive)
-        if views:
-            z = head(torch.from_numpy(np.stack([forms[c][rng.integers(len(forms[c]))] for c in chosen])))
-        else:
-            z = head(text_x[chosen])
+        z = head(text_x[chosen])
         logits = z @ image_t[pick].T / temperature
         log_t2i = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         loss_t2i = -((log_t2i * positive_t).sum(1) / positive_t.sum(1)).mean()
