@@ -15,13 +15,16 @@ as `python -m retrieval train` trains the shipped head), seed 0:
 * word dropout: each training text also read in 4 other forms, each word dropped with probability 0.25 (at least one
   kept; seeded), one form at random per step (a standard robustness augmentation for text encoders). It ran from
   the code of commit 29944d7 (fit_text_head's `views`), reverted after it: it lost the cross-validation;
-* 20 epochs: a third of the training (the head may fit its few hundred texts too closely).
+* 20 epochs: a third of the training (the head may fit its few hundred texts too closely);
+* 4-seed ensemble (added after the seeds showed how much one head varies): the shipped recipe trained with seeds
+  0-3, the query's vector the normalised mean of the four heads' (variance reduction, the usual answer to it).
 
     .venv/bin/python benchmarks/text_head_variants.py --index index [--seeds 10]
 
 Writes results/text_head_variants.json, with xray-lite0's own P@5 on each set beside the hybrid's (information only).
 `--head-seeds 1,2,3 --variants refit,"20 epochs"` trains each head with other seeds: how far training noise alone
-moves the figures (results/text_head_variants_seeds.json).
+moves the figures (results/text_head_variants_seeds.json); `--variants "4-seed ensemble" --result
+text_head_ensemble` judges the ensemble (results/text_head_ensemble.json).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np
 from common import save
 from fusion_cv import Harness, plain_features
 
-VARIANTS = ("shipped", "refit", "20 epochs")  # "word dropout": commit 29944d7
+VARIANTS = ("shipped", "refit", "20 epochs", "4-seed ensemble")  # "word dropout": commit 29944d7
+ENSEMBLE_SEEDS = (0, 1, 2, 3)
 
 
 def main() -> None:
@@ -45,6 +49,8 @@ def main() -> None:
     parser.add_argument("--head-seeds", default="0", help="the heads' training seeds, comma-separated: each "
                         "trained variant is trained and judged once per seed (results/text_head_variants_seeds.json "
                         "when not only 0)")
+    parser.add_argument("--result", default="", help="the results file's name (default text_head_variants, "
+                        "text_head_variants_seeds with --head-seeds)")
     args = parser.parse_args()
     head_seeds = [int(s) for s in args.head_seeds.split(",")]
 
@@ -74,16 +80,19 @@ def main() -> None:
         return [round(float(np.mean(category)), 3), round(float(np.mean(label)), 3)]
 
     runs = [(name, seed) for name in VARIANTS if name in args.variants.split(",")
-            for seed in (head_seeds if name != "shipped" else [0])]
+            for seed in (head_seeds if name not in ("shipped", "4-seed ensemble") else [0])]
     for name, seed in runs:
         began = time.time()
         label = name if head_seeds == [0] else f"{name}, seed {seed}"
         if name == "shipped":
             rework = lambda q: q  # noqa: E731
         else:
-            head = fit_text_head(images, items, rows, images.shape[1], epochs=20 if name == "20 epochs" else 60,
-                                 hidden=512, seed=seed, text_vectors=cache)
-            vectors = embed_text_queries(head, [q["text"] for q in every], cache)
+            texts_asked = [q["text"] for q in every]
+            heads = [fit_text_head(images, items, rows, images.shape[1], epochs=20 if name == "20 epochs" else 60,
+                                   hidden=512, seed=one, text_vectors=cache)
+                     for one in (ENSEMBLE_SEEDS if name == "4-seed ensemble" else (seed,))]
+            vectors = np.mean([embed_text_queries(head, texts_asked, cache) for head in heads], axis=0)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             by_text = {q["text"]: v for q, v in zip(every, vectors)}
             if name == "refit" and seed == 0:  # against the shipped head's query vectors, as the engine made them
                 shipped = np.stack([np.asarray(q["vectors"][model], dtype=np.float32).reshape(-1) for q in every])
@@ -101,7 +110,7 @@ def main() -> None:
                                      "seconds": round(time.time() - began, 1)}
         rows_out.append(harness.row(label, figures))
         print(rows_out[-1], "xray-lite0 alone", own, flush=True)
-    save("text_head_variants" + ("" if head_seeds == [0] else "_seeds"), payload,
+    save(args.result or "text_head_variants" + ("" if head_seeds == [0] else "_seeds"), payload,
          harness.header("xray-lite0 text head"), rows_out)
 
 
