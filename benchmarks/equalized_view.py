@@ -14,7 +14,13 @@ Variants: `lite0-centred` (as the card fits it, flip off), `lite0-centred-eq` (t
 fold. The card's protocol: seed 0, 5 outer whole-source folds report, 3 inner choose; bootstrap over held-out
 sources for gains over frozen Lite0 and over `lite0-centred`. Writes results/equalized_view.json.
 
-    .venv/bin/python benchmarks/equalized_view.py [--work /tmp/nx/features]
+`--heads` (run after the first result, fixed before it ran): the card's linear head (SupCon + instance, 256-d,
+epochs 10/20/30 chosen inside) on each view's clean pass only — `lite0-head-clean` on the stretched view,
+`lite0-head-eq` on the equalised one (no augmented views: those would need the equalised mode in
+training/augment.py) — beside the two training-free variants, and whether the card's selection would pick
+`lite0-head-eq` (its best inner score against the card's per outer fold). Writes results/equalized_view_heads.json.
+
+    .venv/bin/python benchmarks/equalized_view.py [--work /tmp/nx/features] [--heads]
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/nx/features"))
+    parser.add_argument("--heads", action="store_true", help="heads on each view's clean pass as well")
     args = parser.parse_args()
     started = time.time()
     machine_snapshot()
@@ -84,20 +91,62 @@ def main() -> None:
             out[("lite0-centred-view", name)] = vectors
         return out
 
-    nested = selection.nested_selection(items, [fit], frozen, OUTER_FOLDS, INNER_FOLDS, SEED,
+    fitters, heads = [fit], []
+    if args.heads:
+        fitters, heads = head_fitters(cache, items)
+    nested = selection.nested_selection(items, fitters, frozen, OUTER_FOLDS, INNER_FOLDS, SEED,
                                         log=lambda *a: print(time.strftime("%H:%M:%S"), *a, flush=True))
     table = {name: row(nested, name) for name in nested.outer}
-    for name in ("lite0-centred-eq", "lite0-centred-view"):
-        table[name]["gain_over_base"] = nv.paired_gain(items, nested, name, "lite0-centred")
-    order = ["lite0-centred", "lite0-centred-eq", "lite0-centred-view", "selected", "reference"]
+    pairs = ([("lite0-centred-eq", "lite0-centred"), ("lite0-head-eq", "lite0-head-clean")] if args.heads
+             else [("lite0-centred-eq", "lite0-centred"), ("lite0-centred-view", "lite0-centred")])
+    for name, base in pairs:
+        table[name]["gain_over_base"] = nv.paired_gain(items, nested, name, base)
+    decision = {}
+    if args.heads:
+        for choice, theirs in zip(nested.choices, card.get("selection", {}).get("per_outer_fold", [])):
+            key, value = nv.best(choice["inner_scores"], "lite0-head-eq")
+            card_key, card_value = nv.best(theirs["inner_scores"])
+            decision[str(choice["fold"])] = {"best": [key, value], "card_best": [card_key, card_value],
+                                             "would_be_picked": value > card_value}
+    order = ([*heads, "selected", "reference"] if args.heads
+             else ["lite0-centred", "lite0-centred-eq", "lite0-centred-view", "selected", "reference"])
     payload = {"question": "does a histogram-equalised view move unseen sources for the training-free variant?",
                "design": {"mode": "border crop, PIL ImageOps.equalize, 224 px bicubic", "flip": False},
                "protocol": nv.protocol([SimpleNamespace(name=n) for n in order[:3]], nested, card,
                                        card.get("data", {}).get("fingerprint") == fingerprint(items),
                                        feature_cache=str(args.work)),
-               "variants": table, "per_outer_fold": nested.choices,
+               "variants": table, "per_outer_fold": nested.choices, "decision_against_the_card": decision,
                "wall_seconds_total": round(time.time() - started, 1)}
-    save("equalized_view", nv.plain(payload), nv.header(), nv.rows(table, order))
+    save("equalized_view_heads" if args.heads else "equalized_view", nv.plain(payload), nv.header(),
+         nv.rows(table, order))
+    for fold, d in decision.items():
+        print(f"outer fold {fold}: lite0-head-eq best inner {d['best']} vs the card's {d['card_best']}")
+
+
+def head_fitters(cache, items):
+    """(fitters, names): the card's head on each view's clean pass, and the two training-free variants."""
+    from retrieval.embedders.xray_network import select_features
+    from retrieval.training import variants
+    from retrieval.training.variants import FEATURES, LITE0, PREPROCESSING, Variant
+
+    class ViewFeatures(variants.VariantFeatures):
+        """VariantFeatures over one view (preprocessing mode) of the cached passes."""
+
+        def __init__(self, caches, mode):
+            super().__init__(caches)
+            self.mode = mode
+
+        def _one(self, backbone, kind, view=-1):
+            key = (backbone, kind, view)
+            if key not in self._memo:
+                self._memo[key] = select_features(self.caches[backbone].one(self.mode, kind, view), FEATURES, backbone)
+            return self._memo[key]
+
+    stretched, equalised = ViewFeatures({LITE0: cache}, PREPROCESSING), ViewFeatures({LITE0: cache}, MODE)
+    plan = [(Variant("lite0-centred", (LITE0,)), stretched), (Variant("lite0-centred-eq", (LITE0,)), equalised),
+            (Variant("lite0-head-clean", (LITE0,), 256), stretched),
+            (Variant("lite0-head-eq", (LITE0,), 256), equalised)]
+    return [variants.fitter(v, f, items, SEED) for v, f in plan], [v.name for v, _ in plan]
 
 
 if __name__ == "__main__":
