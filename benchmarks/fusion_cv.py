@@ -2,7 +2,8 @@
 cross-validation inside the packaged TRAIN queries (`seeds` shuffles) chooses; the packaged TEST queries and the
 fresh query sets judge the fusion fitted on every train query, once per variant. P@5 of the raw fused top 5 (no
 tie-breaking, no label diversity), the fusion and its feedback refitted in each fold as `hybrid.fit_with_feedback`
-does. Shared by the benchmarks that judge text changes this way (fusion_exact_scores.py, text_head_variants.py).
+does. Shared by the benchmarks that judge text changes this way (fusion_category_share.py, fusion_exact_scores.py,
+text_head_variants.py).
 """
 
 from __future__ import annotations
