@@ -122,7 +122,7 @@ def test_the_query_file_covers_every_category_and_label_of_the_collection(collec
 
 
 @pytest.mark.parametrize("name", ["text_queries_fresh.json", "text_queries_fresh_b.json",
-                                  "text_queries_fresh_c.json"])
+                                  "text_queries_fresh_c.json", "text_queries_fresh_d.json"])
 def test_a_fresh_query_set_only_judges_and_shares_no_query_with_the_packaged_file(name, collection):
     """The fresh sets were written after the hybrid's choices to measure it on queries nothing was chosen on:
     every query is a test query, none repeats a packaged query or another fresh set's, and each asks for labels
