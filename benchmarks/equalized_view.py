@@ -38,16 +38,8 @@ from common import COLLECTION, machine_snapshot, save
 from neighbour_expansion import fitters_of, row
 from nested_variants import INNER_FOLDS, OUTER_FOLDS, SEED
 
-MODE = "equalize"
-
-
-def equalised_view(gray: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    from retrieval.embedders.preprocess import crop_border
-
-    image = ImageOps.equalize(Image.fromarray(crop_border(gray)))
-    return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC))
+MODE = "equalize"  # embedders/preprocess.py's mode (border crop, ImageOps.equalize, 224 px bicubic); this
+# benchmark first ran with its own copy of that view, patched into training/features.py for the run
 
 
 def main() -> None:
@@ -69,15 +61,9 @@ def main() -> None:
     grays = load_working_copies(items, progress=False)
     plain, frozen = fitters_of(["lite0-centred"], grays, items, args.work)
 
-    view = features.clean_view
-    features.clean_view = lambda g, mode="squash", size=224: (  # the equalised mode, for this run only
-        equalised_view(g, size) if mode == MODE else view(g, mode, size))
-    try:
-        cache = features.FeatureCache(grays, SEED, args.work, LITE0, progress=True)
-        x = {name: select_features(cache.one(mode, "clean"), FEATURES, LITE0)
-             for name, mode in (("norm", PREPROCESSING), (MODE, MODE))}
-    finally:
-        features.clean_view = view
+    cache = features.FeatureCache(grays, SEED, args.work, LITE0, progress=True)
+    x = {name: select_features(cache.one(mode, "clean"), FEATURES, LITE0)
+         for name, mode in (("norm", PREPROCESSING), (MODE, MODE))}
     assert efficientnet.input_size(LITE0) == 224
 
     def unit(v):
@@ -125,28 +111,14 @@ def main() -> None:
 
 def head_fitters(cache, items):
     """(fitters, names): the card's head on each view's clean pass, and the two training-free variants."""
-    from retrieval.embedders.xray_network import select_features
     from retrieval.training import variants
-    from retrieval.training.variants import FEATURES, LITE0, PREPROCESSING, Variant
+    from retrieval.training.variants import LITE0, PREPROCESSING, Variant
 
-    class ViewFeatures(variants.VariantFeatures):
-        """VariantFeatures over one view (preprocessing mode) of the cached passes."""
-
-        def __init__(self, caches, mode):
-            super().__init__(caches)
-            self.mode = mode
-
-        def _one(self, backbone, kind, view=-1):
-            key = (backbone, kind, view)
-            if key not in self._memo:
-                self._memo[key] = select_features(self.caches[backbone].one(self.mode, kind, view), FEATURES, backbone)
-            return self._memo[key]
-
-    stretched, equalised = ViewFeatures({LITE0: cache}, PREPROCESSING), ViewFeatures({LITE0: cache}, MODE)
-    plan = [(Variant("lite0-centred", (LITE0,)), stretched), (Variant("lite0-centred-eq", (LITE0,)), equalised),
-            (Variant("lite0-head-clean", (LITE0,), 256), stretched),
-            (Variant("lite0-head-eq", (LITE0,), 256), equalised)]
-    return [variants.fitter(v, f, items, SEED) for v, f in plan], [v.name for v, _ in plan]
+    feats = variants.VariantFeatures({LITE0: cache})
+    plan = [Variant("lite0-centred", (LITE0,)), Variant("lite0-centred-eq", (LITE0,), preprocessing=MODE),
+            Variant("lite0-head-clean", (LITE0,), 256, preprocessing=PREPROCESSING),
+            Variant("lite0-head-eq", (LITE0,), 256, preprocessing=MODE)]
+    return [variants.fitter(v, feats, items, SEED) for v in plan], [v.name for v in plan]
 
 
 if __name__ == "__main__":

@@ -64,10 +64,11 @@ def test_one_epoch_writes_a_complete_folder(model_dir: Path):
     assert set(report["selection"]["variants"]) >= {"test-fused-head", "test-fused-head+flip", "selected", "reference"}
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_the_embedder_reproduces_the_training_time_vectors(subset, model_dir: Path, tmp_path: Path, flip: bool):
-    """The index's vectors (XRayLite0Embedder) are the vectors selection judged: the same views, features,
-    fusion of backbones, head and flip as training/variants.py, on real images."""
+@pytest.mark.parametrize("flip, preprocessing", [(False, "norm"), (True, "norm"), (False, "equalize")])
+def test_the_embedder_reproduces_the_training_time_vectors(subset, model_dir: Path, tmp_path: Path, flip: bool,
+                                                           preprocessing: str):
+    """The index's vectors (XRayLite0Embedder) are the vectors selection judged: the same views (the model's
+    preprocessing mode), features, fusion of backbones, head and flip as training/variants.py, on real images."""
     from retrieval.embedders.xray_lite0 import XRayLite0Embedder
     from retrieval.embedders.xray_network import load_network
     from retrieval.embedders.model_folder import ModelFolder
@@ -80,11 +81,12 @@ def test_the_embedder_reproduces_the_training_time_vectors(subset, model_dir: Pa
     shutil.copytree(model_dir, copy)
     config = json.loads((copy / "config.json").read_text())
     config["test_time_flip"] = flip
+    config["preprocessing"] = preprocessing
     (copy / "config.json").write_text(json.dumps(config))
     items = read_items(subset)[::9][:4]
     grays = load_working_copies(items, progress=False)
     feats = VariantFeatures({b: FeatureCache(grays, 0, None, b, progress=False) for b in config["backbones"]})
-    variant = Variant("shipped", tuple(config["backbones"]), config["head_dim"])
+    variant = Variant("shipped", tuple(config["backbones"]), config["head_dim"], preprocessing=preprocessing)
     _, head, _ = load_network(ModelFolder(copy))
     expected = embed(head, feats.clean(variant))
     if flip:

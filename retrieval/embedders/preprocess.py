@@ -1,5 +1,5 @@
 """The grayscale views xray-lite0 reads, at query time as in training: working copy, border crop, intensity
-stretch, the 224-px view and the normalised batch the backbone takes."""
+stretch or equalisation, the 224-px view and the normalised batch the backbone takes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ WORK_LONG_SIDE = 320  # working copy kept in memory: enough for 224-px crops, sm
 INPUT_SIZE = 224
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (the backbone was trained with them)
 STD = (0.229, 0.224, 0.225)
+# The clean view's preprocessing modes: 'squash' = the frozen baseline (the whole image resized); 'norm' = border
+# crop + 1-99 % stretch (linear: each source's tone curve stays); 'equalize' = border crop + histogram equalisation
+# (every film's intensities mapped to a flat histogram, so differently processed films come out alike).
+CROPPED_MODES = ("norm", "equalize")
+MODES = ("squash", *CROPPED_MODES)
 
 
 def working_copy(image: Image.Image) -> np.ndarray:
@@ -50,13 +55,27 @@ def stretch(gray: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarra
     return np.clip((gray.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
+def equalize(gray: np.ndarray) -> np.ndarray:
+    """Histogram equalisation (PIL's ImageOps.equalize) of an 8-bit grayscale array."""
+    from PIL import ImageOps
+
+    return np.asarray(ImageOps.equalize(Image.fromarray(gray)), dtype=np.uint8)
+
+
+def tone(gray: np.ndarray, mode: str) -> np.ndarray:
+    """The intensity step of a mode: stretch ('norm'), equalisation ('equalize'), none ('squash')."""
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; one of {MODES}")
+    return stretch(gray) if mode == "norm" else equalize(gray) if mode == "equalize" else gray
+
+
 def clean_view(gray: np.ndarray, mode: str = "squash", size: int = INPUT_SIZE) -> np.ndarray:
-    """The deterministic query-time view: 'squash' = the frozen baseline (resize whole image to 224);
-    'norm' = border crop + percentile stretch first."""
-    if mode == "norm":
-        gray = stretch(crop_border(gray))
-    elif mode != "squash":
-        raise ValueError(f"unknown preprocessing mode {mode!r}")
+    """The deterministic query-time view of a mode (MODES): border crop for the cropped modes, then its tone step,
+    then the square resize."""
+    if mode not in MODES:
+        raise ValueError(f"unknown preprocessing mode {mode!r}; one of {MODES}")
+    if mode in CROPPED_MODES:
+        gray = tone(crop_border(gray), mode)
     return np.asarray(Image.fromarray(gray).resize((size, size), Image.Resampling.BICUBIC))
 
 

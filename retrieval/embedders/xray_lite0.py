@@ -12,7 +12,7 @@ from PIL import Image
 from . import efficientnet
 from .base import Embedder, FeatureMaps, averaged, l2_normalise
 from .model_folder import ASSET_MODELS, ModelFolder
-from .preprocess import clean_view, crop_border, to_batch, working_copy
+from .preprocess import CROPPED_MODES, clean_view, crop_border, to_batch, working_copy
 from .weights import MODEL_DIR_ENV
 from .xray_network import (TEXT_MODEL, apply_tail, backbones_of, encode_texts, load_network, select_features,
                            tail_tensors)
@@ -112,7 +112,7 @@ class XRayLite0Embedder(Embedder):
                 stacked = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1) / float(np.sqrt(len(parts)))
                 located = _head_per_location(self._image_head, stacked)
                 maps.append(located.numpy())
-                boxes += [_kept_box(gray, crop_border(gray) if self._mode == "norm" else gray) for gray in grays]
+                boxes += [_kept_box(gray, crop_border(gray) if self._mode in CROPPED_MODES else gray) for gray in grays]
         if not maps:
             return averaged(np.zeros((0, GRID, GRID, self.dim), np.float32))
         return averaged(np.concatenate(maps), np.asarray(boxes, np.float32))

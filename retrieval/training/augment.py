@@ -13,7 +13,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..embedders.preprocess import INPUT_SIZE, stretch
+from ..embedders.preprocess import INPUT_SIZE, tone
 from .data import random_geometry
 
 MARKERS = ("L", "R", "LT", "RT", "AP", "PA", "PORTABLE", "SUPINE", "ERECT")
@@ -49,9 +49,7 @@ def acquisition_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "no
         out = _burn_in(out, rng)
     if rng.random() < 0.4:
         out = _jpeg(out, int(rng.integers(15, 90)))
-    if mode == "norm":
-        out = stretch(out)
-    return out
+    return tone(out, mode)
 
 
 def _collimate(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:

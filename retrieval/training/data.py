@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..collection import local_rows
-from ..embedders.preprocess import INPUT_SIZE, crop_border, stretch, working_copy
+from ..embedders.preprocess import CROPPED_MODES, INPUT_SIZE, crop_border, tone, working_copy
 from ..evaluation.rows import Item, item_from_row
 from ..images import load_image
 
@@ -33,8 +33,9 @@ def load_working_copies(items: Sequence[Item], progress: bool = True) -> list[np
 
 
 def random_geometry(gray: np.ndarray, rng: np.random.Generator, mode: str) -> Image.Image:
-    """The geometric part of every training view: border crop ('norm'), flip, small rotation, random crop."""
-    if mode == "norm":
+    """The geometric part of every training view: border crop (the cropped modes), flip, small rotation, random
+    crop."""
+    if mode in CROPPED_MODES:
         gray = crop_border(gray)
     image = Image.fromarray(gray)
     w, h = image.size
@@ -64,7 +65,4 @@ def augmented_view(gray: np.ndarray, rng: np.random.Generator, mode: str = "squa
     data = (data - data.mean()) * contrast + data.mean() + brightness
     if rng.random() < 0.3:
         data = data + rng.normal(0, float(rng.uniform(0.005, 0.03)), data.shape)
-    out = np.clip(data * 255.0, 0, 255).astype(np.uint8)
-    if mode == "norm":
-        out = stretch(out)
-    return out
+    return tone(np.clip(data * 255.0, 0, 255).astype(np.uint8), mode)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..embedders import efficientnet
-from ..embedders.preprocess import clean_view, to_batch
+from ..embedders.preprocess import CROPPED_MODES, clean_view, to_batch
 from .augment import acquisition_view
 from .data import augmented_view
 
@@ -53,8 +53,9 @@ def _views(grays: Sequence[np.ndarray], mode: str, kind: str, view: int, seed: i
         return [np.ascontiguousarray(clean_view(g, mode, size)[:, ::-1]) for g in grays]
     augment = AUGMENTATIONS[kind]
     salt = 0 if kind == "basic" else 1000
-    # each image's augmentation depends only on (seed, image position, view, mode, kind): reproducible
-    return [augment(g, np.random.default_rng([seed, i, view + salt, int(mode == "norm")]), mode, size)
+    # each image's augmentation depends only on (seed, image position, view, kind, whether the mode crops): the
+    # cropped modes draw the same random numbers (paired views of one geometry); reproducible
+    return [augment(g, np.random.default_rng([seed, i, view + salt, int(mode in CROPPED_MODES)]), mode, size)
             for i, g in enumerate(grays)]
 
 

@@ -18,7 +18,7 @@ class HeadConfig:
     """Hyper-parameters of the image head (defaults: the shipped variant; see the training card)."""
 
     features: str = "gap"  # pooled slices read: gap | gem | stages, joined by '+'
-    preprocessing: str = "squash"  # clean view: 'squash' (frozen baseline) or 'norm' (border crop + stretch)
+    preprocessing: str = "squash"  # clean view: a mode of embedders/preprocess.py's MODES
     head_dim: int = 0  # 0: no trained map (frozen features, centred and projected)
     nuisance_rank: int = 0  # directions of within-class source differences projected out (fit on train rows)
     epochs: int = 40

@@ -38,6 +38,7 @@ class Variant:
     lora: bool = False  # with `tail`: frozen tail + low-rank adapters on its 1x1 convs instead (training/lora.py)
     centred_too: bool = False  # ensemble: [unit(head(x)), unit(x - mean)] / sqrt(2), cosines averaged
     cross_source_positives: bool = False  # SupCon positives of a class in >1 training source: other sources only
+    preprocessing: str = PREPROCESSING  # the clean and augmented views' mode (embedders/preprocess.py's MODES)
     epochs: tuple[int, ...] = EPOCH_GRID  # the epoch checkpoints its inner folds choose among
     description: str = ""
 
@@ -80,10 +81,16 @@ LORA_TAIL = Variant("lite0-lora", (LITE0,), 256, "basic", 2, tail=True, lora=Tru
                     description="Lite0 with its last block and head conv frozen and low-rank adapters (rank 8) on "
                                 "their 1x1 convs, merged for shipping, + linear head (SupCon + instance), basic views")
 
+# Not in VARIANTS (an experiment, benchmarks/equalized_training.py): the card's Lite0 variants with one change, the
+# histogram-equalised view (embedders/preprocess.py 'equalize') for the clean AND the augmented views.
+EQUALIZED = tuple(replace(_CARD[name], name=f"{name}-eq", preprocessing="equalize",
+                          description=_CARD[name].description + "; histogram-equalised view")
+                  for name in ("lite0-centred", "lite0-head", "lite0-anchored"))
+
 
 def head_config(variant: Variant, epochs: int = max(EPOCH_GRID)) -> HeadConfig:
     """The head recipe of a variant (the first xray-lite0's, with its epochs chosen inside)."""
-    return HeadConfig(features=FEATURES, preprocessing=PREPROCESSING, head_dim=variant.head_dim, epochs=epochs,
+    return HeadConfig(features=FEATURES, preprocessing=variant.preprocessing, head_dim=variant.head_dim, epochs=epochs,
                       cross_source_positives=variant.cross_source_positives, instance_weight=0.5)
 
 
@@ -98,15 +105,15 @@ class VariantFeatures:
         self.caches = caches  # backbone -> FeatureCache
         self._memo: dict = {}
 
-    def _one(self, backbone: str, kind: str, view: int = -1) -> np.ndarray:
-        key = (backbone, kind, view)
+    def _one(self, backbone: str, mode: str, kind: str, view: int = -1) -> np.ndarray:
+        key = (backbone, mode, kind, view)
         if key not in self._memo:
-            raw = self.caches[backbone].one(PREPROCESSING, kind, view)
+            raw = self.caches[backbone].one(mode, kind, view)
             self._memo[key] = select_features(raw, FEATURES, backbone)
         return self._memo[key]
 
     def _side_by_side(self, variant: Variant, kind: str, view: int = -1) -> np.ndarray:
-        parts = [self._one(b, kind, view) for b in variant.backbones]
+        parts = [self._one(b, variant.preprocessing, kind, view) for b in variant.backbones]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) / np.sqrt(len(parts))
 
     def clean(self, variant: Variant, kind: str = "clean") -> np.ndarray:
@@ -118,8 +125,9 @@ class VariantFeatures:
         GAPs (n, 1 + views, 424)), from the same passes as the pooled features."""
         cache = self.caches[LITE0]
         passes = [("clean", -1)] + [(variant.augmentation, v) for v in range(variant.views)]
-        maps = np.stack([cache.maps(PREPROCESSING, kind, view) for kind, view in passes], axis=1)
-        pooled = np.stack([cache.one(PREPROCESSING, kind, view) for kind, view in passes], axis=1)
+        mode = variant.preprocessing
+        maps = np.stack([cache.maps(mode, kind, view) for kind, view in passes], axis=1)
+        pooled = np.stack([cache.one(mode, kind, view) for kind, view in passes], axis=1)
         return anchored.views_of(maps, pooled)
 
     def augmented(self, variant: Variant) -> np.ndarray:
