@@ -15,7 +15,8 @@ import numpy as np
 FOLDS = 5
 SETS = {"fresh A (development)": "retrieval/queries/text_queries_fresh.json",
         "fresh B (development)": "retrieval/queries/text_queries_fresh_b.json",
-        "fresh C (judges)": "retrieval/queries/text_queries_fresh_c.json"}
+        "fresh C (development)": "retrieval/queries/text_queries_fresh_c.json",  # its misses read on 2026-12-07
+        "fresh D (judges)": "retrieval/queries/text_queries_fresh_d.json"}
 
 
 class Harness:
