@@ -78,6 +78,55 @@ def test_candidates_limit_what_the_selected_pipeline_may_pick():
     assert all(c["selected"][0] == "plain" for c in result.choices)
 
 
+class StopAfter(SpyFitter):
+    """A SpyFitter that raises on its `limit`-th call: a training run killed part-way."""
+
+    def __init__(self, x: np.ndarray, limit: int) -> None:
+        super().__init__(x)
+        self.limit = limit
+
+    def __call__(self, rows: np.ndarray) -> dict:
+        if len(self.calls) + 1 >= self.limit:
+            raise KeyboardInterrupt("killed")
+        return super().__call__(rows)
+
+
+def test_a_stopped_run_resumes_at_its_first_unfinished_outer_fold(tmp_path):
+    items = _items()
+    x = _features(items)
+    whole = selection.nested_selection(items, [SpyFitter(x)], x, outer_k=4, inner_k=3, log=lambda *a: None)
+    per_fold = 4  # 3 inner fits and the refit
+    with pytest.raises(KeyboardInterrupt):  # killed during the third outer fold
+        selection.nested_selection(items, [StopAfter(x, 2 * per_fold + 2)], x, outer_k=4, inner_k=3,
+                                   log=lambda *a: None, checkpoints=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outer-fold-0.npz", "outer-fold-1.npz"]  # no partial file
+    spy = SpyFitter(x)
+    resumed = selection.nested_selection(items, [spy], x, outer_k=4, inner_k=3, log=lambda *a: None,
+                                         checkpoints=tmp_path)
+    assert len(spy.calls) == 2 * per_fold  # only the two unfinished folds were fitted
+    assert resumed.choices == whole.choices
+    for name, results in whole.outer.items():
+        np.testing.assert_array_equal(resumed.outer[name].rows, results.rows)
+        for level, figures in results.per_level.items():
+            for metric, values in figures.items():
+                np.testing.assert_array_equal(resumed.outer[name].per_level[level][metric], values)
+    assert resumed.summary("selected") == whole.summary("selected")
+
+
+def test_the_checkpoint_folder_is_named_after_what_the_folds_depend_on():
+    from dataclasses import replace
+
+    from retrieval.training import variants
+    from retrieval.training.train import selection_key
+
+    card = variants.VARIANTS[:2]
+    assert selection_key(card, None, 5, 3) == selection_key(card, None, 5, 3)
+    changed = [selection_key(card, (10,), 5, 3), selection_key(card, None, 4, 3), selection_key(card, None, 5, 2),
+               selection_key(card[:1], None, 5, 3),
+               selection_key((card[0], replace(card[1], preprocessing="equalize")), None, 5, 3)]
+    assert len({selection_key(card, None, 5, 3), *changed}) == 1 + len(changed)
+
+
 def test_bootstrap_of_identical_gains_is_that_gain():
     per_source = {f"s{i}": (0.9 * 10, 0.8 * 10, 10) for i in range(12)}
     out = selection.bootstrap_gain(per_source, reps=1000, seed=1)

@@ -16,12 +16,15 @@ row outside `train_rows`; `nested_selection` never hands it an outer held-out ro
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..evaluation import protocols
 from ..evaluation.figures import CATEGORY, LABEL, LEVELS
 from ..evaluation.folds import assign_source_folds, source_fold_of_rows
@@ -99,11 +102,13 @@ def inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fit
 
 def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference: np.ndarray,
                      outer_k: int = 5, inner_k: int = 3, seed: int = 0, candidates: Sequence[str] | None = None,
-                     log: Callable = print, progress: bool = False) -> NestedResult:
+                     log: Callable = print, progress: bool = False, checkpoints: Path | None = None) -> NestedResult:
     """Outer whole-source folds judge; inner whole-source folds (inside each outer training set) choose.
 
     `reference`: (n, d) vectors of a model fitted on nothing here (the frozen backbone), judged on the same
-    outer folds. `candidates`: the variants the selected pipeline may pick (default: all)."""
+    outer folds. `candidates`: the variants the selected pipeline may pick (default: all). `checkpoints`: a
+    folder that keeps each finished outer fold (one file each, written atomically), so a run that was stopped
+    resumes at the first unfinished fold. The caller names it after everything the result depends on."""
     from tqdm.auto import tqdm
 
     outer = source_fold_of_rows(items, assign_source_folds(items, outer_k, seed))
@@ -114,20 +119,65 @@ def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference
         train, held = np.nonzero(outer != fold)[0], np.nonzero(outer == fold)[0]
         log(f"outer fold {fold}: {len(held)} held-out rows from "
             f"{len({items[r].source for r in held})} sources")
-        chosen, selected, scores = inner_choice(items, train, fitters, inner_k, seed, pool, log)
-        refit: dict[Key, np.ndarray] = {}
-        for fit in fitters:  # every variant refitted on the outer training rows; only chosen settings are kept
-            refit.update({key: vectors for key, vectors in fit(train).items() if chosen.get(key[0]) == key[1]})
-        for (variant, _), vectors in refit.items():
-            parts[variant].append(_judge(items, vectors, held, train))
-        if selected is not None:
-            parts["selected"].append(_judge(items, refit[selected], held, train))
-        parts["reference"].append(_judge(items, reference, held, train))
-        result.choices.append({"fold": int(fold), "held_out_sources": sorted({items[r].source for r in held}),
-                               "chosen": chosen, "selected": list(selected) if selected else None,
-                               "inner_scores": {f"{v}/{s}": round(x, 4) for (v, s), x in sorted(scores.items())}})
+        saved = None if checkpoints is None else Path(checkpoints) / f"outer-fold-{int(fold)}.npz"
+        if saved is not None and saved.exists():
+            judged, choice = _read_fold(saved)
+            log(f"  resumed from {saved.name}: inner choice {tuple(choice['selected'] or ()) or None}")
+        else:
+            judged, choice = _outer_fold(items, fitters, reference, train, held, inner_k, seed, pool, log)
+            choice = {"fold": int(fold), **choice}
+            if saved is not None:
+                _write_fold(saved, judged, choice)
+        for name, results in judged.items():
+            parts[name].append(results)
+        result.choices.append(choice)
     result.outer = {name: protocols.concat(results) for name, results in parts.items()}
     return result
+
+
+def _outer_fold(items, fitters, reference, train, held, inner_k, seed, pool, log) -> tuple[dict, dict]:
+    """One outer fold: inner folds choose, the choices are refitted on `train` and judged on `held`. Returns
+    ({variant | "selected" | "reference": QueryResults of the held-out rows}, what was chosen)."""
+    chosen, selected, scores = inner_choice(items, train, fitters, inner_k, seed, pool, log)
+    refit: dict[Key, np.ndarray] = {}
+    for fit in fitters:  # every variant refitted on the outer training rows; only chosen settings are kept
+        refit.update({key: vectors for key, vectors in fit(train).items() if chosen.get(key[0]) == key[1]})
+    judged = {variant: _judge(items, vectors, held, train) for (variant, _), vectors in refit.items()}
+    if selected is not None:
+        judged["selected"] = _judge(items, refit[selected], held, train)
+    judged["reference"] = _judge(items, reference, held, train)
+    return judged, {"held_out_sources": sorted({items[r].source for r in held}), "chosen": chosen,
+                    "selected": list(selected) if selected else None,
+                    "inner_scores": {f"{v}/{s}": round(x, 4) for (v, s), x in sorted(scores.items())}}
+
+
+def _write_fold(path: Path, judged: dict, choice: dict) -> None:
+    """One finished outer fold as one .npz (its arrays, and a JSON header naming them and holding the choice)."""
+    arrays, names = {}, []
+    for name, results in judged.items():
+        arrays[f"a{len(names)}"] = results.rows
+        names.append([name, "rows", ""])
+        for level, figures in results.per_level.items():
+            for metric, values in figures.items():
+                arrays[f"a{len(names)}"] = np.asarray(values)
+                names.append([name, level, metric])
+    header = np.asarray(json.dumps({"arrays": names, "choice": choice}))
+    write_atomic(path, lambda temporary: np.savez(temporary, header=header, **arrays))
+
+
+def _read_fold(path: Path) -> tuple[dict, dict]:
+    with np.load(path, allow_pickle=False) as stored:
+        header = json.loads(str(stored["header"]))
+        rows: dict[str, np.ndarray] = {}
+        per_level: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
+        for i, (name, level, metric) in enumerate(header["arrays"]):
+            if level == "rows":
+                rows[name] = stored[f"a{i}"]
+            else:
+                per_level[name][level][metric] = stored[f"a{i}"]
+    judged = {name: protocols.QueryResults(rows[name], {level: dict(figures) for level, figures in
+                                                        per_level[name].items()}) for name in rows}
+    return judged, header["choice"]
 
 
 # --- the bootstrap over held-out sources ----------------------------------------------------------------------

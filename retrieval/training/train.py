@@ -4,6 +4,7 @@ with the default decision; the model folder is written atomically."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -82,6 +83,18 @@ def variant_features(grays, work: Path | None, variants: Sequence, *, seed: int 
     return chosen_variants, feats, frozen
 
 
+def selection_key(chosen_variants: Sequence, grid, outer_folds: int, folds: int) -> str:
+    """What a finished outer fold depends on beyond the work folder's collection fingerprint and seed: the
+    variants, the epoch grid, the fold counts and the code that fits and judges them (a resumed run reuses only
+    folds that this exact code computed)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(json.dumps({"variants": [v.to_dict() for v in chosen_variants], "grid": grid,
+                                        "outer": outer_folds, "inner": folds}, sort_keys=True).encode())
+    for source in sorted(p for part in ("training", "embedders", "evaluation") for p in (package / part).glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed: int = 0, grid=None,
                     augmented_views: int = 2, outer_folds: int = OUTER_FOLDS, folds: int = 3,
                     bootstrap_reps: int = selection.BOOTSTRAP_REPS, timing_repeats: int = 12, progress: bool = True,
@@ -96,8 +109,10 @@ def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed
 
     # --- nested cross-source selection: outer folds report, inner folds choose --------------------------------
     fitter_of = {v.name: variant_table.fitter(v, feats, items, seed, grid) for v in chosen_variants}
+    key = selection_key(chosen_variants, grid, outer_folds, folds)
+    checkpoints = None if work is None else work / f"outer-folds-{key}"
     nested = selection.nested_selection(items, list(fitter_of.values()), frozen, outer_folds, folds, seed, log=log,
-                                        progress=progress)
+                                        progress=progress, checkpoints=checkpoints)
     ms = variant_table.query_ms(sorted({b for v in chosen_variants for b in v.backbones}), grays,
                                 INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
     table = _variant_table(nested, chosen_variants, ms, bootstrap_reps, seed)
