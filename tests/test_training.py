@@ -26,14 +26,14 @@ def subset(collection, tmp_path_factory) -> Path:
     return make_subset(tmp_path_factory.mktemp("subset"), PER_CATEGORY, round_robin_sources=True)
 
 
-def _train(subset: Path, out: Path) -> dict:
+def _train(subset: Path, out: Path, keep_features: bool = False, log=lambda *a: None) -> dict:
     from retrieval.training import train_model
     from retrieval.training.variants import LITE0, LITE2, Variant
 
     # one small variant that exercises both backbones, a head, acquisition views and the test-time flip twin
     fused = Variant("test-fused-head", (LITE0, LITE2), 16, "acquisition", 1, flip=True)
-    return train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=lambda *a: None,
-                       augmented_views=1, in_source_folds=2, keep_features=False, bootstrap_reps=200,
+    return train_model(subset, out, epochs=1, folds=2, seed=0, progress=False, log=log,
+                       augmented_views=1, in_source_folds=2, keep_features=keep_features, bootstrap_reps=200,
                        outer_folds=3, variants=[fused], timing_repeats=1)
 
 
@@ -102,6 +102,20 @@ def test_same_seed_gives_identical_weights(subset, model_dir: Path, tmp_path: Pa
     again = tmp_path / "xray-lite0"
     _train(subset, again)
     assert (again / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+
+
+def test_a_stopped_run_resumes_at_its_first_unfinished_outer_fold(subset, model_dir: Path, tmp_path: Path):
+    out = tmp_path / "xray-lite0"
+    first = _train(subset, out, keep_features=True)
+    kept = sorted(tmp_path.glob(".xray-lite0.features-*/outer-folds-*/outer-fold-*.npz"))
+    assert [p.name for p in kept] == [f"outer-fold-{k}.npz" for k in range(3)]
+    kept[-1].unlink()  # as if the run had been stopped during its last outer fold
+    logs: list[str] = []
+    again = _train(subset, out, keep_features=True, log=logs.append)
+    assert sum("resumed from" in line for line in logs) == 2
+    assert again["selection"]["per_outer_fold"] == first["selection"]["per_outer_fold"]
+    assert again["evaluation"]["cross_source"] == first["evaluation"]["cross_source"]
+    assert (out / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
 
 
 def test_embedder_puts_images_and_texts_in_one_unit_space(subset, model_dir: Path):
