@@ -112,7 +112,8 @@ def test_a_stopped_run_resumes_at_its_first_unfinished_outer_fold(subset, model_
     kept[-1].unlink()  # as if the run had been stopped during its last outer fold
     logs: list[str] = []
     again = _train(subset, out, keep_features=True, log=logs.append)
-    assert sum("resumed from" in line for line in logs) == 2
+    assert sum("resumed from outer-fold" in line for line in logs) == 2
+    assert sum("scores resumed from final-choice.json" in line for line in logs) == 1  # the choice of what ships
     assert again["selection"]["per_outer_fold"] == first["selection"]["per_outer_fold"]
     assert again["evaluation"]["cross_source"] == first["evaluation"]["cross_source"]
     assert (out / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..atomic import write_atomic
+from ..atomic import write_atomic, write_json_atomic
 from ..evaluation import protocols
 from ..evaluation.figures import CATEGORY, LABEL, LEVELS
 from ..evaluation.folds import assign_source_folds, source_fold_of_rows
@@ -74,19 +74,18 @@ def _judge(items: Sequence[Item], vectors: np.ndarray, query_rows: np.ndarray, i
 
 
 def inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fitter], inner_k: int, seed: int,
-                  candidates: set[str] | None, log: Callable) -> tuple[dict, Key | None, dict]:
+                 candidates: set[str] | None, log: Callable,
+                 saved: Path | None = None) -> tuple[dict, Key | None, dict]:
     """Inside one outer training set: inner whole-source folds score every (variant, setting). Returns
-    ({variant: best setting}, the selected (variant, setting) among candidates, {key: inner score})."""
-    sub = [items[r] for r in train]
-    assignment = assign_source_folds(sub, inner_k, seed)
-    folds = source_fold_of_rows(sub, assignment)
-    parts: dict[Key, list] = defaultdict(list)
-    for fold in sorted(set(folds.tolist())):
-        fit_rows, held = train[folds != fold], train[folds == fold]
-        for fit in fitters:
-            for key, vectors in fit(fit_rows).items():
-                parts[key].append(_judge(items, vectors, held, fit_rows))
-    scores = {key: score(protocols.concat(results).summary(items)) for key, results in parts.items()}
+    ({variant: best setting}, the selected (variant, setting) among candidates, {key: inner score}). `saved`: a
+    JSON file that keeps the scores (written atomically), read instead of fitting when it exists."""
+    if saved is not None and Path(saved).exists():
+        scores = {(v, s): x for v, s, x in json.loads(Path(saved).read_text())["scores"]}
+        log(f"  scores resumed from {Path(saved).name}")
+    else:
+        scores = _inner_scores(items, train, fitters, inner_k, seed)
+        if saved is not None:
+            write_json_atomic(Path(saved), {"scores": [[v, s, x] for (v, s), x in sorted(scores.items())]})
     best: dict[str, tuple[str, float]] = {}
     for (variant, setting), value in sorted(scores.items()):
         if variant not in best or value > best[variant][1]:
@@ -98,6 +97,20 @@ def inner_choice(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fit
         selected = (variant, best[variant][0])
     log(f"  inner choice: {selected} ({max(pool)[0]:.3f})" if pool else "  inner choice: none")
     return {v: s for v, (s, _) in best.items()}, selected, scores
+
+
+def _inner_scores(items: Sequence[Item], train: np.ndarray, fitters: Sequence[Fitter], inner_k: int,
+                  seed: int) -> dict:
+    sub = [items[r] for r in train]
+    assignment = assign_source_folds(sub, inner_k, seed)
+    folds = source_fold_of_rows(sub, assignment)
+    parts: dict[Key, list] = defaultdict(list)
+    for fold in sorted(set(folds.tolist())):
+        fit_rows, held = train[folds != fold], train[folds == fold]
+        for fit in fitters:
+            for key, vectors in fit(fit_rows).items():
+                parts[key].append(_judge(items, vectors, held, fit_rows))
+    return {key: score(protocols.concat(results).summary(items)) for key, results in parts.items()}
 
 
 def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference: np.ndarray,

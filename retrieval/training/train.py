@@ -117,7 +117,7 @@ def select_variants(items, grays, work: Path | None, variants: Sequence, *, seed
                                 INFERENCE_BF16 and efficientnet.bf16_here(), timing_repeats)
     table = _variant_table(nested, chosen_variants, ms, bootstrap_reps, seed)
     return {"variants": chosen_variants, "feats": feats, "fitter_of": fitter_of, "frozen": frozen, "nested": nested,
-            "ms": ms, "table": table}
+            "ms": ms, "table": table, "checkpoints": checkpoints}
 
 
 def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, seed: int = 0,
@@ -154,8 +154,8 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
     run = select_variants(items, grays, work, variants or variant_table.VARIANTS, seed=seed, grid=grid,
                           augmented_views=augmented_views, outer_folds=outer_folds, folds=folds,
                           bootstrap_reps=bootstrap_reps, timing_repeats=timing_repeats, progress=progress, log=log)
-    chosen_variants, feats, fitter_of, frozen, nested, ms, table = (
-        run[k] for k in ("variants", "feats", "fitter_of", "frozen", "nested", "ms", "table"))
+    chosen_variants, feats, fitter_of, frozen, nested, ms, table, checkpoints = (
+        run[k] for k in ("variants", "feats", "fitter_of", "frozen", "nested", "ms", "table", "checkpoints"))
     fitters = list(fitter_of.values())
     intervals = table["selected"]["gain_over_frozen"]
     is_default, why = selection.default_decision(intervals)
@@ -165,7 +165,9 @@ def train_model(collection, out_dir, epochs: int | None = None, folds: int = 3, 
 
     # --- the same procedure on every row: what ships -----------------------------------------------------------
     all_rows = np.arange(len(items))
-    _, (ship_name, setting), final_scores = selection.inner_choice(items, all_rows, fitters, folds, seed, None, log)
+    kept = None if checkpoints is None else checkpoints / "final-choice.json"
+    _, (ship_name, setting), final_scores = selection.inner_choice(items, all_rows, fitters, folds, seed, None, log,
+                                                                   kept)
     flip = ship_name.endswith(variant_table.FLIP)
     ship = next(v for v in chosen_variants if v.name == ship_name.removesuffix(variant_table.FLIP))
     log(f"ship: {ship_name} at {setting} (chosen by {folds} whole-source folds over every row)")
