@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
+import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -230,6 +231,26 @@ def test_refine_moves_a_text_search_by_the_marked_results(client, engine):
     _, fresh, _ = client.predict("knee radiograph", relevant, irrelevant, model="minilm", k=10, exclude_judged=True,
                                  api_name="/refine")
     assert not {r["id"] for r in fresh} & {*relevant, *irrelevant}
+
+
+def test_quick_clicks_that_mark_results_are_each_kept(engine):
+    """A click made while the previous mark is still on its round trip is queued, not dropped, and toggles the marks
+    the previous click left (held by the server, not read from the lists on the page, which may be stale)."""
+    from types import SimpleNamespace
+
+    from ui.components import MARK_IRRELEVANT, MARK_RELEVANT, SHOW, toggle_mark
+
+    toggles = [fn for fn in app.build_demo(engine).fns.values() if fn.name == "toggle_mark"]
+    assert len(toggles) >= 2  # the text and the image tab
+    for fn in toggles:
+        assert fn.trigger_mode == "multiple" and fn.concurrency_limit == 1
+        assert isinstance(fn.inputs[-1], gr.State) and fn.outputs[-1] is fn.inputs[-1]
+    records = [{"id": f"row-{i}"} for i in range(5)]
+    marks = ([], [])
+    for mode, index in ((MARK_RELEVANT, 0), (MARK_RELEVANT, 2), (MARK_IRRELEVANT, 4), (SHOW, 1),
+                        (MARK_IRRELEVANT, 0), (MARK_RELEVANT, 2)):
+        marks = toggle_mark(records, mode, marks, SimpleNamespace(index=index))[-1]
+    assert marks == ([], ["row-4", "row-0"])  # row-0 moved lists, row-2 unmarked by a second click, SHOW marks nothing
 
 
 def test_refine_takes_an_image_or_a_collection_id_as_the_original_query(client, knee_file):

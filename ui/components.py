@@ -41,6 +41,7 @@ class Feedback:
     irrelevant: gr.Dropdown
     exclude: gr.Checkbox
     button: gr.Button
+    marks: gr.State  # (relevant ids, irrelevant ids), held by the server: what each click toggles
 
 
 @dataclass
@@ -93,7 +94,7 @@ def feedback_row(prefix: str) -> Feedback:
         with gr.Row():
             exclude = gr.Checkbox(False, label="Leave out what I marked", elem_id=f"{prefix}-exclude")
             button = gr.Button("Refine", elem_id=f"{prefix}-refine")
-    return Feedback(click, relevant, irrelevant, exclude, button)
+    return Feedback(click, relevant, irrelevant, exclude, button, gr.State(([], [])))
 
 
 def details_panel(prefix: str, studies: bool = False) -> Details:
@@ -112,16 +113,18 @@ def details_panel(prefix: str, studies: bool = False) -> Details:
     return Details(item_id, image, record, more, study)
 
 
-def toggle_mark(records: list[dict], mode: str, relevant: list[str], irrelevant: list[str], event: gr.SelectData):
-    """In a marking mode, a click on a result toggles its mark (a row is never in both lists)."""
+def toggle_mark(records: list[dict], mode: str, marks: tuple[list[str], list[str]], event: gr.SelectData):
+    """In a marking mode, a click on a result toggles its mark (a row is never in both lists). The marks are read
+    from the session's state, not from the lists on the page, so quick clicks in a row each see the one before."""
+    relevant, irrelevant = marks
     if mode == SHOW:
-        return gr.update(), gr.update()
+        return gr.update(), gr.update(), marks
     item = records[event.index]["id"]
     chosen, other = (relevant, irrelevant) if mode == MARK_RELEVANT else (irrelevant, relevant)
     chosen = [i for i in chosen if i != item] if item in chosen else [*chosen, item]
     other = [i for i in other if i != item]
     marked = (chosen, other) if mode == MARK_RELEVANT else (other, chosen)
-    return tuple(gr.update(value=ids, choices=ids) for ids in marked)
+    return (*(gr.update(value=ids, choices=ids) for ids in marked), marked)
 
 
 def mark_choices(records: list[dict], relevant: list[str], irrelevant: list[str]):
@@ -132,8 +135,14 @@ def mark_choices(records: list[dict], relevant: list[str], irrelevant: list[str]
 
 
 def wire_feedback(view: ResultsView, feedback: Feedback) -> None:
-    view.gallery.select(toggle_mark, [view.table, feedback.click, feedback.relevant, feedback.irrelevant],
-                        [feedback.relevant, feedback.irrelevant], api_visibility="private", queue=False)
+    # every click kept ("multiple": the default drops a click while one is pending), one at a time per panel
+    one_at_a_time = dict(api_visibility="private", trigger_mode="multiple", concurrency_limit=1,
+                         concurrency_id=f"marks-{feedback.relevant.elem_id}")
+    view.gallery.select(toggle_mark, [view.table, feedback.click, feedback.marks],
+                        [feedback.relevant, feedback.irrelevant, feedback.marks], **one_at_a_time)
+    for box in (feedback.relevant, feedback.irrelevant):  # a mark removed from a list by hand
+        box.input(lambda relevant, irrelevant: (list(relevant or []), list(irrelevant or [])),
+                  [feedback.relevant, feedback.irrelevant], feedback.marks, **one_at_a_time)
     view.table.change(mark_choices, [view.table, feedback.relevant, feedback.irrelevant],
                       [feedback.relevant, feedback.irrelevant], api_visibility="private", queue=False)
 
