@@ -111,6 +111,11 @@ def test_a_stopped_run_resumes_at_its_first_unfinished_outer_fold(tmp_path):
             for metric, values in figures.items():
                 np.testing.assert_array_equal(resumed.outer[name].per_level[level][metric], values)
     assert resumed.summary("selected") == whole.summary("selected")
+    (tmp_path / "outer-fold-1.npz").write_bytes(b"not a fold")  # a damaged file: that fold is fitted again
+    spy = SpyFitter(x)
+    again = selection.nested_selection(items, [spy], x, outer_k=4, inner_k=3, log=lambda *a: None,
+                                       checkpoints=tmp_path)
+    assert len(spy.calls) == per_fold and again.choices == whole.choices
 
 
 def test_the_checkpoint_folder_is_named_after_what_the_folds_depend_on():

@@ -133,8 +133,9 @@ def nested_selection(items: Sequence[Item], fitters: Sequence[Fitter], reference
         log(f"outer fold {fold}: {len(held)} held-out rows from "
             f"{len({items[r].source for r in held})} sources")
         saved = None if checkpoints is None else Path(checkpoints) / f"outer-fold-{int(fold)}.npz"
-        if saved is not None and saved.exists():
-            judged, choice = _read_fold(saved)
+        kept = _read_fold(saved, log) if saved is not None and saved.exists() else None
+        if kept is not None:
+            judged, choice = kept
             log(f"  resumed from {saved.name}: inner choice {tuple(choice['selected'] or ()) or None}")
         else:
             judged, choice = _outer_fold(items, fitters, reference, train, held, inner_k, seed, pool, log)
@@ -178,7 +179,16 @@ def _write_fold(path: Path, judged: dict, choice: dict) -> None:
     write_atomic(path, lambda temporary: np.savez(temporary, header=header, **arrays))
 
 
-def _read_fold(path: Path) -> tuple[dict, dict]:
+def _read_fold(path: Path, log: Callable) -> tuple[dict, dict] | None:
+    """A kept fold, or None (said in the log) when its file cannot be read: that fold is computed again."""
+    try:
+        return _read_fold_file(path)
+    except (OSError, ValueError, KeyError) as error:
+        log(f"  {path.name} is damaged ({error}): this fold is computed again")
+        return None
+
+
+def _read_fold_file(path: Path) -> tuple[dict, dict]:
     with np.load(path, allow_pickle=False) as stored:
         header = json.loads(str(stored["header"]))
         rows: dict[str, np.ndarray] = {}
