@@ -1,6 +1,8 @@
 """The histogram-equalised view for the TRAINED variants too (`lite0-head-eq`, `lite0-anchored-eq`, and
 `lite0-centred-eq`), judged by the nested cross-source protocol of the training card, and asked whether the card's
-own selection would pick them. EXPERIMENT, not in VARIANTS, not shipped.
+own selection would pick them. EXPERIMENT, not in VARIANTS, not shipped. The full `train` run with them as candidates
+(branch eq-candidates, 2026-12-08; results/equalized_training_card.json) picked `lite0-head-eq` e20, which was not
+shipped: its text tower made hybrid text search lose the train-query cross-validation (docs/trained-model.md).
 
     .venv/bin/python benchmarks/equalized_training.py [--work /tmp/nx/features]
 

@@ -11,7 +11,8 @@ models by design: it was fitted on the TRAIN queries, so they cannot judge it ag
 
 from __future__ import annotations
 
-from .embedders import IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, training_card
+from .embedders import (IMAGE, QUERY_PREFERENCE, TEXT, availability, embedder_spec, list_models, model_version,
+                         training_card)
 from .errors import BadQuery, EmbedderUnavailable, UnknownEmbedder
 from .evaluation_summary import DEFAULT_IMAGE_FIGURE, DEFAULT_TEXT_FIGURE, TEXT_LABEL_FIGURE, EvaluationSummary
 from .hybrid import DEFAULT_FUSION, DESCRIPTION as HYBRID_DESCRIPTION, HYBRID, MIN_SCORE as HYBRID_MIN_SCORE, Fusion
@@ -27,6 +28,7 @@ HYBRID_FAMILY = "fusion"
 TABLE_FIGURES = 6  # evaluation figures shown per model in the models table (headline first)
 REGISTRY_COLUMNS = ("name", "family", "embeds", "dim", "weights", "status", "detail")  # every models table
 INDEX_COLUMNS = ("index",)  # and, over an index, how its vectors are searched (then the evaluation figures)
+PRECISION_TAGS = (":fp32", ":bf16")  # a model version's last part where it says the pass's precision (registry)
 
 
 class ModelPolicy:
@@ -43,7 +45,7 @@ class ModelPolicy:
             if name not in self.entries:
                 raise UnknownEmbedder(f"Model {name!r} is not in this index; it has {list(self.entries)}.")
             self.models.append(name)
-            reason = _unavailable(name)
+            reason = _unavailable(name) or _weights_changed(name, self.entries[name])
             if reason:  # vectors stay searchable ("more like this"), but new queries cannot be embedded
                 self.unavailable[name] = reason
         self._evaluation: tuple[tuple | None, EvaluationSummary] | None = None  # (file stamp, summary)
@@ -245,6 +247,29 @@ def _unavailable(name: str) -> str:
         return "not registered in this program"
     state = availability(name)
     return "" if state.ready else state.reason
+
+
+def _weights_changed(name: str, entry: ModelEntry) -> str:
+    """Why a model's queries would not match its stored vectors ("" when they would): its weights here are not
+    the ones the index was built with (a retrained xray-lite0 before the rebuild), so a query would be embedded
+    in another space than the rows it is compared with."""
+    here = model_version(name)
+    if _weights_of(here) == _weights_of(entry.version):
+        return ""
+    return (f"its weights changed since this index was built (index {_short(entry.version)}, here {_short(here)}): "
+            f"rebuild the index (python -m retrieval build) to search with it")
+
+
+def _weights_of(version: str) -> str:
+    """A version without its precision tag: vectors from bf16 and fp32 passes differ by rounding only (an index
+    built on a CPU with bf16 serves a query embedded in fp32 well), unlike vectors from other weights."""
+    for tag in PRECISION_TAGS:
+        version = version.removesuffix(tag)
+    return version
+
+
+def _short(version: str) -> str:
+    return ":".join(part[:12] for part in version.split(":"))
 
 
 def _earned(name: str, modality: str) -> bool:

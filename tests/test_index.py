@@ -247,3 +247,33 @@ def test_the_cli_builds_and_reports_as_json(synthetic_collection, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["rows"] == 6 and report["models"]["tfidf"]["embedded"] == 6
+
+
+def test_a_model_whose_weights_changed_since_the_build_answers_no_query_until_the_rebuild(synthetic_collection,
+                                                                                           tmp_path, fake_models):
+    # A retrained model served over the vectors of its old weights would compare a query from one space with rows
+    # from another, silently. Such a model says why and how to mend it; the index's other models still answer.
+    from dataclasses import replace
+
+    from retrieval.embedders import embedder_spec, register
+
+    index = tmp_path / "index"
+    build_test_index(synthetic_collection, index, ["brightness", "keywords"])
+    image = synthetic_image("bright")
+    before = [hit.id for hit in SearchEngine(index).search_image(image, model="brightness", k=3).hits]
+    register(replace(embedder_spec("brightness"), version="brightness:1:bf16"))  # another CPU's precision only
+    assert SearchEngine(index).policy.status("brightness") == "ready"
+    register(replace(embedder_spec("brightness"), version="brightness:2"))  # the same name, retrained weights
+
+    engine = SearchEngine(index)
+    assert "rebuild the index" in engine.policy.status("brightness")
+    with pytest.raises(EmbedderUnavailable, match="weights changed since this index was built"):
+        engine.search_image(image, model="brightness")
+    assert [hit.id for hit in engine.similar(before[0], model="brightness", k=2).hits]  # stored rows still compare
+    assert engine.search_text("chest", model="keywords").hits  # the unchanged model still answers
+
+    report = build_test_index(synthetic_collection, index, ["brightness", "keywords"])
+    assert report.models["brightness"].embedded == 6 and report.models["keywords"].embedded == 0
+    rebuilt = SearchEngine(index)
+    assert rebuilt.policy.status("brightness") == "ready"
+    assert [hit.id for hit in rebuilt.search_image(image, model="brightness", k=3).hits] == before
