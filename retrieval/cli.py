@@ -93,7 +93,14 @@ def cmd_search(args) -> int:
 def cmd_models(args) -> int:
     from .policy import model_rows
 
-    rows = model_rows()  # the registry, as the app's Models tab shows it (which adds the index's columns)
+    if args.index:  # as the app's Models tab shows it over an index: whether each model serves it, and its figures
+        from .hub import resolve_index
+        from .layout import IndexFolder
+        from .policy import ModelPolicy
+
+        rows = model_rows(ModelPolicy(IndexFolder(resolve_index(args.index)).require_current()))
+    else:
+        rows = model_rows()  # the registry alone
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -269,6 +276,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
     commands["search"] = cmd_search
 
     p = verbs.add_parser("models", help="list registered models and whether they can load here")
+    p.add_argument("--index", help="also whether each model serves this built index (folder or hf://), with its "
+                                   "evaluation figures, as the app's Models tab shows them")
     p.add_argument("--json", action="store_true")
     commands["models"] = cmd_models
 

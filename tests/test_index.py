@@ -250,11 +250,13 @@ def test_the_cli_builds_and_reports_as_json(synthetic_collection, tmp_path):
 
 
 def test_a_model_whose_weights_changed_since_the_build_answers_no_query_until_the_rebuild(synthetic_collection,
-                                                                                           tmp_path, fake_models):
+                                                                                           tmp_path, fake_models,
+                                                                                           capsys):
     # A retrained model served over the vectors of its old weights would compare a query from one space with rows
     # from another, silently. Such a model says why and how to mend it; the index's other models still answer.
     from dataclasses import replace
 
+    from retrieval import cli
     from retrieval.embedders import embedder_spec, register
 
     index = tmp_path / "index"
@@ -267,6 +269,9 @@ def test_a_model_whose_weights_changed_since_the_build_answers_no_query_until_th
 
     engine = SearchEngine(index)
     assert "rebuild the index" in engine.policy.status("brightness")
+    assert cli.main(["models", "--index", str(index), "--json"]) == 0  # the CLI's models table says it too
+    printed = {row["name"]: row["status"] for row in json.loads(capsys.readouterr().out)}
+    assert printed["brightness"] == engine.policy.status("brightness") and printed["keywords"] == "ready"
     with pytest.raises(EmbedderUnavailable, match="weights changed since this index was built"):
         engine.search_image(image, model="brightness")
     assert [hit.id for hit in engine.similar(before[0], model="brightness", k=2).hits]  # stored rows still compare
